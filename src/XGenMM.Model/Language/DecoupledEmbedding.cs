@@ -1,0 +1,77 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using XGenMM.Model.Configuration;
+using XGenMM.Model.Modules;
+using static TorchSharp.torch;
+
+namespace XGenMM.Model.Language;
+
+/// <summary>
+/// Input embedding of xGen-MM (LAVIS DecoupledEmbedding): ids below initial_tokenizer_len (32012) read the Phi-3
+/// table, ids 32012.. (the multimodal tokens) read the small "additional_embedding" table.
+/// </summary>
+public sealed class DecoupledEmbedding : nn.Module<Tensor, Tensor>
+{
+    private readonly long _initial;
+    private readonly Parameter _weight;
+    private readonly ParameterHolder _additional;
+
+    public DecoupledEmbedding(TextConfig config, Device? device, ScalarType dtype) : base(nameof(DecoupledEmbedding))
+    {
+        _initial = config.InitialTokenizerLen;
+        _weight = new Parameter(torch.empty([config.VocabSize, config.HiddenSize], dtype, device));
+        register_parameter("weight", _weight);
+        _additional = new ParameterHolder("Embedding").Add("weight", torch.empty([config.NumAdditionalTokens, config.HiddenSize], dtype, device));
+        register_module("additional_embedding", _additional);
+    }
+
+    // ids [B, T] int64 -> [B, T, D]
+    public override Tensor forward(Tensor ids)
+    {
+        using var scope = torch.NewDisposeScope();
+        var isAdditional = ids.ge(_initial);
+        var main = Lookup(_weight, ids.clamp_max(_initial - 1));
+        if (!isAdditional.any().item<bool>()) return main.MoveToOuterDisposeScope();
+        var table = _additional["weight"];
+        var extra = Lookup(table, (ids - _initial).clamp(0, table.shape[0] - 1));
+        return torch.where(isAdditional.unsqueeze(-1), extra, main).MoveToOuterDisposeScope();
+    }
+
+    private static Tensor Lookup(Tensor table, Tensor ids)
+    {
+        var shape = ids.shape.Append(table.shape[1]).ToArray();
+        return table.index_select(0, ids.flatten()).view(shape);
+    }
+}
+
+/// <summary>
+/// Output head of xGen-MM (LAVIS DecoupledLinear): <c>(h W + b)[..., :32012]</c> followed by the 3 logits of
+/// <c>additional_fc</c>, so 32015 classes. The bias is real (trained) and must be applied.
+/// </summary>
+public sealed class DecoupledLinear : nn.Module<Tensor, Tensor>, ITransposedWeight
+{
+    private readonly long _initial;
+    private readonly Parameter _weight; // [D, vocab], stored transposed like Linear
+    private readonly Parameter _bias;   // [vocab]
+    private readonly Modules.Linear _additional;
+
+    public DecoupledLinear(TextConfig config, Device? device, ScalarType dtype) : base(nameof(DecoupledLinear))
+    {
+        _initial = config.InitialTokenizerLen;
+        _weight = new Parameter(torch.empty([config.HiddenSize, config.VocabSize], dtype, device));
+        _bias = new Parameter(torch.empty([config.VocabSize], dtype, device));
+        _additional = new Modules.Linear(config.HiddenSize, config.NumAdditionalTokens, true, device, dtype);
+        register_parameter("weight", _weight);
+        register_parameter("bias", _bias);
+        register_module("additional_fc", _additional);
+    }
+
+    // h [..., D] -> [..., initial + additional]
+    public override Tensor forward(Tensor h)
+    {
+        using var scope = torch.NewDisposeScope();
+        // Columns at or above initial_tokenizer_len are never predicted: skip them instead of computing and slicing.
+        var main = torch.matmul(h, _weight.narrow(1, 0, _initial)).add_(_bias.narrow(0, 0, _initial));
+        return torch.cat([main, _additional.forward(h)], -1).MoveToOuterDisposeScope();
+    }
+}

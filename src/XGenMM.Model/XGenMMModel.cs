@@ -1,0 +1,89 @@
+using TorchSharp;
+using XGenMM.Model.Configuration;
+using XGenMM.Model.Language;
+using XGenMM.Model.Vision;
+using static TorchSharp.torch;
+
+namespace XGenMM.Model;
+
+/// <summary>
+/// xGen-MM v1.5: SigLIP vision tower -> perceiver resampler -> Phi-3 decoder with vision tokens spliced in place of
+/// each &lt;image&gt; token. Parameter names equal the Hugging Face checkpoint's ("vlm.vision_encoder...", ...).
+/// </summary>
+public sealed class XGenMMModel : nn.Module
+{
+    private readonly Vlm _vlm;
+
+    public XGenMMConfig Config { get; }
+    public Device Device { get; }
+    public ScalarType DType { get; }
+
+    public SiglipVisionTransformer VisionEncoder => _vlm.VisionEncoder;
+    public PerceiverResampler VisionTokenizer => _vlm.VisionTokenizer;
+    public Phi3ForCausalLM LanguageModel => _vlm.LangModel;
+
+    public XGenMMModel(XGenMMConfig config, Device? device = null, ScalarType dtype = ScalarType.Float32) : base(nameof(XGenMMModel))
+    {
+        Config = config;
+        Device = device ?? torch.CPU;
+        DType = dtype;
+        _vlm = new Vlm(config, Device, dtype);
+        register_module("vlm", _vlm);
+    }
+
+    /// <summary>pixels [V, 3, S, S] (normalised) -> SigLIP last_hidden_state [V, P, C].</summary>
+    public Tensor EncodeVision(Tensor pixels)
+    {
+        using var noGrad = torch.no_grad();
+        return VisionEncoder.forward(pixels.to(Device).to_type(DType));
+    }
+
+    /// <summary>
+    /// Turns one image's SigLIP features into its vision tokens: regroup (anyres bands), resample, flatten.
+    /// </summary>
+    /// <param name="features">[V, P, C] for the image's views (global first).</param>
+    /// <param name="groupTokenIndex">[V, P] int64: index view*P+token of the token placed in each group slot.</param>
+    /// <param name="keyMask">[V, P] bool/uint8 resampler key mask, or null (no mask, the base model's path).</param>
+    /// <returns>[V * L, D] vision tokens, group order.</returns>
+    public Tensor ResampleImage(Tensor features, Tensor groupTokenIndex, Tensor? keyMask)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        long v = features.shape[0], p = features.shape[1], c = features.shape[2];
+        var flat = features.reshape(v * p, c);
+        var groups = flat.index_select(0, groupTokenIndex.to(Device).to_type(ScalarType.Int64).flatten()).view(v, p, c);
+        var tokens = VisionTokenizer.Forward(groups, keyMask?.to(Device));
+        return tokens.reshape(-1, tokens.shape[2]).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>ids [B, T] -> [B, T, D] input embeddings.</summary>
+    public Tensor Embed(Tensor ids)
+    {
+        using var noGrad = torch.no_grad();
+        return LanguageModel.Model.EmbedTokens.forward(ids.to(Device));
+    }
+
+    /// <summary>h [..., D] -> logits [..., 32015].</summary>
+    public Tensor Logits(Tensor hidden)
+    {
+        using var noGrad = torch.no_grad();
+        return LanguageModel.LmHead.forward(hidden);
+    }
+
+    private sealed class Vlm : nn.Module
+    {
+        public SiglipVisionTransformer VisionEncoder { get; }
+        public PerceiverResampler VisionTokenizer { get; }
+        public Phi3ForCausalLM LangModel { get; }
+
+        public Vlm(XGenMMConfig config, Device device, ScalarType dtype) : base("XGenMMPerceiver")
+        {
+            VisionEncoder = new SiglipVisionTransformer(config.Vision, device, dtype);
+            VisionTokenizer = new PerceiverResampler(config.Resampler, device, dtype);
+            LangModel = new Phi3ForCausalLM(config.Text, device, dtype);
+            register_module("vision_encoder", VisionEncoder);
+            register_module("vision_tokenizer", VisionTokenizer);
+            register_module("lang_model", LangModel);
+        }
+    }
+}
