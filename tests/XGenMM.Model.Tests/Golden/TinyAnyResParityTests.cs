@@ -121,3 +121,86 @@ public sealed class TinyAnyResParityTests(TinyAnyResFixture golden) : IClassFixt
         Assert.Equal(golden.Load("logits_argmax").data<long>().ToArray(), logits.argmax(-1).data<long>().ToArray());
     }
 }
+
+public sealed class TinyAnyResGenerationTests(TinyAnyResFixture golden) : IClassFixture<TinyAnyResFixture>
+{
+    private int[] Prompt() => golden.Load("input_ids")[0].data<long>().Select(x => (int)x).ToArray();
+
+    private SplicedBatch Splice(params int[][] prompts) =>
+        MultimodalInputs.Build(golden.Model, prompts,
+            prompts.Select(p => (IReadOnlyList<Tensor>)Enumerable.Range(0, p.Count(id => id == Tokenization.SpecialTokens.Image)).Select(golden.VisionTokens).ToList()).ToList());
+
+    [Fact]
+    public void Greedy_continuation_with_KV_cache_matches_ids_and_top5_logits()
+    {
+        using var scope = torch.NewDisposeScope();
+        var prompt = Prompt();
+        using var batch = Splice(prompt);
+        var options = new GenerationOptions { MaxNewTokens = 8, StopTokenIds = [32000] };
+        var stepLogits = new List<Tensor>();
+        var ids = new BatchGenerator(golden.Model).Generate(batch, [prompt], [options], l => stepLogits.Add(l.clone().DetachFromDisposeScope()))
+            .Select(s => (long)s.Tokens[0]).ToArray();
+        Assert.Equal(golden.Load("generated_ids")[0].data<long>().ToArray(), ids);
+
+        var top5Ids = golden.Load("greedy_top5_ids")[0];
+        var top5Logits = golden.Load("greedy_top5_logits")[0];
+        for (int step = 0; step < stepLogits.Count; step++)
+        {
+            var top = stepLogits[step][0].topk(5);
+            Assert.Equal(top5Ids[step].data<long>().ToArray(), top.indexes.data<long>().ToArray());
+            TensorAssert.Close(top5Logits[step], top.values, 1e-4, 0, $"top5 logits at step {step}");
+        }
+    }
+
+    [Fact]
+    public void Decoding_with_the_KV_cache_equals_a_full_forward_pass()
+    {
+        using var scope = torch.NewDisposeScope();
+        var prompt = Prompt();
+        using var batch = Splice(prompt);
+        var stepLogits = new List<Tensor>();
+        var generated = new BatchGenerator(golden.Model).Generate(batch, [prompt], [new GenerationOptions { MaxNewTokens = 6, StopTokenIds = [] }],
+            l => stepLogits.Add(l.clone().DetachFromDisposeScope())).Select(s => s.Tokens[0]).ToArray();
+
+        // Full recompute: prompt + generated tokens in one pass, no cache.
+        var full = prompt.Concat(generated.Take(generated.Length - 1)).ToArray();
+        using var fullBatch = Splice(full);
+        using var noGrad = torch.no_grad();
+        var bias = AttentionBias.Build(fullBatch.AttentionMask, fullBatch.InputsEmbeds.shape[1], golden.Model.Config.Text.SlidingWindow, ScalarType.Float32);
+        var hidden = golden.Model.LanguageModel.Model.Forward(fullBatch.InputsEmbeds, fullBatch.PositionIds, bias, cache: null);
+        var logits = golden.Model.Logits(hidden)[0];
+        long s0 = batch.InputsEmbeds.shape[1];
+        for (int step = 0; step < generated.Length; step++)
+            TensorAssert.Close(logits[s0 - 1 + step], stepLogits[step][0], 1e-4, 0, $"step {step}");
+    }
+
+    [Fact]
+    public void A_left_padded_batch_equals_running_each_prompt_alone()
+    {
+        using var scope = torch.NewDisposeScope();
+        var prompt = Prompt();
+        // A second, shorter prompt: the same text with only the first image (drop the second <image>).
+        int second = Array.LastIndexOf(prompt, Tokenization.SpecialTokens.Image);
+        var shorter = prompt.Where((_, i) => i != second).Take(40).ToArray();
+        var options = new GenerationOptions { MaxNewTokens = 5, StopTokenIds = [] };
+
+        (long[] Ids, List<Tensor> Logits) Run(params int[][] prompts)
+        {
+            using var batch = Splice(prompts);
+            var logits = new List<Tensor>();
+            var steps = new BatchGenerator(golden.Model).Generate(batch, prompts, prompts.Select(_ => options).ToList(), l => logits.Add(l.clone().DetachFromDisposeScope())).ToList();
+            return (steps.SelectMany(s => s.Tokens.Select(t => (long)t)).ToArray(), logits);
+        }
+
+        var (batchIds, batchLogits) = Run(prompt, shorter);
+        var (aloneA, logitsA) = Run(prompt);
+        var (aloneB, logitsB) = Run(shorter);
+        Assert.Equal(aloneA, batchIds.Where((_, i) => i % 2 == 0).ToArray());
+        Assert.Equal(aloneB, batchIds.Where((_, i) => i % 2 == 1).ToArray());
+        for (int step = 0; step < 5; step++)
+        {
+            TensorAssert.Close(logitsA[step][0], batchLogits[step][0], 1e-4, 0, $"row 0 step {step}");
+            TensorAssert.Close(logitsB[step][0], batchLogits[step][1], 1e-4, 0, $"row 1 step {step}");
+        }
+    }
+}
