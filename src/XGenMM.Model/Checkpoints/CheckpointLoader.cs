@@ -37,7 +37,7 @@ public static class CheckpointLoader
             var map = new Dictionary<string, string>(StringComparer.Ordinal);
             try
             {
-                using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+                using var doc = JsonDocument.Parse(File.ReadAllText(indexPath));
                 foreach (var entry in doc.RootElement.GetProperty("weight_map").EnumerateObject())
                     map[entry.Name] = Path.Combine(directory, entry.Value.GetString() ?? throw new CheckpointException($"'{indexPath}': weight_map entry '{entry.Name}' is not a file name."));
             }

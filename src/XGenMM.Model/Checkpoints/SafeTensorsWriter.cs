@@ -124,6 +124,6 @@ public static class SafeTensorsWriter
         }
         var index = new { metadata = new { total_size = total }, weight_map = weightMap };
         File.WriteAllText(Path.Combine(directory, CheckpointLoader.IndexFileName),
-            JsonSerializer.Serialize(index, IndentedJson), Encoding.UTF8);
+            JsonSerializer.Serialize(index, IndentedJson), new UTF8Encoding(false));
     }
 }
