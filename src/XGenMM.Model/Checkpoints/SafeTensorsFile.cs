@@ -1,4 +1,4 @@
-using System.IO.MemoryMappedFiles;
+using Microsoft.Win32.SafeHandles;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using TorchSharp;
@@ -14,15 +14,15 @@ public sealed record SafeTensorInfo(string Name, string DType, long[] Shape, lon
 }
 
 /// <summary>
-/// A memory-mapped safetensors file (https://github.com/huggingface/safetensors format: little-endian u64 header
-/// length, JSON header, raw row-major data). Tensors are materialised one at a time so that loading a model needs
-/// about one model's worth of memory, not two.
+/// A safetensors file (https://github.com/huggingface/safetensors format: little-endian u64 header length, JSON
+/// header, raw row-major data). Tensor bytes are read straight from the file into the destination buffer, one
+/// tensor at a time, with positional reads rather than a memory map: mapped pages would count as resident memory
+/// on top of the model itself, so loading would need about twice the model's size.
 /// </summary>
 public sealed class SafeTensorsFile : IDisposable
 {
     private const long MaxHeaderBytes = 100L * 1024 * 1024;
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
+    private readonly SafeFileHandle _handle;
     private readonly long _dataStart;
 
     public string Path { get; }
@@ -49,11 +49,7 @@ public sealed class SafeTensorsFile : IDisposable
             (Tensors, Metadata) = ParseHeader(path, header, fileLength - _dataStart);
         }
 
-        if (fileLength > _dataStart)
-        {
-            _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-            _view = _map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
-        }
+        _handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
     }
 
     private static (Dictionary<string, SafeTensorInfo>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
@@ -123,20 +119,13 @@ public sealed class SafeTensorsFile : IDisposable
     {
         var info = Info(name);
         if (destination.Length != info.ByteLength) throw new ArgumentException("Destination size does not match the tensor.", nameof(destination));
-        if (info.ByteLength == 0) return;
-        unsafe
+        long offset = _dataStart + info.Begin;
+        while (!destination.IsEmpty)
         {
-            byte* basePtr = null;
-            _view!.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
-            try
-            {
-                long start = _view.PointerOffset + _dataStart + info.Begin;
-                new ReadOnlySpan<byte>(basePtr + start, checked((int)info.ByteLength)).CopyTo(destination);
-            }
-            finally
-            {
-                _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            }
+            int read = RandomAccess.Read(_handle, destination, offset);
+            if (read <= 0) throw new CheckpointException($"'{Path}' ended while reading tensor '{name}': the file is truncated.");
+            destination = destination[read..];
+            offset += read;
         }
     }
 
@@ -167,9 +156,5 @@ public sealed class SafeTensorsFile : IDisposable
         return t;
     }
 
-    public void Dispose()
-    {
-        _view?.Dispose();
-        _map?.Dispose();
-    }
+    public void Dispose() => _handle.Dispose();
 }
