@@ -128,7 +128,7 @@ public sealed class TinyAnyResGenerationTests(TinyAnyResFixture golden) : IClass
 
     private SplicedBatch Splice(params int[][] prompts) =>
         MultimodalInputs.Build(golden.Model, prompts,
-            prompts.Select(p => (IReadOnlyList<Tensor>)Enumerable.Range(0, p.Count(id => id == Tokenization.SpecialTokens.Image)).Select(golden.VisionTokens).ToList()).ToList());
+            prompts.Select(p => (IReadOnlyList<Tensor>)Enumerable.Range(0, p.Count(id => id == XGenMM.Model.Tokenization.SpecialTokens.Image)).Select(golden.VisionTokens).ToList()).ToList());
 
     [Fact]
     public void Greedy_continuation_with_KV_cache_matches_ids_and_top5_logits()
@@ -180,7 +180,7 @@ public sealed class TinyAnyResGenerationTests(TinyAnyResFixture golden) : IClass
         using var scope = torch.NewDisposeScope();
         var prompt = Prompt();
         // A second, shorter prompt: the same text with only the first image (drop the second <image>).
-        int second = Array.LastIndexOf(prompt, Tokenization.SpecialTokens.Image);
+        int second = Array.LastIndexOf(prompt, XGenMM.Model.Tokenization.SpecialTokens.Image);
         var shorter = prompt.Where((_, i) => i != second).Take(40).ToArray();
         var options = new GenerationOptions { MaxNewTokens = 5, StopTokenIds = [] };
 
