@@ -284,6 +284,72 @@ public sealed record XGenMMConfig
         }
     }
 
+    /// <summary>A Hugging Face style config.json with every dimension explicit (the form of our own checkpoints).</summary>
+    public string ToJson()
+    {
+        var grids = Preprocessor.AnyResGrids is { } g ? new JsonArray(g.Select(x => (JsonNode)new JsonArray(x.Width, x.Height)).ToArray()) : null;
+        var root = new JsonObject
+        {
+            ["architectures"] = new JsonArray("XGenMMModelForConditionalGeneration"),
+            ["model_type"] = "xgenmm",
+            ["torch_dtype"] = TorchDtype,
+            ["text_config"] = new JsonObject
+            {
+                ["model_type"] = "phi3",
+                ["initial_tokenizer_len"] = Text.InitialTokenizerLen,
+                ["sliding_window"] = Text.SlidingWindow,
+                ["torch_dtype"] = Text.TorchDtype,
+                ["vocab_size"] = Text.VocabSize,
+                ["hidden_size"] = Text.HiddenSize,
+                ["intermediate_size"] = Text.IntermediateSize,
+                ["num_hidden_layers"] = Text.NumHiddenLayers,
+                ["num_attention_heads"] = Text.NumAttentionHeads,
+                ["num_key_value_heads"] = Text.NumKeyValueHeads,
+                ["hidden_act"] = Text.HiddenAct,
+                ["max_position_embeddings"] = Text.MaxPositionEmbeddings,
+                ["rope_theta"] = Text.RopeTheta,
+                ["rope_scaling"] = null,
+                ["rms_norm_eps"] = Text.RmsNormEps,
+                ["tie_word_embeddings"] = false,
+                ["bos_token_id"] = Text.BosTokenId,
+                ["eos_token_id"] = Text.EosTokenId,
+                ["pad_token_id"] = Text.PadTokenId,
+            },
+            ["vision_encoder_config"] = new JsonObject
+            {
+                ["model_type"] = "xgenmm_vision_encoder",
+                ["anyres_patch_sampling"] = true,
+                ["image_aspect_ratio"] = AnyRes ? "anyres" : "none",
+                ["anyres_grids"] = grids,
+                ["siglip_vision_config"] = new JsonObject
+                {
+                    ["model_type"] = "siglip_vision_model",
+                    ["hidden_size"] = Vision.HiddenSize,
+                    ["intermediate_size"] = Vision.IntermediateSize,
+                    ["num_hidden_layers"] = Vision.NumHiddenLayers,
+                    ["num_attention_heads"] = Vision.NumAttentionHeads,
+                    ["num_channels"] = Vision.NumChannels,
+                    ["image_size"] = Vision.ImageSize,
+                    ["patch_size"] = Vision.PatchSize,
+                    ["hidden_act"] = Vision.HiddenAct,
+                    ["layer_norm_eps"] = Vision.LayerNormEps,
+                },
+            },
+            ["vision_tokenizer_config"] = new JsonObject
+            {
+                ["model_type"] = "xgenmm_vision_tokenizer",
+                ["vis_feature_dim"] = Resampler.VisFeatureDim,
+                ["lang_embedding_dim"] = Resampler.LangEmbeddingDim,
+                ["num_vis_tokens"] = Resampler.NumVisTokens,
+                ["perceiver_depth"] = Resampler.Depth,
+                ["perceiver_heads"] = Resampler.Heads,
+                ["perceiver_dim_head"] = Resampler.DimHead,
+                ["perceiver_ff_mult"] = Resampler.FFMult,
+            },
+        };
+        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
     private static JsonObject ParseObject(string json, string file)
     {
         try
