@@ -74,13 +74,16 @@ public sealed class XGenMMPipeline : IDisposable
             foreach (var bytes in images) visionTokens.Add(EncodeImage(bytes));
             using var batch = MultimodalInputs.Build(Model, [prompt], [visionTokens]);
             var decoder = Tokenizer.CreateIncrementalDecoder(skipSpecialTokens: true);
+            var stops = new StopStringMatcher(options.StopStrings);
             foreach (var step in new BatchGenerator(Model).Generate(batch, [prompt], [options], cancellationToken: cancellationToken))
             {
                 int token = step.Tokens[0];
                 var finish = step.Finished[0];
-                string text = options.StopTokenIds.Contains(token) ? "" : decoder.Push(token);
-                if (finish != FinishReason.None) text += decoder.Flush();
+                string text = options.StopTokenIds.Contains(token) ? "" : stops.Push(decoder.Push(token));
+                if (stops.Stopped) finish = FinishReason.Stop;
+                if (finish != FinishReason.None) text += stops.Push(decoder.Flush()) + stops.Flush();
                 yield return new AnswerDelta(text, token, finish);
+                if (stops.Stopped) yield break;
             }
         }
         finally

@@ -12,6 +12,8 @@ public sealed record GenerationOptions
     public SamplingOptions Sampling { get; init; } = SamplingOptions.Greedy;
     /// <summary>Token ids that end a sequence (not part of the answer): Phi-3 chat models stop at &lt;|end|&gt;.</summary>
     public IReadOnlyList<int> StopTokenIds { get; init; } = [SpecialTokens.End, SpecialTokens.EndOfText];
+    /// <summary>Strings that end the answer where they first appear in the decoded text (not included in it).</summary>
+    public IReadOnlyList<string> StopStrings { get; init; } = [];
 }
 
 /// <summary>Why a sequence stopped.</summary>
