@@ -76,8 +76,14 @@ public static class ImageDecoder
 
         var rgba = bitmap.GetPixelSpan();
         var rgb = new byte[info.Width * info.Height * 3];
+        var gifFill = codec.EncodedFormat == SKEncodedImageFormat.Gif ? GifTransparency.FirstFrameColor(bytes) : null;
         for (int i = 0, j = 0; j < rgb.Length; i += 4, j += 3)
         {
+            if (gifFill is { } fill && rgba[i + 3] == 0)
+            {
+                (rgb[j], rgb[j + 1], rgb[j + 2]) = fill;
+                continue;
+            }
             rgb[j] = rgba[i];
             rgb[j + 1] = rgba[i + 1];
             rgb[j + 2] = rgba[i + 2];

@@ -76,6 +76,16 @@ public sealed class ImageDecoderTests
     }
 
     [Fact]
+    public void A_transparent_GIF_pixel_shows_its_palette_colour_as_PIL_convert_RGB_does()
+    {
+        // Same GIF with a graphic control extension marking palette index 1 (blue) transparent.
+        byte[] gce = [0x21, 0xF9, 0x04, 0x01, 0x00, 0x00, 0x01, 0x00];
+        var gif = Gif[..19].Concat(gce).Concat(Gif[19..]).ToArray();
+        var image = ImageDecoder.Decode(gif);
+        Assert.Equal(new byte[] { 255, 0, 0, 0, 0, 255 }, image.Pixels);
+    }
+
+    [Fact]
     public void EXIF_orientation_6_rotates_clockwise()
     {
         var jpeg = Encode(SKEncodedImageFormat.Jpeg, 40, 30);
