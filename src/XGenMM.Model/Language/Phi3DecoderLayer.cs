@@ -89,7 +89,7 @@ public sealed class Phi3Mlp : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var gateUp = _gateUp.forward(x).chunk(2, -1);
-        var h = gateUp[1].mul_(nn.functional.silu(gateUp[0]));
+        var h = gateUp[1] * nn.functional.silu(gateUp[0]);
         return _down.forward(h).MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,86 @@
+using System.Diagnostics;
+using System.Text.Json;
+using TorchSharp;
+using XGenMM.Model.Checkpoints;
+using XGenMM.Model.Tokenization;
+using static TorchSharp.torch;
+
+namespace XGenMM.Model.Training;
+
+/// <summary>Progress of one optimisation step.</summary>
+public readonly record struct TrainingProgress(int Step, int Steps, double Loss, double LearningRate, double GradNorm, double ExamplesPerSecond, TimeSpan Elapsed);
+
+/// <summary>
+/// Trains an xGen-MM model end to end (vision tower, resampler, decoder) with AdamW, warm-up + cosine schedule and
+/// gradient clipping. Resumable: every <see cref="TrainingOptions.CheckpointEvery"/> steps the weights (HF layout),
+/// the optimizer state and the step are written to the work directory, and a new run there continues from them.
+/// </summary>
+public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, TrainingOptions options)
+{
+    private const string StateFile = "trainer_state.json";
+    private const string OptimizerFile = "optimizer.bin";
+
+    /// <param name="batches">The examples of step n (deterministic in n, so a resumed run sees the same data).</param>
+    /// <param name="workDirectory">Where resumable checkpoints live; null = no checkpoints.</param>
+    /// <returns>The mean loss of the last 20 steps.</returns>
+    public double Train(Func<int, IReadOnlyList<TrainingExample>> batches, string? workDirectory = null,
+        Action<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var batch = new TrainingBatch(model, tokenizer);
+        var parameters = model.parameters().ToList();
+        using var optimizer = torch.optim.AdamW(parameters, options.LearningRate, weight_decay: options.WeightDecay);
+        int start = workDirectory is null ? 0 : Resume(workDirectory, optimizer);
+        model.train();
+        var recent = new Queue<double>();
+        var clock = Stopwatch.StartNew();
+        int examples = 0;
+        for (int step = start; step < options.Steps; step++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            double lr = options.LearningRateAt(step);
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+            var data = batches(step);
+            double loss, norm;
+            using (var scope = torch.NewDisposeScope())
+            {
+                optimizer.zero_grad();
+                var l = batch.Loss(data);
+                l.backward();
+                norm = nn.utils.clip_grad_norm_(parameters, options.ClipGradNorm);
+                optimizer.step();
+                loss = l.item<float>();
+            }
+            examples += data.Count;
+            recent.Enqueue(loss);
+            if (recent.Count > 20) recent.Dequeue();
+            progress?.Invoke(new TrainingProgress(step + 1, options.Steps, loss, lr, norm, examples / clock.Elapsed.TotalSeconds, clock.Elapsed));
+            bool last = step + 1 == options.Steps;
+            if (workDirectory is not null && (last || (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0)))
+                Save(workDirectory, optimizer, step + 1);
+        }
+        model.eval();
+        return recent.Count == 0 ? double.NaN : recent.Average();
+    }
+
+    private void Save(string directory, TorchSharp.Modules.AdamW optimizer, int step)
+    {
+        Directory.CreateDirectory(directory);
+        SafeTensorsWriter.SaveModel(model, directory, ScalarType.Float32);
+        File.WriteAllText(Path.Combine(directory, "config.json"), model.Config.ToJson());
+        optimizer.save_state_dict(Path.Combine(directory, OptimizerFile));
+        File.WriteAllText(Path.Combine(directory, StateFile), JsonSerializer.Serialize(new TrainerState(step, options.Steps, options.Seed)));
+    }
+
+    private int Resume(string directory, TorchSharp.Modules.AdamW optimizer)
+    {
+        string statePath = Path.Combine(directory, StateFile);
+        if (!File.Exists(statePath)) return 0;
+        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath))
+            ?? throw new InvalidDataException($"'{statePath}' is empty.");
+        CheckpointLoader.Load(model, directory);
+        optimizer.load_state_dict(Path.Combine(directory, OptimizerFile));
+        return state.Step;
+    }
+
+    private sealed record TrainerState(int Step, int Steps, long Seed);
+}
