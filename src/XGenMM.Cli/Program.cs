@@ -11,16 +11,19 @@ using XGenMM.Model.Tokenization;
 
 // xgenmm: run one prompt (with images) against an xGen-MM checkpoint directory and stream the answer.
 //   xgenmm --model DIR [--image FILE]... [--max-tokens N] [--temperature T] [--top-p P] [--seed S] "question"
-//   xgenmm demo      (no checkpoint needed: a small random-weight model of the real architecture)
+//   xgenmm           the embedded xgenmm-nano answers a question about a generated picture
+//   xgenmm demo      a small random-weight model of the real architecture, written and reloaded in HF layout
 const string Usage = """
-    usage: xgenmm --model DIR [--image FILE]... [--max-tokens N] [--temperature T] [--top-p P] [--seed S] "question"
-           xgenmm demo
+    usage: xgenmm [--model DIR] [--image FILE]... [--max-tokens N] [--temperature T] [--top-p P] [--seed S] "question"
+           xgenmm            (the embedded xgenmm-nano model answers a question about a generated picture)
+           xgenmm demo       (random weights: shows the loading and generation path only)
     """;
 
 try
 {
     Console.WriteLine($"TorchSharp: {TorchRuntime.EnsureLoaded()}");
     if (args.Length > 0 && args[0] == "demo") return Demo();
+    if (args.Length == 0) return Sample();
     return Run(args);
 }
 catch (Exception ex) when (ex is CheckpointException or ConfigException or TokenizerException or ImageDecodeException
@@ -52,8 +55,8 @@ static int Run(string[] args)
             default: prompt.Add(args[i]); break;
         }
     }
-    if (model is null || prompt.Count == 0) throw new ArgumentException(Usage);
-    using var pipeline = LoadWithProgress(model);
+    if (prompt.Count == 0) throw new ArgumentException(Usage);
+    using var pipeline = LoadWithProgress(DefaultModel.Resolve(model));
     return Answer(pipeline, string.Join(' ', prompt), images.Select(File.ReadAllBytes).ToList(),
         new GenerationOptions { MaxNewTokens = maxTokens, Sampling = sampling });
 }
@@ -88,6 +91,19 @@ static int Demo()
     {
         Directory.Delete(dir, recursive: true);
     }
+}
+
+static int Sample()
+{
+    string dir = DefaultModel.Resolve(null);
+    Console.WriteLine($"model: {DefaultModel.Name} ({dir}), a tiny xGen-MM trained on synthetic shapes; pass --model DIR for a real checkpoint.");
+    using var pipeline = LoadWithProgress(dir);
+    byte[] image = DemoImage();
+    File.WriteAllBytes(Path.Combine(Path.GetTempPath(), "xgenmm-sample.png"), image);
+    Console.WriteLine($"image: {Path.Combine(Path.GetTempPath(), "xgenmm-sample.png")} (a red circle and a blue square on grey)");
+    Answer(pipeline, "<image>\nWhat color is the circle?", [image], new GenerationOptions { MaxNewTokens = 16 });
+    Answer(pipeline, "<image>\nHow many shapes are there?", [image], new GenerationOptions { MaxNewTokens = 16 });
+    return Answer(pipeline, "<image>\nIs the blue square left or right of the red circle?", [image], new GenerationOptions { MaxNewTokens = 16 });
 }
 
 static XGenMMPipeline LoadWithProgress(string dir)
@@ -131,9 +147,11 @@ static byte[] DemoImage()
     using var bitmap = new SKBitmap(640, 480);
     using (var canvas = new SKCanvas(bitmap))
     {
-        canvas.Clear(new SKColor(235, 235, 235));
-        using var paint = new SKPaint { Color = new SKColor(220, 30, 40), IsAntialias = true };
-        canvas.DrawCircle(320, 240, 120, paint);
+        canvas.Clear(new SKColor(140, 140, 140));
+        using var paint = new SKPaint { Color = new SKColor(220, 40, 40), IsAntialias = true };
+        canvas.DrawCircle(160, 250, 60, paint);
+        paint.Color = new SKColor(40, 80, 225);
+        canvas.DrawRect(430, 190, 110, 110, paint);
     }
     using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
     return data.ToArray();

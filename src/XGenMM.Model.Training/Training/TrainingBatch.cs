@@ -46,7 +46,8 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
         int p = tokensPerSide * tokensPerSide;
 
         // Vision: every view of every image through SigLIP in one batch, every group through the resampler in one batch.
-        var images = examples.SelectMany(e => e.Images).Select(_preprocessor.Process).ToList();
+        // Preprocessing is plain CPU work per image: spread it over the cores while the tensors wait.
+        var images = examples.SelectMany(e => e.Images).AsParallel().AsOrdered().Select(_preprocessor.Process).ToList();
         var imageTokens = new List<Tensor>();
         if (images.Count > 0)
         {

@@ -1,0 +1,71 @@
+using System.Globalization;
+using TorchSharp;
+using XGenMM.Model;
+using XGenMM.Model.Checkpoints;
+using XGenMM.Model.Tokenization;
+using XGenMM.Model.Training;
+using XGenMM.Model.Training.Data;
+
+// xgenmm-nano: reproduce, evaluate and inspect the embedded default model.
+//   train --out DIR [--steps N] [--batch B] [--work DIR]   trains from scratch (resumes from --work if present)
+//   eval  --model DIR [--count N] [--seed S]               exact-match accuracy per question type, greedy
+//   preview --out DIR [--count N]                          writes sample images and conversations
+var opts = new Dictionary<string, string>(StringComparer.Ordinal);
+for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i]] = args[i + 1];
+string Opt(string name, string fallback) => opts.TryGetValue(name, out var v) ? v : fallback;
+int IntOpt(string name, int fallback) => int.Parse(Opt(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+string tokenizerDir = Path.Combine(AppContext.BaseDirectory, "tokenizer");
+
+switch (args.FirstOrDefault())
+{
+    case "train":
+    {
+        string output = Opt("--out", "models/xgenmm-nano");
+        int steps = IntOpt("--steps", 3000), batchSize = IntOpt("--batch", 8);
+        var tokenizer = XGenMMTokenizer.FromDirectory(tokenizerDir);
+        torch.manual_seed(NanoRecipe.TrainSeed);
+        using var model = new XGenMMModel(NanoRecipe.Config);
+        ModelInitialization.InitializeRandom(model, NanoRecipe.TrainSeed);
+        long parameters = model.parameters().Sum(p => p.NumberOfElements);
+        Console.WriteLine($"xgenmm-nano: {parameters:N0} parameters, {steps} steps x {batchSize} examples");
+        var dataset = new VqaDataset(NanoRecipe.TrainSeed);
+        var options = new TrainingOptions { Steps = steps, BatchSize = batchSize, LearningRate = double.Parse(Opt("--lr", "0.002"), CultureInfo.InvariantCulture), WarmupSteps = Math.Min(200, steps / 10) };
+        var trainer = new VqaTrainer(model, tokenizer, options);
+        double loss = trainer.Train(step => dataset.Take(batchSize, step * batchSize).AsParallel().AsOrdered().Select(NanoRecipe.ToExample).ToList(),
+            Opt("--work", Path.Combine(Path.GetTempPath(), "xgenmm-nano-work")),
+            p => { if (p.Step % 20 == 0 || p.Step == p.Steps) Console.WriteLine($"step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.LearningRate:E2} grad {p.GradNorm:F2} {p.ExamplesPerSecond:F1} ex/s {p.Elapsed:hh\\:mm\\:ss}"); });
+        Directory.CreateDirectory(output);
+        SafeTensorsWriter.SaveModel(model, output, torch.ScalarType.Float16);
+        File.WriteAllText(Path.Combine(output, "config.json"), NanoRecipe.Config.ToJson());
+        foreach (var f in Directory.GetFiles(tokenizerDir)) File.Copy(f, Path.Combine(output, Path.GetFileName(f)), overwrite: true);
+        Console.WriteLine($"final loss (mean of last 20 steps) {loss:F4}; saved {output}");
+        return 0;
+    }
+    case "eval":
+    {
+        using var pipeline = XGenMMPipeline.Load(Opt("--model", "models/xgenmm-nano"));
+        int count = IntOpt("--count", 300), seed = IntOpt("--seed", NanoRecipe.EvalSeed);
+        var result = NanoRecipe.Evaluate(pipeline, count, seed, Console.WriteLine);
+        Console.WriteLine($"| question type | correct | total | accuracy |");
+        Console.WriteLine($"|---|---|---|---|");
+        foreach (var (type, (c, t)) in result) Console.WriteLine($"| {type} | {c} | {t} | {100.0 * c / t:F1}% |");
+        int correct = result.Values.Sum(v => v.Correct), total = result.Values.Sum(v => v.Total);
+        Console.WriteLine($"| **overall** | {correct} | {total} | {100.0 * correct / total:F1}% |");
+        return 0;
+    }
+    case "preview":
+    {
+        string output = Opt("--out", "nano-preview");
+        Directory.CreateDirectory(output);
+        foreach (var (sample, i) in new VqaDataset(IntOpt("--seed", NanoRecipe.TrainSeed)).Take(IntOpt("--count", 12)).Select((s, i) => (s, i)))
+        {
+            for (int k = 0; k < sample.Images.Count; k++) File.WriteAllBytes(Path.Combine(output, $"{i:D3}-{k}.png"), SceneRenderer.RenderPng(sample.Images[k]));
+            File.WriteAllText(Path.Combine(output, $"{i:D3}.txt"), $"[{sample.QuestionType}]\n" + string.Join("\n", sample.Conversation.Select(m => $"{m.Role}: {m.Content}")));
+        }
+        Console.WriteLine($"wrote {output}");
+        return 0;
+    }
+    default:
+        Console.Error.WriteLine("usage: xgenmm-nano train|eval|preview [options]");
+        return 2;
+}

@@ -1,0 +1,89 @@
+using XGenMM.Model.Configuration;
+using XGenMM.Model.Imaging;
+using XGenMM.Model.Training.Data;
+
+namespace XGenMM.Model.Training.Tests;
+
+public sealed class VqaDatasetTests
+{
+    [Fact]
+    public void The_same_seed_gives_the_same_samples_and_pixels()
+    {
+        var a = new VqaDataset(5).Take(20).ToList();
+        var b = new VqaDataset(5).Take(20).ToList();
+        Assert.Equal(a.Select(s => s.Conversation[^1].Content), b.Select(s => s.Conversation[^1].Content));
+        Assert.Equal(SceneRenderer.Render(a[3].Images[0]).Pixels, SceneRenderer.Render(b[3].Images[0]).Pixels);
+        var c = new VqaDataset(6).Take(20).ToList();
+        Assert.NotEqual(a.Select(s => s.Conversation[0].Content + s.Answer), c.Select(s => s.Conversation[0].Content + s.Answer));
+    }
+
+    [Fact]
+    public void Every_question_type_and_every_anyres_grid_occurs()
+    {
+        var samples = new VqaDataset(7).Take(500).ToList();
+        Assert.Equal(VqaDataset.QuestionTypes.Select(t => t.Type).Order(), samples.Select(s => s.QuestionType).Distinct().Order());
+        var grids = samples.SelectMany(s => s.Images)
+            .Select(i => AnyResPreprocessor.SelectBestResolution((i.Width, i.Height), PreprocessorConfig.DefaultAnyResGrids))
+            .GroupBy(g => g).ToDictionary(g => g.Key, g => g.Count());
+        Assert.All(PreprocessorConfig.DefaultAnyResGrids, g => Assert.True(grids.GetValueOrDefault(g) >= 10, $"grid {g} occurs {grids.GetValueOrDefault(g)} times"));
+    }
+
+    [Fact]
+    public void Answers_agree_with_the_scenes()
+    {
+        foreach (var s in new VqaDataset(8).Take(300))
+        {
+            var shapes = s.Images[0].Shapes;
+            Assert.Equal(shapes.Count, shapes.Select(x => x.Kind).Distinct().Count());
+            Assert.Equal(shapes.Count, shapes.Select(x => x.Color).Distinct().Count());
+            string q = s.Conversation[^2].Content;
+            switch (s.QuestionType)
+            {
+                case "count":
+                    Assert.Equal(shapes.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), s.Answer);
+                    break;
+                case "relation_lr":
+                {
+                    var a = shapes.Single(x => q.Contains($"Is the {x.Name} ", StringComparison.Ordinal));
+                    var b = shapes.Single(x => x != a);
+                    Assert.True(Math.Abs(a.X - b.X) > s.Images[0].Width / 6f, "shapes must be clearly apart");
+                    Assert.Equal(a.X < b.X ? "left" : "right", s.Answer);
+                    break;
+                }
+                case "relation_tb":
+                {
+                    var a = shapes.Single(x => q.Contains($"Is the {x.Name} ", StringComparison.Ordinal));
+                    var b = shapes.Single(x => x != a);
+                    Assert.True(Math.Abs(a.Y - b.Y) > s.Images[0].Height / 6f, "shapes must be clearly apart");
+                    Assert.Equal(a.Y < b.Y ? "above" : "below", s.Answer);
+                    break;
+                }
+                case "color":
+                    Assert.Equal(shapes.Single(x => q.Contains(x.Kind.ToString().ToLowerInvariant(), StringComparison.Ordinal)).Color.Name, s.Answer);
+                    break;
+                case "two_image":
+                {
+                    string name = q[(q.IndexOf("has a ", StringComparison.Ordinal) + 6)..^1];
+                    int index = s.Answer == "the first image" ? 0 : 1;
+                    Assert.Contains(s.Images[index].Shapes, x => x.Name == name);
+                    Assert.DoesNotContain(s.Images[1 - index].Shapes, x => x.Name == name);
+                    break;
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void A_shape_centre_is_drawn_in_its_colour()
+    {
+        var sample = new VqaDataset(9).Take(30).First(s => s.QuestionType == "color");
+        var scene = sample.Images[0];
+        var image = SceneRenderer.Render(scene);
+        foreach (var shape in scene.Shapes)
+        {
+            int o = ((int)shape.Y * image.Width + (int)shape.X) * 3;
+            Assert.InRange(image.Pixels[o], shape.Color.R - 16, shape.Color.R + 16);
+            Assert.InRange(image.Pixels[o + 2], shape.Color.B - 16, shape.Color.B + 16);
+        }
+    }
+}
