@@ -71,7 +71,7 @@ public sealed class DecoupledLinear : nn.Module<Tensor, Tensor>, ITransposedWeig
     {
         using var scope = torch.NewDisposeScope();
         // Columns at or above initial_tokenizer_len are never predicted: skip them instead of computing and slicing.
-        var main = torch.matmul(h, _weight.narrow(1, 0, _initial)).add_(_bias.narrow(0, 0, _initial));
+        var main = torch.matmul(h, _weight.narrow(1, 0, _initial)).add_(_bias.narrow(0, 0, _initial), Scalars.One);
         return torch.cat([main, _additional.forward(h)], -1).MoveToOuterDisposeScope();
     }
 }

@@ -29,8 +29,8 @@ public sealed class Phi3DecoderLayer : nn.Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor attentionBias, IKvCache? cache)
     {
         using var scope = torch.NewDisposeScope();
-        var h = x + _attention.Forward(_inputNorm.forward(x), cos, sin, attentionBias, cache);
-        h = h + _mlp.forward(_postAttentionNorm.forward(h));
+        var h = x.add(_attention.Forward(_inputNorm.forward(x), cos, sin, attentionBias, cache), Scalars.One);
+        h = h.add(_mlp.forward(_postAttentionNorm.forward(h)), Scalars.One);
         return h.MoveToOuterDisposeScope();
     }
 }

@@ -1,4 +1,5 @@
 using TorchSharp;
+using XGenMM.Model.Modules;
 using static TorchSharp.torch;
 
 namespace XGenMM.Model.Language;
@@ -36,7 +37,7 @@ public sealed class RotaryEmbedding : IDisposable
         using var scope = torch.NewDisposeScope();
         long half = x.shape[^1] / 2;
         var rotated = torch.cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1);
-        return (x * cos).add_(rotated * sin).MoveToOuterDisposeScope();
+        return (x * cos).add_(rotated * sin, Scalars.One).MoveToOuterDisposeScope();
     }
 
     public void Dispose() => _invFreq.Dispose();

@@ -34,7 +34,7 @@ public sealed class Linear : nn.Module<Tensor, Tensor>, ITransposedWeight
     public override Tensor forward(Tensor x)
     {
         var y = torch.matmul(x, Weight);
-        return Bias is null ? y : y.add_(Bias);
+        return Bias is null ? y : y.add_(Bias, Scalars.One);
     }
 }
 

@@ -7,12 +7,12 @@ namespace XGenMM.Model.Modules;
 /// <summary>Phi-3 RMSNorm: statistics in float32 whatever the activation dtype, then <c>weight * x.to(input dtype)</c>.</summary>
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
-    private readonly double _eps;
+    private readonly Scalar _eps;
     public Parameter Weight { get; }
 
     public RmsNorm(long dim, double eps, Device? device = null, ScalarType dtype = ScalarType.Float32) : base(nameof(RmsNorm))
     {
-        _eps = eps;
+        _eps = eps.ToScalar();
         Weight = new Parameter(torch.ones([dim], dtype, device));
         register_parameter("weight", Weight);
     }
@@ -23,7 +23,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         var inputType = x.dtype;
         var h = inputType == ScalarType.Float32 ? x : x.to_type(ScalarType.Float32);
         var variance = h.pow(2).mean([-1L], keepdim: true);
-        h = h * torch.rsqrt(variance.add_(_eps));
+        h = h * torch.rsqrt(variance.add_(_eps, Scalars.One));
         if (inputType != ScalarType.Float32) h = h.to_type(inputType);
         return (Weight * h).MoveToOuterDisposeScope();
     }

@@ -74,8 +74,8 @@ public sealed class PerceiverLayer : nn.Module
     public Tensor Forward(Tensor media, Tensor latents, Tensor? attnMask)
     {
         using var scope = torch.NewDisposeScope();
-        var h = _attention.Forward(media, latents, attnMask) + latents;
-        h = _feedForward.forward(h) + h;
+        var h = _attention.Forward(media, latents, attnMask).add(latents, Scalars.One);
+        h = _feedForward.forward(h).add(h, Scalars.One);
         return h.MoveToOuterDisposeScope();
     }
 }

@@ -114,8 +114,8 @@ public sealed class SiglipEncoderLayer : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        var h = x + _attention.forward(_norm1.forward(x));
-        h = h + _mlp.forward(_norm2.forward(h));
+        var h = x.add(_attention.forward(_norm1.forward(x)), Scalars.One);
+        h = h.add(_mlp.forward(_norm2.forward(h)), Scalars.One);
         return h.MoveToOuterDisposeScope();
     }
 }
