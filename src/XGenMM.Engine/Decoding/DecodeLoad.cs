@@ -1,0 +1,35 @@
+namespace XGenMM.Engine.Decoding;
+
+/// <summary>A snapshot of a decode engine's load, for routing, autoscaling and metrics.</summary>
+public sealed record DecodeLoad
+{
+    public required string Name { get; init; }
+    /// <summary>Requests queued for admission.</summary>
+    public int Waiting { get; init; }
+    /// <summary>Requests holding a slot (prefilling or decoding).</summary>
+    public int Running { get; init; }
+    /// <summary>Prompt positions of the waiting requests.</summary>
+    public long WaitingTokens { get; init; }
+    /// <summary>Fraction of KV slots held by running requests (0..1).</summary>
+    public double KvUsage { get; init; }
+    /// <summary>Positions currently cached by running requests.</summary>
+    public long KvTokens { get; init; }
+    public int TotalSlots { get; init; }
+    /// <summary>Slots kept for prefix reuse (free to evict).</summary>
+    public int ParkedSlots { get; init; }
+    /// <summary>Longest prompt + max new tokens the engine accepts.</summary>
+    public int ContextLength { get; init; }
+    /// <summary>Output tokens per second over the last few seconds.</summary>
+    public double TokensPerSecond { get; init; }
+    public double TtftP50Seconds { get; init; }
+    public double TtftP99Seconds { get; init; }
+    public double ItlP50Seconds { get; init; }
+    public double ItlP99Seconds { get; init; }
+    public long GeneratedTokensTotal { get; init; }
+    public long PrefixReusedTokensTotal { get; init; }
+    public bool Draining { get; init; }
+}
+
+/// <summary>What the engine reports when a request ends (metrics, ledgers).</summary>
+public sealed record DecodeCompletion(string RequestId, string Tenant, DecodeFinishReason Reason, DecodeUsage Usage, DecodeTimings Timings,
+    IReadOnlyList<double> InterTokenSeconds);

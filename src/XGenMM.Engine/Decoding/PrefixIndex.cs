@@ -1,0 +1,51 @@
+namespace XGenMM.Engine.Decoding;
+
+/// <summary>
+/// Slots whose sequence has finished but whose KV is kept for a follow-up turn. Each holds the content ids of the
+/// positions in its KV (text token ids; vision positions as ids derived from the image's content key), so a new
+/// prompt can take over the slot that shares its longest prefix. Least recently parked slots are evicted first.
+/// </summary>
+internal sealed class PrefixIndex
+{
+    private readonly LinkedList<(int Slot, long[] Ids)> _parked = new();
+
+    public int Count => _parked.Count;
+
+    public void Park(int slot, long[] ids) => _parked.AddLast((slot, ids));
+
+    /// <summary>Takes the parked slot with the longest common prefix with <paramref name="ids"/>, if it reaches
+    /// <paramref name="minimum"/>; returns the slot and the length of the common prefix.</summary>
+    public (int Slot, int Common)? TakeBestMatch(ReadOnlySpan<long> ids, int minimum)
+    {
+        LinkedListNode<(int Slot, long[] Ids)>? best = null;
+        int bestLength = 0;
+        for (var node = _parked.First; node is not null; node = node.Next)
+        {
+            int common = ids.CommonPrefixLength(node.Value.Ids);
+            if (common > bestLength) { best = node; bestLength = common; }
+        }
+        if (best is null || bestLength < minimum) return null;
+        _parked.Remove(best);
+        return (best.Value.Slot, bestLength);
+    }
+
+    /// <summary>Evicts the least recently parked slot.</summary>
+    public int? Evict()
+    {
+        var first = _parked.First;
+        if (first is null) return null;
+        _parked.RemoveFirst();
+        return first.Value.Slot;
+    }
+
+    /// <summary>Content id of vision position <paramref name="index"/> of the image with <paramref name="contentKey"/>:
+    /// negative, so it never equals a text token id; FNV-1a so it is stable across processes.</summary>
+    public static long VisionId(string contentKey, int index)
+    {
+        ulong h = 14695981039346656037UL;
+        foreach (char c in contentKey) { h ^= c; h *= 1099511628211UL; }
+        h ^= (ulong)index * 0x9E3779B97F4A7C15UL;
+        h *= 1099511628211UL;
+        return -(long)(h >> 2) - 1;
+    }
+}
