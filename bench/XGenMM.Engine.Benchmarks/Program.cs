@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Globalization;
+using SkiaSharp;
+using TorchSharp;
+using XGenMM.Engine.Decoding;
+using XGenMM.Engine.Vision;
+using XGenMM.Model;
+using XGenMM.Model.Configuration;
+using XGenMM.Model.Runtime;
+using XGenMM.Model.Tokenization;
+using static TorchSharp.torch;
+
+// Engine benchmark (issue 5): aggregate decode throughput and inter-token latency at 1/4/16/64 concurrent streams
+// with the ratio to 1 stream; vision images/s at batch 1 and 8; TTFT of a request whose image is cached vs not.
+// Random "small" xGen-MM (Phi-3 side: hidden 512, 8 layers, ff 1536, vocab 32064, about 50M parameters), the
+// shapes of performance-notes.md's llama.cpp comparison: 32-token prompts, 64 new tokens per stream.
+Console.WriteLine($"TorchSharp: {TorchRuntime.EnsureLoaded()}, threads {torch.get_num_threads()}, {Environment.ProcessorCount} cores");
+var streamsToRun = args.Length > 0 ? args[0].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray() : [1, 4, 16, 64];
+const int PromptTokens = 32, NewTokens = 64;
+
+var config = new XGenMMConfig
+{
+    Vision = new VisionTowerConfig { HiddenSize = 384, IntermediateSize = 1536, NumHiddenLayers = 6, NumAttentionHeads = 6 },
+    Resampler = new ResamplerConfig { VisFeatureDim = 384, LangEmbeddingDim = 512, NumVisTokens = 64, Depth = 2, Heads = 8, DimHead = 48 },
+    Text = new TextConfig { HiddenSize = 512, IntermediateSize = 1536, NumHiddenLayers = 8, NumAttentionHeads = 8, NumKeyValueHeads = 8 },
+};
+using var model = new XGenMMModel(config);
+ModelInitialization.InitializeRandom(model, seed: 1);
+model.eval();
+long textParams = model.LanguageModel.parameters().Sum(p => p.numel());
+var tokenizer = XGenMMTokenizer.FromDirectory(FindTokenizer());
+Console.WriteLine($"model: {model.parameters().Sum(p => p.numel()) / 1e6:F1}M parameters ({textParams / 1e6:F1}M in the Phi-3 side), float32, CPU");
+
+// ---------------------------------------------------------------- decode
+var rng = new Random(7);
+int[] RandomPrompt() => Enumerable.Range(0, PromptTokens).Select(_ => rng.Next(100, 30000)).ToArray();
+var rows = new List<(int Streams, double TokensPerSecond, double ItlP50, double ItlP99, double TtftP50)>();
+using (var engine = new DecodeEngine(model, tokenizer, new DecodeEngineOptions { MaxSlots = 64, MaxSequenceLength = 256, PrefixReuse = false, KvCacheBytes = 2L << 30 }))
+{
+    var itl = new List<double>();
+    var ttft = new List<double>();
+    engine.Completed += c => { lock (itl) { itl.AddRange(c.InterTokenSeconds); ttft.Add(c.Timings.TimeToFirstTokenSeconds); } };
+    async Task<int> Stream(int id) =>
+        await engine.Submit(new DecodeRequest { RequestId = $"b{id}", PromptIds = RandomPrompt(), MaxNewTokens = NewTokens, StopTokenIds = [] })
+            .CountAsync(e => !e.IsFinal);
+    await Task.WhenAll(Enumerable.Range(0, 4).Select(Stream)); // warm-up
+    foreach (int streams in streamsToRun)
+    {
+        lock (itl) { itl.Clear(); ttft.Clear(); }
+        var clock = Stopwatch.StartNew();
+        int tokens = (await Task.WhenAll(Enumerable.Range(0, streams).Select(Stream))).Sum();
+        double seconds = clock.Elapsed.TotalSeconds;
+        double[] sorted, sortedTtft;
+        lock (itl) { sorted = itl.Order().ToArray(); sortedTtft = ttft.Order().ToArray(); }
+        rows.Add((streams, tokens / seconds, Percentile(sorted, 0.5), Percentile(sorted, 0.99), Percentile(sortedTtft, 0.5)));
+        Console.WriteLine($"  {streams} streams: {tokens} tokens in {seconds:F2} s");
+    }
+}
+Console.WriteLine();
+Console.WriteLine($"Decode, {PromptTokens}-token prompts, {NewTokens} new tokens per stream (closed loop):");
+Console.WriteLine("| streams | output tok/s | ratio to 1 stream | ITL p50 ms | ITL p99 ms | TTFT p50 ms |");
+Console.WriteLine("|---|---|---|---|---|---|");
+double single = rows.FirstOrDefault(r => r.Streams == 1).TokensPerSecond;
+foreach (var r in rows)
+    Console.WriteLine($"| {r.Streams} | {r.TokensPerSecond:F0} | {(single > 0 ? r.TokensPerSecond / single : double.NaN):F2}x | {r.ItlP50 * 1000:F1} | {r.ItlP99 * 1000:F1} | {r.TtftP50 * 1000:F0} |");
+
+// ---------------------------------------------------------------- vision
+var images = Enumerable.Range(0, 17).Select(i => Png(768, 768, i)).ToList();  // 2x2 anyres grid: 5 views each
+using (var vision = new VisionEngine(model, new VisionEngineOptions { MaxBatchImages = 8, MaxBatchWaitMilliseconds = 10 }))
+{
+    await vision.EncodeAsync(images[16], "warm");
+    var clock = Stopwatch.StartNew();
+    for (int i = 0; i < 4; i++) await vision.EncodeAsync(images[i], "b1");
+    double batch1 = 4 / clock.Elapsed.TotalSeconds;
+    clock.Restart();
+    await Task.WhenAll(images.Skip(4).Take(8).Select(b => vision.EncodeAsync(b, "b8")));
+    double batch8 = 8 / clock.Elapsed.TotalSeconds;
+    Console.WriteLine();
+    Console.WriteLine("Vision (768x768 images, 5 views each: SigLIP + resampler):");
+    Console.WriteLine("| batch | images/s | ratio |");
+    Console.WriteLine("|---|---|---|");
+    Console.WriteLine($"| 1 | {batch1:F2} | 1.00x |");
+    Console.WriteLine($"| 8 | {batch8:F2} | {batch8 / batch1:F2}x |");
+
+    // TTFT with the image cached vs not: vision encode (or cache hit) + prefill + first token.
+    using var engine = new DecodeEngine(model, tokenizer, new DecodeEngineOptions { MaxSlots = 4, MaxSequenceLength = 1024, PrefixReuse = false });
+    var prompt = tokenizer.Encode(ChatTemplate.Render([new ChatMessage("user", "<image>\nWhat is this?")], true, true));
+    async Task<double> Ttft(byte[] image)
+    {
+        var clock2 = Stopwatch.StartNew();
+        var tokens = (await vision.EncodeAsync(image, "ttft")).Tokens;
+        await foreach (var e in engine.Submit(new DecodeRequest { RequestId = "t", PromptIds = prompt, Images = [tokens], MaxNewTokens = 1 }))
+            return clock2.Elapsed.TotalMilliseconds;
+        return double.NaN;
+    }
+    await Ttft(images[16]);
+    double uncached = (await Ttft(images[12]) + await Ttft(images[13]) + await Ttft(images[14])) / 3;
+    double cached = (await Ttft(images[12]) + await Ttft(images[13]) + await Ttft(images[14])) / 3;
+    Console.WriteLine();
+    Console.WriteLine("TTFT of a one-image request (5 views, 320 vision tokens + prompt):");
+    Console.WriteLine("| image | TTFT ms |");
+    Console.WriteLine("|---|---|");
+    Console.WriteLine($"| uncached | {uncached:F0} |");
+    Console.WriteLine($"| cached | {cached:F0} ({uncached / cached:F1}x faster) |");
+}
+
+static double Percentile(double[] sorted, double p) => sorted.Length == 0 ? double.NaN : sorted[(int)Math.Round(p * (sorted.Length - 1))];
+
+static byte[] Png(int width, int height, int seed)
+{
+    using var bitmap = new SKBitmap(width, height);
+    using (var canvas = new SKCanvas(bitmap))
+    {
+        canvas.Clear(new SKColor((byte)(seed * 37 % 255), 140, 90));
+        using var paint = new SKPaint { Color = SKColors.Blue };
+        canvas.DrawCircle(width / 3f + seed, height / 2f, width / 6f, paint);
+    }
+    using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
+    return data.ToArray();
+}
+
+static string FindTokenizer()
+{
+    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+    {
+        string candidate = Path.Combine(dir.FullName, "models", "tokenizer");
+        if (File.Exists(Path.Combine(candidate, "tokenizer.json"))) return candidate;
+    }
+    throw new DirectoryNotFoundException("models/tokenizer (the repository's tokenizer files) was not found above the benchmark.");
+}

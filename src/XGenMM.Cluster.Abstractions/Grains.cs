@@ -1,0 +1,88 @@
+namespace XGenMM.Cluster.Abstractions;
+
+/// <summary>
+/// One image of one tenant scope, keyed "{scope}/{sha256 of the bytes}": lives on a vision silo; identical images in
+/// flight share the activation and one encode; the decoder pulls the tokens from it directly.
+/// </summary>
+public interface IVisionGrain : IGrainWithStringKey
+{
+    /// <summary>Encodes the image (or finds it cached) and returns where its tokens are.</summary>
+    [ResponseTimeout("00:02:00")]
+    Task<ImageRef> Encode([Immutable] byte[] image);
+
+    /// <summary>The tokens; throws <see cref="ClusterRejectedException"/> (VisionTokensMissing) if they are gone.</summary>
+    Task<VisionTokensPayload> GetTokens();
+}
+
+/// <summary>
+/// The decode engine of one device, keyed "{silo}|{device}" and pinned to that silo: streams generations.
+/// </summary>
+public interface IDecoderGrain : IGrainWithStringKey
+{
+    [ResponseTimeout("00:05:00")]
+    IAsyncEnumerable<GenerationChunk> Generate(GenerationRequest request, CancellationToken cancellationToken = default);
+
+    Task<DecoderLoadReport> GetLoad();
+}
+
+/// <summary>A decoder's load as routers see it.</summary>
+[GenerateSerializer, Immutable, Alias("xgenmm.DecoderLoadReport")]
+public sealed record DecoderLoadReport
+{
+    [Id(0)] public required string DecoderKey { get; init; }
+    [Id(1)] public required string Silo { get; init; }
+    [Id(2)] public int Waiting { get; init; }
+    [Id(3)] public int Running { get; init; }
+    [Id(4)] public long WaitingTokens { get; init; }
+    [Id(5)] public double KvUsage { get; init; }
+    [Id(6)] public int TotalSlots { get; init; }
+    [Id(7)] public int ContextLength { get; init; }
+    [Id(8)] public double TokensPerSecond { get; init; }
+    [Id(9)] public bool Draining { get; init; }
+    [Id(10)] public DateTimeOffset At { get; init; }
+}
+
+/// <summary>The cluster-wide list of decoders and their latest load (key 0). Decoder silos report every second.</summary>
+public interface IDecoderRegistryGrain : IGrainWithIntegerKey
+{
+    Task Report(DecoderLoadReport report);
+    Task Remove(string decoderKey);
+    /// <summary>Decoders that reported recently and are not draining.</summary>
+    Task<DecoderLoadReport[]> List();
+}
+
+/// <summary>A tenant's limits.</summary>
+[GenerateSerializer, Immutable, Alias("xgenmm.TenantLimits")]
+public sealed record TenantLimits(int RequestsPerMinute = 600, long TokensPerMinute = 1_000_000, int ConcurrentStreams = 32, int MaxImagesPerRequest = 8);
+
+public enum QuotaRejection
+{
+    RequestsPerMinute = 0,
+    TokensPerMinute = 1,
+    ConcurrentStreams = 2,
+    TooManyImages = 3,
+}
+
+/// <summary>The tenant grain's answer to a request for quota.</summary>
+[GenerateSerializer, Immutable, Alias("xgenmm.AdmissionTicket")]
+public sealed record AdmissionTicket(bool Admitted, string? LeaseId, QuotaRejection? Rejection = null, double RetryAfterSeconds = 0, string? Message = null);
+
+/// <summary>One day of a tenant's usage ledger (UTC).</summary>
+[GenerateSerializer, Immutable, Alias("xgenmm.TenantUsageDay")]
+public sealed record TenantUsageDay(DateOnly Day, long Requests, long PromptTokens, long CompletionTokens, long ImageTokens);
+
+/// <summary>The single cluster-wide authority for a tenant's limits and usage (key: tenant id). Persisted.</summary>
+public interface ITenantGrain : IGrainWithStringKey
+{
+    Task SetLimits(TenantLimits limits);
+    Task<TenantLimits> GetLimits();
+
+    /// <summary>Checks and takes quota for one request: a concurrent-stream lease, one request of the per-minute
+    /// count, and <paramref name="estimatedTokens"/> of the per-minute token budget.</summary>
+    Task<AdmissionTicket> Admit(int images, long estimatedTokens);
+
+    /// <summary>Returns the lease and records what the request really used (the token budget is corrected).</summary>
+    Task Complete(string leaseId, long estimatedTokens, UsageReport usage);
+
+    Task<TenantUsageDay[]> GetUsage(int days);
+}

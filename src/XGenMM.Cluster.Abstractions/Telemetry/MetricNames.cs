@@ -1,0 +1,34 @@
+namespace XGenMM.Cluster.Abstractions.Telemetry;
+
+/// <summary>
+/// Prometheus metric names, vLLM-style under the xgenmm_ prefix (docs/configuration.md mirrors this list; the Helm
+/// chart's autoscalers and dashboard use these names).
+/// </summary>
+public static class MetricNames
+{
+    // Decoder silos (label: device)
+    public const string RequestsWaiting = "xgenmm_num_requests_waiting";
+    public const string RequestsRunning = "xgenmm_num_requests_running";
+    public const string TokensWaiting = "xgenmm_num_tokens_waiting";
+    public const string KvCacheUsage = "xgenmm_kv_cache_usage_perc";
+    public const string DecoderGeneratedTokens = "xgenmm_decoder_generation_tokens_total";
+    public const string PrefixCacheHitTokens = "xgenmm_prefix_cache_hit_tokens_total";
+
+    // Vision silos
+    public const string VisionImagesPending = "xgenmm_vision_num_images_pending";
+    public const string MmCacheQueries = "xgenmm_mm_cache_queries_total";
+    public const string MmCacheHits = "xgenmm_mm_cache_hits_total";
+
+    // Gateway (label: tenant where it applies)
+    public const string TimeToFirstToken = "xgenmm_time_to_first_token_seconds";
+    public const string InterTokenLatency = "xgenmm_inter_token_latency_seconds";
+    public const string EndToEndLatency = "xgenmm_e2e_request_latency_seconds";
+    public const string QueueTime = "xgenmm_request_queue_time_seconds";
+    public const string PromptTokens = "xgenmm_prompt_tokens_total";
+    public const string GenerationTokens = "xgenmm_generation_tokens_total";
+    public const string ImageTokens = "xgenmm_image_tokens_total";
+    public const string RequestSuccess = "xgenmm_request_success_total";
+    public const string RequestsRejected = "xgenmm_requests_rejected_total";
+    public const string ActiveStreams = "xgenmm_gateway_active_streams";
+    public const string SignalRConnections = "xgenmm_gateway_signalr_connections";
+}

@@ -1,0 +1,22 @@
+using XGenMM.Cluster.Abstractions;
+
+namespace XGenMM.Cluster.Client;
+
+/// <summary>What a gateway needs from the cluster: encode images, stream generations, see the decoders.</summary>
+public interface IClusterChat
+{
+    /// <summary>Encodes an image on a vision silo (or finds it cached) for a tenant scope.</summary>
+    /// <exception cref="ClusterRejectedException">BadImage, Overloaded.</exception>
+    Task<ImageRef> EncodeImageAsync(string tenantScope, byte[] image, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Streams a generation from the best decoder. If a decoder fails, the generation moves to another one, replaying
+    /// the prompt and the tokens already streamed, so the caller sees no duplicates or gaps; <paramref name="reencode"/>
+    /// is called when the images' tokens were lost with their silo.
+    /// </summary>
+    /// <exception cref="ClusterRejectedException">Typed refusal, or Interrupted with what was produced.</exception>
+    IAsyncEnumerable<GenerationChunk> GenerateAsync(GenerationRequest request, Func<CancellationToken, Task<ImageRef[]>>? reencode = null,
+        CancellationToken cancellationToken = default);
+
+    Task<DecoderLoadReport[]> GetDecodersAsync(CancellationToken cancellationToken = default);
+}
