@@ -1,0 +1,171 @@
+using System.IO.Hashing;
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Runtime;
+using XGenMM.Cluster.Abstractions;
+
+namespace XGenMM.Cluster.Client;
+
+/// <summary>
+/// Routes generations to decoders and keeps streams alive across decoder failures. Decoder choice: the
+/// conversation's affine decoder (rendezvous hashing of the conversation id over the live decoders, so every
+/// gateway agrees without sharing state) unless it is draining or has too much queued, else the least loaded one.
+/// </summary>
+public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterChatOptions> options, ILogger<ClusterChat> logger) : IClusterChat, IDisposable
+{
+    private readonly ClusterChatOptions _options = options.Value;
+    private readonly SemaphoreSlim _refresh = new(1, 1);
+    private DecoderLoadReport[] _decoders = [];
+    private DateTimeOffset _fetched = DateTimeOffset.MinValue;
+
+    /// <summary>The vision grain key of an image: tenant scope plus SHA-256 of its bytes.</summary>
+    public static string VisionGrainKey(string tenantScope, ReadOnlySpan<byte> image) =>
+        $"{tenantScope}/{Convert.ToHexStringLower(SHA256.HashData(image))}";
+
+    public async Task<ImageRef> EncodeImageAsync(string tenantScope, byte[] image, CancellationToken cancellationToken = default)
+    {
+        var grain = grains.GetGrain<IVisionGrain>(VisionGrainKey(tenantScope, image));
+        return await grain.Encode(image).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<DecoderLoadReport[]> GetDecodersAsync(CancellationToken cancellationToken = default)
+    {
+        if (DateTimeOffset.UtcNow - _fetched < _options.RegistryRefresh) return _decoders;
+        await _refresh.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (DateTimeOffset.UtcNow - _fetched >= _options.RegistryRefresh)
+            {
+                _decoders = await grains.GetGrain<IDecoderRegistryGrain>(0).List().WaitAsync(cancellationToken).ConfigureAwait(false);
+                _fetched = DateTimeOffset.UtcNow;
+            }
+            return _decoders;
+        }
+        finally
+        {
+            _refresh.Release();
+        }
+    }
+
+    public async IAsyncEnumerable<GenerationChunk> GenerateAsync(GenerationRequest request, Func<CancellationToken, Task<ImageRef[]>>? reencode = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var produced = new List<int>();
+        var text = new StringBuilder();
+        var failed = new HashSet<string>(StringComparer.Ordinal);
+        int attempts = 0;
+        Exception? lastError = null;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (attempts > _options.MaxRecoveryAttempts)
+                throw new ClusterRejectedException(produced.Count == 0 ? RejectionKind.NoDecoder : RejectionKind.Interrupted,
+                    produced.Count == 0
+                        ? $"No decoder could run the request after {attempts} attempt(s): {lastError?.Message}"
+                        : $"The generation was interrupted after {produced.Count} token(s) and could not be resumed after {attempts} attempt(s): {lastError?.Message}")
+                { ProducedText = text.ToString(), ProducedTokens = produced.Count };
+            attempts++;
+            var decoder = await PickAsync(request.ConversationId, failed, cancellationToken).ConfigureAwait(false);
+            if (decoder is null)
+            {
+                lastError ??= new ClusterRejectedException(RejectionKind.NoDecoder, "No decoder is registered in the cluster.");
+                if (attempts > _options.MaxRecoveryAttempts) continue;
+                // Decoders may be (re)starting: give the registry a moment.
+                await Task.Delay(TimeSpan.FromMilliseconds(250 * attempts), cancellationToken).ConfigureAwait(false);
+                _fetched = DateTimeOffset.MinValue;
+                failed.Clear();
+                continue;
+            }
+            var attempt = request with { ResumeTokenIds = [.. request.ResumeTokenIds, .. produced] };
+            if (produced.Count > 0) LogResuming(request.RequestId, decoder.DecoderKey, produced.Count);
+            var stream = grains.GetGrain<IDecoderGrain>(decoder.DecoderKey).Generate(attempt, cancellationToken)
+                .WithBatchSize(_options.StreamBatchSize).WithCancellation(cancellationToken).GetAsyncEnumerator();
+            bool retry = false;
+            try
+            {
+                while (true)
+                {
+                    GenerationChunk chunk;
+                    try
+                    {
+                        if (!await stream.MoveNextAsync()) break;
+                        chunk = stream.Current;
+                    }
+                    catch (ClusterRejectedException e) when (e.Kind == RejectionKind.VisionTokensMissing && reencode is not null)
+                    {
+                        LogReencoding(request.RequestId, e.Message);
+                        request = request with { Images = await reencode(cancellationToken).ConfigureAwait(false) };
+                        lastError = e;
+                        retry = true;
+                        break;
+                    }
+                    catch (ClusterRejectedException e) when (e.Kind is RejectionKind.ShuttingDown or RejectionKind.Overloaded or RejectionKind.Expired)
+                    {
+                        // That decoder cannot take it now: another one may.
+                        failed.Add(decoder.DecoderKey);
+                        lastError = e;
+                        retry = true;
+                        break;
+                    }
+                    catch (Exception e) when (IsDecoderLoss(e) && !cancellationToken.IsCancellationRequested)
+                    {
+                        LogDecoderLost(e, request.RequestId, decoder.DecoderKey, produced.Count);
+                        failed.Add(decoder.DecoderKey);
+                        _fetched = DateTimeOffset.MinValue;
+                        lastError = e;
+                        retry = true;
+                        break;
+                    }
+                    if (!chunk.IsFinal)
+                    {
+                        produced.Add(chunk.TokenId);
+                        text.Append(chunk.Text);
+                    }
+                    yield return chunk;
+                    if (chunk.IsFinal) yield break;
+                }
+            }
+            finally
+            {
+                await stream.DisposeAsync();
+            }
+            if (!retry)
+                throw new ClusterRejectedException(RejectionKind.Interrupted, $"Decoder '{decoder.DecoderKey}' ended the stream without a final chunk.")
+                { ProducedText = text.ToString(), ProducedTokens = produced.Count };
+        }
+    }
+
+    /// <summary>Failures that mean the decoder (or its silo, or the link to it) is gone, not that the request is bad.</summary>
+    private static bool IsDecoderLoss(Exception e) => e is SiloUnavailableException or OrleansMessageRejectionException
+        or EnumerationAbortedException or TimeoutException
+        || (e is OrleansException && e is not ClusterRejectedException);
+
+    private async Task<DecoderLoadReport?> PickAsync(string? conversationId, HashSet<string> failed, CancellationToken cancellationToken)
+    {
+        var live = (await GetDecodersAsync(cancellationToken).ConfigureAwait(false)).Where(d => !d.Draining && !failed.Contains(d.DecoderKey)).ToArray();
+        if (live.Length == 0) return null;
+        if (conversationId is not null)
+        {
+            var affine = live.MaxBy(d => Rendezvous(conversationId, d.DecoderKey))!;
+            if (affine.WaitingTokens <= _options.AffinityMaxWaitingTokens && affine.Waiting < Math.Max(1, affine.TotalSlots)) return affine;
+        }
+        return live.MinBy(d => (d.Waiting + (double)d.Running / Math.Max(1, d.TotalSlots), d.WaitingTokens, Rendezvous(conversationId ?? "", d.DecoderKey)));
+    }
+
+    private static ulong Rendezvous(string conversation, string decoder) =>
+        XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(conversation + "\n" + decoder));
+
+    public void Dispose() => _refresh.Dispose();
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "Request {RequestId}: decoder {Decoder} was lost after {Produced} token(s); moving the generation")]
+    private partial void LogDecoderLost(Exception exception, string requestId, string decoder, int produced);
+
+    [LoggerMessage(EventId = 202, Level = LogLevel.Information, Message = "Request {RequestId}: resuming on {Decoder} after {Produced} token(s)")]
+    private partial void LogResuming(string requestId, string decoder, int produced);
+
+    [LoggerMessage(EventId = 203, Level = LogLevel.Warning, Message = "Request {RequestId}: image tokens lost ({Reason}); encoding the images again")]
+    private partial void LogReencoding(string requestId, string reason);
+}

@@ -1,0 +1,91 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using TorchSharp;
+using XGenMM.Cluster.Placement;
+using XGenMM.Engine.Decoding;
+using XGenMM.Engine.Vision;
+using XGenMM.Model;
+using XGenMM.Model.Runtime;
+
+namespace XGenMM.Cluster.Hosting;
+
+/// <summary>
+/// The engines of this silo: one model per device, a vision engine (vision role) on the first device and one decode
+/// engine per device (decoder role). Loaded once at startup, shared by the grains of this silo.
+/// </summary>
+public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<ModelSettings> model, IOptions<DecodeEngineOptions> decode,
+    IOptions<VisionEngineOptions> vision, ILoggerFactory loggers) : IDisposable
+{
+    private readonly ILogger _logger = loggers.CreateLogger<EngineHost>();
+    private readonly List<XGenMMPipeline> _pipelines = [];
+    private readonly Dictionary<string, DecodeEngine> _decoders = new(StringComparer.Ordinal);
+    private VisionEngine? _vision;
+
+    public IReadOnlySet<string> Roles { get; } = SiloRoles.Parse(silo.Value.Roles);
+    public IReadOnlyList<string> Devices { get; } = silo.Value.Devices();
+    public IReadOnlyDictionary<string, DecodeEngine> Decoders => _decoders;
+    public bool Loaded { get; private set; }
+    public string ModelDirectory { get; private set; } = "";
+
+    public VisionEngine Vision => _vision ?? throw new InvalidOperationException(Roles.Contains(SiloRoles.Vision)
+        ? "The vision engine is still loading." : "This silo has no vision role.");
+
+    public DecodeEngine GetDecoder(string device) => _decoders.TryGetValue(device, out var engine)
+        ? engine : throw new InvalidOperationException($"This silo has no decode engine for device '{device}'.");
+
+    /// <summary>Loads the model on every device and starts the engines.</summary>
+    public void Load()
+    {
+        if (Loaded) return;
+        TorchRuntime.EnsureLoaded();
+        ModelDirectory = DefaultModel.Resolve(model.Value.Path);
+        var dtype = model.Value.DType.ToLowerInvariant() switch
+        {
+            "float32" or "fp32" => torch.ScalarType.Float32,
+            "float16" or "fp16" => torch.ScalarType.Float16,
+            "bfloat16" or "bf16" => torch.ScalarType.BFloat16,
+            var other => throw new InvalidOperationException($"Model:DType '{other}' is not one of float32, float16, bfloat16."),
+        };
+        foreach (var device in Devices)
+        {
+            var pipeline = XGenMMPipeline.Load(ModelDirectory, new torch.Device(device), dtype);
+            _pipelines.Add(pipeline);
+            if (Roles.Contains(SiloRoles.Decoder))
+            {
+                var options = Clone(decode.Value);
+                options.Name = device;
+                _decoders[device] = new DecodeEngine(pipeline.Model, pipeline.Tokenizer, options, loggers.CreateLogger<DecodeEngine>());
+            }
+        }
+        if (Roles.Contains(SiloRoles.Vision))
+            _vision = new VisionEngine(_pipelines[0].Model, vision.Value, loggers.CreateLogger<VisionEngine>());
+        Loaded = true;
+        string roles = string.Join(',', Roles), devices = string.Join(',', Devices);
+        LogLoaded(ModelDirectory, roles, devices);
+    }
+
+    private static DecodeEngineOptions Clone(DecodeEngineOptions o) => new()
+    {
+        KvCacheBytes = o.KvCacheBytes,
+        MaxSlots = o.MaxSlots,
+        MaxSequenceLength = o.MaxSequenceLength,
+        PrefillChunkTokens = o.PrefillChunkTokens,
+        MaxWaitingRequests = o.MaxWaitingRequests,
+        MaxWaitingTokens = o.MaxWaitingTokens,
+        QueueTimeToLive = o.QueueTimeToLive,
+        PrefixReuse = o.PrefixReuse,
+        MinPrefixReuseTokens = o.MinPrefixReuseTokens,
+        TenantWeights = new(o.TenantWeights),
+        Name = o.Name,
+    };
+
+    public void Dispose()
+    {
+        _vision?.Dispose();
+        foreach (var d in _decoders.Values) d.Dispose();
+        foreach (var p in _pipelines) p.Dispose();
+    }
+
+    [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "Engines loaded from {Model}: roles {Roles}, devices {Devices}")]
+    private partial void LogLoaded(string model, string roles, string devices);
+}

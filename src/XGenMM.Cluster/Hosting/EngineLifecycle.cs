@@ -1,0 +1,116 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Runtime;
+using XGenMM.Cluster.Abstractions;
+using XGenMM.Cluster.Grains;
+using XGenMM.Cluster.Placement;
+
+namespace XGenMM.Cluster.Hosting;
+
+/// <summary>
+/// Loads the engines before the silo takes traffic, announces this silo's decoders to the registry every second,
+/// and drains on shutdown: readiness flips, decoders report draining and refuse new work, in-flight generations
+/// get up to <see cref="SiloSettings.DrainTimeoutSeconds"/> to finish, then the silo leaves the cluster.
+/// </summary>
+internal sealed partial class EngineLifecycle(EngineHost engines, SiloState state, IGrainFactory grains, ILocalSiloDetails silo,
+    IHostApplicationLifetime lifetime, IOptions<SiloSettings> settings, ILogger<EngineLifecycle> logger) : BackgroundService
+{
+    private static readonly TimeSpan ReportEvery = TimeSpan.FromSeconds(1);
+
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            engines.Load();
+        }
+        catch (Exception e)
+        {
+            state.MarkFailed(e.Message);
+            LogLoadFailed(e);
+            throw;
+        }
+        // ApplicationStopping fires before any hosted service (the silo included) stops: drain there.
+        lifetime.ApplicationStopping.Register(Drain);
+        return base.StartAsync(cancellationToken);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await WaitForStartAsync(stoppingToken).ConfigureAwait(false);
+        state.MarkReady();
+        using var timer = new PeriodicTimer(ReportEvery);
+        do
+        {
+            await ReportAsync(stoppingToken).ConfigureAwait(false);
+        }
+        while (!state.Draining && await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false));
+    }
+
+    private async Task WaitForStartAsync(CancellationToken stoppingToken)
+    {
+        var started = new TaskCompletionSource();
+        using var registration = lifetime.ApplicationStarted.Register(() => started.TrySetResult());
+        await started.Task.WaitAsync(stoppingToken).ConfigureAwait(false);
+    }
+
+    private string Key(string device) => new DecoderKey(silo.SiloAddress.ToParsableString(), device).ToString();
+
+    private async Task ReportAsync(CancellationToken cancellationToken)
+    {
+        var registry = grains.GetGrain<IDecoderRegistryGrain>(0);
+        foreach (var (device, engine) in engines.Decoders)
+        {
+            try
+            {
+                await registry.Report(DecoderReports.From(Key(device), engine.GetLoad(), state.Draining)).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                LogReportFailed(e, device);
+            }
+        }
+    }
+
+    private void Drain()
+    {
+        state.MarkDraining();
+        if (engines.Decoders.Count == 0) return;
+        var timeout = TimeSpan.FromSeconds(settings.Value.DrainTimeoutSeconds);
+        LogDraining(engines.Decoders.Count, timeout.TotalSeconds);
+        foreach (var engine in engines.Decoders.Values) engine.BeginDrain();
+        try
+        {
+            ReportAsync(CancellationToken.None).Wait(TimeSpan.FromSeconds(5));
+        }
+        catch (AggregateException)
+        {
+        }
+        var drained = Task.WhenAll(engines.Decoders.Values.Select(e => e.DrainAsync(timeout))).GetAwaiter().GetResult();
+        bool complete = drained.All(d => d);
+        LogDrained(complete);
+        var registry = grains.GetGrain<IDecoderRegistryGrain>(0);
+        foreach (var device in engines.Decoders.Keys)
+        {
+            try
+            {
+                registry.Remove(Key(device)).Wait(TimeSpan.FromSeconds(2));
+            }
+            catch (AggregateException)
+            {
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 311, Level = LogLevel.Critical, Message = "Loading the engines failed")]
+    private partial void LogLoadFailed(Exception exception);
+
+    [LoggerMessage(EventId = 312, Level = LogLevel.Warning, Message = "Could not report the load of decoder {Device}")]
+    private partial void LogReportFailed(Exception exception, string device);
+
+    [LoggerMessage(EventId = 313, Level = LogLevel.Information, Message = "Draining {Count} decoder(s): new work refused, in-flight work has {Seconds} s")]
+    private partial void LogDraining(int count, double seconds);
+
+    [LoggerMessage(EventId = 314, Level = LogLevel.Information, Message = "Drain finished (all work completed: {Complete})")]
+    private partial void LogDrained(bool complete);
+}

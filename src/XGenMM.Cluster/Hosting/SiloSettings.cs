@@ -1,0 +1,28 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace XGenMM.Cluster.Hosting;
+
+/// <summary>What this silo does. Bound from <c>Silo</c> (see docs/configuration.md).</summary>
+public sealed class SiloSettings
+{
+    /// <summary>Comma list of <c>vision</c>, <c>decoder</c>.</summary>
+    [Required] public string Roles { get; set; } = "vision,decoder";
+    /// <summary>CUDA device ordinals, e.g. "0,1"; empty = one CPU device.</summary>
+    public string Gpus { get; set; } = "";
+    [Range(0, 3600)] public int DrainTimeoutSeconds { get; set; } = 60;
+    [Range(1, 65535)] public int HttpPort { get; set; } = 8080;
+
+    public IReadOnlyList<string> Devices() =>
+        string.IsNullOrWhiteSpace(Gpus)
+            ? ["cpu"]
+            : Gpus.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(g => $"cuda:{int.Parse(g, System.Globalization.CultureInfo.InvariantCulture)}").ToArray();
+}
+
+/// <summary>Which checkpoint to serve. Bound from <c>Model</c>.</summary>
+public sealed class ModelSettings
+{
+    /// <summary>Hugging Face layout directory; empty = the embedded xgenmm-nano.</summary>
+    public string? Path { get; set; }
+    /// <summary>float32, float16 or bfloat16 (half types for GPUs).</summary>
+    public string DType { get; set; } = "float32";
+}
