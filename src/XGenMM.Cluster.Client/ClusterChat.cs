@@ -69,14 +69,18 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
                 { ProducedText = text.ToString(), ProducedTokens = produced.Count };
             attempts++;
             var decoder = await PickAsync(request.ConversationId, failed, cancellationToken).ConfigureAwait(false);
-            if (decoder is null)
+            for (var waited = System.Diagnostics.Stopwatch.StartNew(); decoder is null && waited.Elapsed < _options.NoDecoderWait;)
             {
-                lastError ??= new ClusterRejectedException(RejectionKind.NoDecoder, "No decoder is registered in the cluster.");
-                if (attempts > _options.MaxRecoveryAttempts) continue;
-                // Decoders may be (re)starting: give the registry a moment.
-                await Task.Delay(TimeSpan.FromMilliseconds(250 * attempts), cancellationToken).ConfigureAwait(false);
+                // Decoders may be starting or the registry failing over: look again shortly.
+                await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken).ConfigureAwait(false);
                 _fetched = DateTimeOffset.MinValue;
                 failed.Clear();
+                decoder = await PickAsync(request.ConversationId, failed, cancellationToken).ConfigureAwait(false);
+            }
+            if (decoder is null)
+            {
+                lastError = new ClusterRejectedException(RejectionKind.NoDecoder, $"No decoder is registered in the cluster (waited {_options.NoDecoderWait.TotalSeconds:0.#} s).");
+                attempts = _options.MaxRecoveryAttempts + 1;
                 continue;
             }
             var attempt = request with { ResumeTokenIds = [.. request.ResumeTokenIds, .. produced] };

@@ -9,6 +9,8 @@ public sealed class ClusterChatOptions
     public int MaxRecoveryAttempts { get; set; } = 3;
     /// <summary>A conversation stays on its affine decoder while that decoder has at most this many prompt tokens queued.</summary>
     public long AffinityMaxWaitingTokens { get; set; } = 8192;
+    /// <summary>How long to wait for a decoder to appear when none is registered (silos starting or failing over).</summary>
+    public TimeSpan NoDecoderWait { get; set; } = TimeSpan.FromSeconds(10);
     /// <summary>Items the decoder may batch into one message of the token stream.</summary>
     public int StreamBatchSize { get; set; } = 16;
 }
