@@ -1,0 +1,20 @@
+using Prometheus;
+using XGenMM.Cluster.Hosting;
+
+// An XGenMM silo: what it does (Silo:Roles, Silo:Gpus), how it joins (Orleans:*) and what it serves (Model:Path)
+// all come from configuration (docs/configuration.md); HTTP on Silo:HttpPort for probes and metrics.
+var builder = WebApplication.CreateBuilder(args);
+var silo = builder.Configuration.GetSection("Silo").Get<SiloSettings>() ?? new SiloSettings();
+builder.WebHost.ConfigureKestrel(k => k.ListenAnyIP(silo.HttpPort));
+builder.UseOrleans(orleans => orleans.UseXGenMMClustering(builder.Configuration).AddXGenMMSilo(builder.Configuration));
+// SIGTERM: readiness flips and decoders drain (up to the drain timeout) before the silo leaves the cluster.
+builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(silo.DrainTimeoutSeconds + 30));
+
+var app = builder.Build();
+app.Services.GetRequiredService<EngineMetrics>();
+app.MapGet("/healthz", () => Results.Ok(new { status = "alive" }));
+app.MapGet("/readyz", (SiloState state) => state.Ready
+    ? Results.Ok(new { status = "ready" })
+    : Results.Json(new { status = state.Draining ? "draining" : state.FailedReason is null ? "starting" : "failed", reason = state.FailedReason }, statusCode: 503));
+app.MapMetrics("/metrics");
+app.Run();
