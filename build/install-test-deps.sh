@@ -16,3 +16,5 @@ apt_install() {
 
 # SkiaSharp's Linux native library needs fontconfig and freetype.
 apt_install libfontconfig1 libfreetype6
+# The multi-process cluster tests start their own redis-server on loopback (Orleans membership).
+apt_install redis-server

@@ -28,7 +28,18 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
     public async Task<ImageRef> EncodeImageAsync(string tenantScope, byte[] image, CancellationToken cancellationToken = default)
     {
         var grain = grains.GetGrain<IVisionGrain>(VisionGrainKey(tenantScope, image));
-        return await grain.Encode(image).WaitAsync(cancellationToken).ConfigureAwait(false);
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await grain.Encode(image).WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (attempt <= _options.MaxRecoveryAttempts && IsDecoderLoss(e) && !cancellationToken.IsCancellationRequested)
+            {
+                // A vision silo left, or the one that just joined is not yet known everywhere: place again shortly.
+                await Task.Delay(TimeSpan.FromMilliseconds(300 * attempt), cancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 
     public async Task<DecoderLoadReport[]> GetDecodersAsync(CancellationToken cancellationToken = default)

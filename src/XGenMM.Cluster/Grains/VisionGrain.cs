@@ -32,6 +32,8 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
             try
             {
                 _tokens = (await engines.Vision.EncodeAsync(image, scope).ConfigureAwait(true)).Tokens;
+                if (engines.VisionContentKeys.Count > 100_000) engines.VisionContentKeys.Clear();
+                engines.VisionContentKeys[key] = _tokens.ContentKey;
             }
             catch (ImageDecodeException e)
             {
@@ -49,6 +51,9 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
 
     public Task<VisionTokensPayload> GetTokens()
     {
+        if (_tokens is null && engines.VisionContentKeys.TryGetValue(this.GetPrimaryKeyString(), out var contentKey)
+            && engines.Vision.TryGetCached(contentKey, out var cached))
+            _tokens = cached;
         if (_tokens is null)
         {
             DeactivateOnIdle();

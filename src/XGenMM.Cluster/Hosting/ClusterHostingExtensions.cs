@@ -11,7 +11,7 @@ using XGenMM.Engine.Vision;
 
 namespace XGenMM.Cluster.Hosting;
 
-/// <summary>Cluster membership settings. Bound from <c>Orleans</c>.</summary>
+/// <summary>Cluster membership settings. Bound from <c>Cluster</c> (not <c>Orleans</c>: Orleans reads that section itself).</summary>
 public sealed class OrleansSettings
 {
     public string ClusterId { get; set; } = "xgenmm";
@@ -28,11 +28,11 @@ public sealed class OrleansSettings
 
     public static OrleansSettings From(IConfiguration configuration)
     {
-        var settings = configuration.GetSection("Orleans").Get<OrleansSettings>() ?? new OrleansSettings();
+        var settings = configuration.GetSection("Cluster").Get<OrleansSettings>() ?? new OrleansSettings();
         if (!settings.UsesRedis && !string.Equals(settings.Clustering, "Localhost", StringComparison.OrdinalIgnoreCase))
-            throw new InvalidOperationException($"Orleans:Clustering '{settings.Clustering}' is not one of Redis, Localhost.");
+            throw new InvalidOperationException($"Cluster:Clustering '{settings.Clustering}' is not one of Redis, Localhost.");
         if (settings.UsesRedis && string.IsNullOrWhiteSpace(settings.RedisConnectionString))
-            throw new InvalidOperationException("Orleans:Clustering is Redis but Orleans:RedisConnectionString is empty.");
+            throw new InvalidOperationException("Cluster:Clustering is Redis but Cluster:RedisConnectionString is empty.");
         return settings;
     }
 }
@@ -75,7 +75,7 @@ public static class ClusterHostingExtensions
         return silo;
     }
 
-    /// <summary>Clustering, ids and endpoints of a silo from <c>Orleans</c>: Redis membership or localhost development clustering.</summary>
+    /// <summary>Clustering, ids and endpoints of a silo from <c>Cluster</c>: Redis membership or localhost development clustering.</summary>
     public static ISiloBuilder UseXGenMMClustering(this ISiloBuilder silo, IConfiguration configuration)
     {
         var o = OrleansSettings.From(configuration);

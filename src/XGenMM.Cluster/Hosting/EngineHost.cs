@@ -25,6 +25,10 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
     public IReadOnlyList<string> Devices { get; } = silo.Value.Devices();
     public IReadOnlyDictionary<string, DecodeEngine> Decoders => _decoders;
     public bool Loaded { get; private set; }
+
+    /// <summary>Vision grain key -> content key of its tokens in the vision engine's cache. Lets a second activation
+    /// of the same image (after a directory partition was lost with a silo) find the tokens without the bytes.</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<string, string> VisionContentKeys { get; } = new(StringComparer.Ordinal);
     public string ModelDirectory { get; private set; } = "";
 
     public VisionEngine Vision => _vision ?? throw new InvalidOperationException(Roles.Contains(SiloRoles.Vision)

@@ -136,6 +136,17 @@ public sealed partial class VisionEngine : IDisposable
     private static async Task<VisionEncoding> Wrap(Task<VisionTokens> shared, VisionCacheOutcome outcome, CancellationToken cancellationToken) =>
         new(await shared.WaitAsync(cancellationToken).ConfigureAwait(false), outcome);
 
+    /// <summary>The cached tokens for a content key, if still in the cache (counts as a hit).</summary>
+    public bool TryGetCached(string contentKey, out VisionTokens tokens)
+    {
+        lock (_gate)
+        {
+            if (!_cache.TryGet(contentKey, out tokens)) return false;
+            _hits++;
+            return true;
+        }
+    }
+
     public VisionLoad GetLoad()
     {
         lock (_gate)
