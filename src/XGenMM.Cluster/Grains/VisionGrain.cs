@@ -31,9 +31,15 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
                 throw new ClusterRejectedException(RejectionKind.Invalid, "The image bytes do not match the SHA-256 in the vision grain key.");
             try
             {
-                _tokens = (await engines.Vision.EncodeAsync(image, scope).ConfigureAwait(true)).Tokens;
+                var vision = await engines.GetVisionAsync().ConfigureAwait(true);
+                _tokens = (await vision.EncodeAsync(image, scope).ConfigureAwait(true)).Tokens;
                 if (engines.VisionContentKeys.Count > 100_000) engines.VisionContentKeys.Clear();
                 engines.VisionContentKeys[key] = _tokens.ContentKey;
+            }
+            catch (TimeoutException)
+            {
+                DeactivateOnIdle();
+                throw new ClusterRejectedException(RejectionKind.Overloaded, $"The vision engine of this silo has not finished loading within {EngineHost.LoadWait.TotalSeconds:0} s.");
             }
             catch (ImageDecodeException e)
             {
@@ -52,7 +58,7 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
     public Task<VisionTokensPayload> GetTokens()
     {
         if (_tokens is null && engines.VisionContentKeys.TryGetValue(this.GetPrimaryKeyString(), out var contentKey)
-            && engines.Vision.TryGetCached(contentKey, out var cached))
+            && engines.TryGetVision(out var vision) && vision.TryGetCached(contentKey, out var cached))
             _tokens = cached;
         if (_tokens is null)
         {

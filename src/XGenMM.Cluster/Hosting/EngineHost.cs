@@ -19,7 +19,11 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
     private readonly ILogger _logger = loggers.CreateLogger<EngineHost>();
     private readonly List<XGenMMPipeline> _pipelines = [];
     private readonly Dictionary<string, DecodeEngine> _decoders = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private VisionEngine? _vision;
+
+    /// <summary>How long a grain call that needs an engine waits for a silo that is still loading its model.</summary>
+    public static readonly TimeSpan LoadWait = TimeSpan.FromSeconds(60);
 
     public IReadOnlySet<string> Roles { get; } = SiloRoles.Parse(silo.Value.Roles);
     public IReadOnlyList<string> Devices { get; } = silo.Value.Devices();
@@ -34,6 +38,21 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
     public VisionEngine Vision => _vision ?? throw new InvalidOperationException(Roles.Contains(SiloRoles.Vision)
         ? "The vision engine is still loading." : "This silo has no vision role.");
 
+    /// <summary>The vision engine once it is loaded: a silo joins the cluster while its model still loads, and the
+    /// first images routed to it wait here instead of failing.</summary>
+    public async Task<VisionEngine> GetVisionAsync(CancellationToken cancellationToken = default)
+    {
+        if (_vision is null && Roles.Contains(SiloRoles.Vision))
+            await _loaded.Task.WaitAsync(LoadWait, cancellationToken).ConfigureAwait(false);
+        return Vision;
+    }
+
+    public bool TryGetVision(out VisionEngine vision)
+    {
+        vision = _vision!;
+        return _vision is not null;
+    }
+
     public DecodeEngine GetDecoder(string device) => _decoders.TryGetValue(device, out var engine)
         ? engine : throw new InvalidOperationException($"This silo has no decode engine for device '{device}'.");
 
@@ -41,6 +60,20 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
     public void Load()
     {
         if (Loaded) return;
+        try
+        {
+            LoadEngines();
+            _loaded.TrySetResult();
+        }
+        catch (Exception e)
+        {
+            _loaded.TrySetException(e);
+            throw;
+        }
+    }
+
+    private void LoadEngines()
+    {
         TorchRuntime.EnsureLoaded();
         ModelDirectory = DefaultModel.Resolve(model.Value.Path);
         var dtype = model.Value.DType.ToLowerInvariant() switch

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
 using XGenMM.Model;
 using XGenMM.Model.Generation;
+using XGenMM.Model.Modules;
 using XGenMM.Model.Tokenization;
 using static TorchSharp.torch;
 
@@ -352,7 +353,7 @@ public sealed partial class DecodeEngine : IDisposable
             using (torch.no_grad())
             {
                 var x = s.Embeddings!.narrow(0, start, count).unsqueeze(0);                          // [1, T, D]
-                var positions = torch.arange(start, start + count, 1, ScalarType.Int64, _model.Device).unsqueeze(0); // [1, T]
+                var positions = Scalars.Arange(start, start + count, _model.Device).unsqueeze(0); // [1, T]
                 var bias = CausalBias(positions, start + count);                                       // [1, 1, T, S]
                 var hidden = _model.LanguageModel.Model.Forward(x, positions, bias, _cache.Prefill(s.Slot, start));
                 s.Length = start + count;
@@ -412,7 +413,7 @@ public sealed partial class DecodeEngine : IDisposable
         {
             var ids = torch.tensor(inputs, [rows, 1], ScalarType.Int64).to(_model.Device);
             var x = _model.Embed(ids);                                                               // [B, 1, D]
-            var slotIndex = torch.arange(0, rows, 1, ScalarType.Int64, _model.Device);
+            var slotIndex = Scalars.Arange(0, rows, _model.Device);
             var write = torch.tensor(writeAt, ScalarType.Int64).to(_model.Device);
             var positions = torch.tensor(ropePositions, [rows, 1], ScalarType.Int64).to(_model.Device);
             var bias = CausalBias(write.view(rows, 1), keyLength);                                   // [B, 1, 1, S]
@@ -438,18 +439,17 @@ public sealed partial class DecodeEngine : IDisposable
     {
         using var scope = torch.NewDisposeScope();
         var q = queryPositions.unsqueeze(-1);                                                          // [B, T, 1]
-        var k = torch.arange(0, keyLength, 1, ScalarType.Int64, queryPositions.device).view(1, 1, -1); // [1, 1, S]
+        var k = Scalars.Arange(0, keyLength, queryPositions.device).view(1, 1, -1); // [1, 1, S]
         var allowed = k.le(q);
         if (_model.Config.Text.SlidingWindow is int w)
-            allowed = allowed.logical_and(q.sub(k).le(torch.tensor((long)w, device: queryPositions.device)));
+            allowed = allowed.logical_and(k.add(torch.tensor((long)w, device: queryPositions.device), Scalars.One).ge(q));
         double min = _model.DType switch
         {
             ScalarType.Float16 => -65504.0,
             ScalarType.BFloat16 => -3.3895313892515355e38,
             _ => float.MinValue,
         };
-        var bias = torch.zeros(allowed.shape, _model.DType, queryPositions.device)
-            .masked_fill(allowed.logical_not(), min.ToScalar());
+        var bias = Scalars.MaskedFill(torch.zeros(allowed.shape, _model.DType, queryPositions.device), allowed.logical_not(), min);
         return bias.unsqueeze(1).MoveToOuterDisposeScope();
     }
 

@@ -2,6 +2,7 @@ using TorchSharp;
 using XGenMM.Model.Generation;
 using XGenMM.Model.Imaging;
 using XGenMM.Model.Language;
+using XGenMM.Model.Modules;
 using XGenMM.Model.Tokenization;
 using static TorchSharp.torch;
 
@@ -14,6 +15,10 @@ namespace XGenMM.Model.Training;
 /// </summary>
 public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
 {
+    /// <summary>Target id of positions that carry no loss (cross_entropy's ignore_index).</summary>
+    private const long IgnoreIndex = -100;
+    private static readonly Scalar IgnoreTarget = IgnoreIndex.ToScalar();
+
     private readonly AnyResPreprocessor _preprocessor = new(model.Config.Preprocessor);
 
     /// <summary>Token ids of a conversation and, per id, whether it is a training target.</summary>
@@ -109,7 +114,7 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
             rows.Add(torch.cat(pieces, 0));
             var next = new long[positionIds.Count];
             for (int t = 0; t < next.Length; t++)
-                next[t] = t + 1 < next.Length && positionTarget[t + 1] ? positionIds[t + 1] : -100;
+                next[t] = t + 1 < next.Length && positionTarget[t + 1] ? positionIds[t + 1] : IgnoreIndex;
             targets.Add(next);
         }
         int length = rows.Max(r => (int)r.shape[0]);
@@ -117,21 +122,21 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
             throw new PromptException($"A training example takes {length} positions; the context is {text.MaxPositionEmbeddings}.");
         var padded = torch.stack(rows.Select(r => nn.functional.pad(r, [0, 0, 0, length - r.shape[0]])).ToList(), 0); // [B, S, D]
         var mask = torch.zeros([rows.Count, length], ScalarType.Int64);
-        var targetTensor = torch.full([rows.Count, length], -100L, ScalarType.Int64);
+        var targetTensor = Scalars.Full([rows.Count, length], IgnoreIndex, ScalarType.Int64, null);
         for (int b = 0; b < rows.Count; b++)
         {
-            mask[b].narrow(0, 0, rows[b].shape[0]).fill_(1);
+            mask[b].narrow(0, 0, rows[b].shape[0]).fill_(Scalars.One);
             targetTensor[b].narrow(0, 0, targets[b].Length).copy_(torch.tensor(targets[b]));
         }
         mask = mask.to(model.Device);
         targetTensor = targetTensor.to(model.Device);
-        var positions = torch.arange(length, device: model.Device).unsqueeze(0).expand(rows.Count, -1);
+        var positions = Scalars.Arange(0, length, model.Device).unsqueeze(0).expand(rows.Count, -1);
         var bias = AttentionBias.Build(mask, length, text.SlidingWindow, model.DType);
         var hidden = model.LanguageModel.Model.Forward(padded, positions, bias, cache: null);   // [B, S, D]
 
         // The head only on positions that have a target: the 32k-wide logits are the biggest tensor here.
         var flatTargets = targetTensor.view(-1);
-        var selected = flatTargets.ne(-100).nonzero().squeeze(1);
+        var selected = flatTargets.ne(IgnoreTarget).nonzero().squeeze(1);
         var logits = model.LanguageModel.LmHead.forward(hidden.reshape(-1, hidden.shape[2]).index_select(0, selected));
         var loss = nn.functional.cross_entropy(logits, flatTargets.index_select(0, selected));
         return loss.MoveToOuterDisposeScope();

@@ -1,5 +1,6 @@
 using TorchSharp;
 using XGenMM.Model.Language;
+using XGenMM.Model.Modules;
 using XGenMM.Model.Tokenization;
 using static TorchSharp.torch;
 
@@ -89,7 +90,7 @@ public sealed class BatchGenerator(XGenMMModel model)
                     var next = tokens.Select(t => (long)(t < 0 ? text.PadTokenId : t)).ToArray();
                     var newEmbeds = model.Embed(torch.tensor(next, ScalarType.Int64).view(b, 1)).DetachFromDisposeScope();
                     var newMask = torch.cat([mask, torch.ones([b, 1], ScalarType.Int64, model.Device)], 1).DetachFromDisposeScope();
-                    var newPositions = newMask.cumsum(1).narrow(1, newMask.shape[1] - 1, 1).sub(1).DetachFromDisposeScope();
+                    var newPositions = newMask.cumsum(1).narrow(1, newMask.shape[1] - 1, 1).sub(Scalars.One).DetachFromDisposeScope();
                     if (!ReferenceEquals(embeds, batch.InputsEmbeds)) embeds.Dispose();
                     positions.Dispose();
                     mask.Dispose();

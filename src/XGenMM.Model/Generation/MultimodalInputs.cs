@@ -1,4 +1,5 @@
 using TorchSharp;
+using XGenMM.Model.Modules;
 using XGenMM.Model.Tokenization;
 using static TorchSharp.torch;
 
@@ -74,12 +75,12 @@ public static class MultimodalInputs
         long s = lengths.Max();
         long d = rows[0].shape[1];
         float padValue = model.Config.Text.PadTokenId;
-        var embedsBatch = torch.full([prompts.Count, s, d], padValue, model.DType, model.Device);
+        var embedsBatch = Scalars.Full([prompts.Count, s, d], padValue, model.DType, model.Device);
         var mask = torch.zeros([prompts.Count, s], ScalarType.Int64, model.Device);
         for (int b = 0; b < rows.Count; b++)
         {
             embedsBatch[b].narrow(0, s - lengths[b], lengths[b]).copy_(rows[b]);
-            mask[b].narrow(0, s - lengths[b], lengths[b]).fill_(1);
+            mask[b].narrow(0, s - lengths[b], lengths[b]).fill_(Scalars.One);
         }
         var positions = PositionsFromMask(mask);
         return new SplicedBatch
@@ -95,8 +96,8 @@ public static class MultimodalInputs
     public static Tensor PositionsFromMask(Tensor mask)
     {
         using var scope = torch.NewDisposeScope();
-        var positions = mask.cumsum(1).sub_(1);
-        positions.masked_fill_(mask.eq(0), 1);
+        var positions = mask.cumsum(1).sub_(Scalars.One);
+        positions.masked_fill_(mask.eq(Scalars.Zero), Scalars.One);
         return positions.MoveToOuterDisposeScope();
     }
 }

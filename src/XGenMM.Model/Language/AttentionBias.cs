@@ -1,4 +1,5 @@
 using TorchSharp;
+using XGenMM.Model.Modules;
 using static TorchSharp.torch;
 
 namespace XGenMM.Model.Language;
@@ -19,10 +20,10 @@ public static class AttentionBias
         using var scope = torch.NewDisposeScope();
         long s = keyMask.shape[1];
         var device = keyMask.device;
-        var q = torch.arange(s - queryLength, s, 1, ScalarType.Int64, device).view(-1, 1);  // [T, 1]
-        var k = torch.arange(0, s, 1, ScalarType.Int64, device).view(1, -1);                // [1, S]
+        var q = Scalars.Arange(s - queryLength, s, device).view(-1, 1);  // [T, 1]
+        var k = Scalars.Arange(0, s, device).view(1, -1);          // [1, S]
         var allowed = k.le(q);
-        if (slidingWindow is int w) allowed = allowed.logical_and((q - k).le(w));
+        if (slidingWindow is int w) allowed = allowed.logical_and(k.add(torch.tensor((long)w, device: device), Scalars.One).ge(q));
         allowed = allowed.unsqueeze(0).logical_and(keyMask.to_type(ScalarType.Bool).unsqueeze(1)); // [B, T, S]
         double min = dtype switch
         {
@@ -32,7 +33,7 @@ public static class AttentionBias
             _ => float.MinValue,
         };
         var zeros = torch.zeros(1, dtype: dtype, device: device);
-        var bias = torch.where(allowed, zeros, torch.full([1], min, dtype, device));
+        var bias = torch.where(allowed, zeros, Scalars.Full([1], min, dtype, device));
         return bias.unsqueeze(1).MoveToOuterDisposeScope();
     }
 }

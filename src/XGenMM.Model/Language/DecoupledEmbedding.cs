@@ -15,6 +15,8 @@ public sealed class DecoupledEmbedding : nn.Module<Tensor, Tensor>
     private readonly long _initial;
     private readonly Parameter _weight;
     private readonly ParameterHolder _additional;
+    // Held for the module's lifetime so the native calls below never see a finalised temporary (see Scalars).
+    private readonly Scalar _initialScalar, _lastMain, _lastAdditional;
 
     public DecoupledEmbedding(TextConfig config, Device? device, ScalarType dtype) : base(nameof(DecoupledEmbedding))
     {
@@ -23,17 +25,20 @@ public sealed class DecoupledEmbedding : nn.Module<Tensor, Tensor>
         register_parameter("weight", _weight);
         _additional = new ParameterHolder("Embedding").Add("weight", torch.empty([config.NumAdditionalTokens, config.HiddenSize], dtype, device));
         register_module("additional_embedding", _additional);
+        _initialScalar = config.InitialTokenizerLen.ToScalar();
+        _lastMain = (config.InitialTokenizerLen - 1L).ToScalar();
+        _lastAdditional = Math.Max(0L, config.NumAdditionalTokens - 1L).ToScalar();
     }
 
     // ids [B, T] int64 -> [B, T, D]
     public override Tensor forward(Tensor ids)
     {
         using var scope = torch.NewDisposeScope();
-        var isAdditional = ids.ge(_initial);
-        var main = Lookup(_weight, ids.clamp_max(_initial - 1));
+        var isAdditional = ids.ge(_initialScalar);
+        var main = Lookup(_weight, ids.clamp_max(_lastMain));
         if (!isAdditional.any().item<bool>()) return main.MoveToOuterDisposeScope();
         var table = _additional["weight"];
-        var extra = Lookup(table, (ids - _initial).clamp(0, table.shape[0] - 1));
+        var extra = Lookup(table, ids.sub(_initialScalar).clamp(Scalars.Zero, _lastAdditional));
         return torch.where(isAdditional.unsqueeze(-1), extra, main).MoveToOuterDisposeScope();
     }
 

@@ -22,7 +22,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         using var scope = torch.NewDisposeScope();
         var inputType = x.dtype;
         var h = inputType == ScalarType.Float32 ? x : x.to_type(ScalarType.Float32);
-        var variance = h.pow(2).mean([-1L], keepdim: true);
+        var variance = h.square().mean([-1L], keepdim: true);
         h = h * torch.rsqrt(variance.add_(_eps, Scalars.One));
         if (inputType != ScalarType.Float32) h = h.to_type(inputType);
         return (Weight * h).MoveToOuterDisposeScope();

@@ -86,7 +86,7 @@ public sealed class SiglipVisionEmbeddings : nn.Module<Tensor, Tensor>
         var weight = _patchEmbedding["weight"];
         var x = nn.functional.conv2d(pixels.to_type(weight.dtype), weight, _patchEmbedding["bias"], strides: [_patch, _patch]);
         x = x.flatten(2).transpose(1, 2);
-        return x.add(_positionEmbedding["weight"]).MoveToOuterDisposeScope();
+        return x.add(_positionEmbedding["weight"], Scalars.One).MoveToOuterDisposeScope();
     }
 }
 
