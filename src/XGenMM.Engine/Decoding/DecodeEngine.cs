@@ -88,7 +88,13 @@ public sealed partial class DecodeEngine : IDisposable
     public int EmbeddingDim => _embeddingDim;
 
     /// <summary>The latest load snapshot (updated every engine iteration).</summary>
-    public DecodeLoad GetLoad() => _load;
+    /// <summary>The loop's last snapshot, with the queue counters read live: a request that was just admitted, expired
+    /// or cancelled shows at once (routing decisions and readiness must not lag a step behind).</summary>
+    public DecodeLoad GetLoad()
+    {
+        var load = _load;
+        lock (_admissionLock) return load with { Waiting = _waitingCount, WaitingTokens = _waitingTokens };
+    }
 
     /// <summary>
     /// Validates and queues a request. Throws <see cref="EngineRejectedException"/> at once when it can never run
