@@ -15,6 +15,9 @@ public sealed record ImageLimits
     public static ImageLimits Default { get; } = new();
 }
 
+/// <summary>What an image header says: size in pixels and the encoded format (jpeg, png, webp, bmp, gif).</summary>
+public readonly record struct ImageHeader(int Width, int Height, string Format);
+
 /// <summary>Why an image was refused.</summary>
 public enum ImageErrorReason
 {
@@ -41,31 +44,20 @@ public static class ImageDecoder
     private static readonly HashSet<SKEncodedImageFormat> Supported =
         [SKEncodedImageFormat.Jpeg, SKEncodedImageFormat.Png, SKEncodedImageFormat.Webp, SKEncodedImageFormat.Bmp, SKEncodedImageFormat.Gif];
 
+    /// <summary>Reads only the header: format and size, with every limit checked, without decoding pixels. Lets a
+    /// gateway refuse a bad or oversized image before it travels anywhere.</summary>
+    public static ImageHeader Probe(ReadOnlySpan<byte> bytes, ImageLimits? limits = null)
+    {
+        using var stream = new SKMemoryStream(bytes.ToArray());
+        using var codec = Open(bytes, stream, limits ?? ImageLimits.Default);
+        return new ImageHeader(codec.Info.Width, codec.Info.Height, codec.EncodedFormat.ToString().ToLowerInvariant());
+    }
+
     public static RgbImage Decode(ReadOnlySpan<byte> bytes, ImageLimits? limits = null)
     {
-        limits ??= ImageLimits.Default;
-        if (bytes.IsEmpty) throw new ImageDecodeException(ImageErrorReason.Empty, "The image is empty (0 bytes).");
-        if (bytes.Length > limits.MaxBytes)
-            throw new ImageDecodeException(ImageErrorReason.TooLarge, $"The image is {bytes.Length} bytes; the limit is {limits.MaxBytes} bytes.");
-
         using var stream = new SKMemoryStream(bytes.ToArray());
-        using var codec = SKCodec.Create(stream, out var createResult);
-        if (codec is null)
-        {
-            throw createResult == SKCodecResult.Unimplemented || !LooksLikeKnownFormat(bytes)
-                ? new ImageDecodeException(ImageErrorReason.UnsupportedFormat, "The image format is not supported; send JPEG, PNG, WebP, BMP or GIF.")
-                : new ImageDecodeException(ImageErrorReason.Corrupt, $"The image could not be read ({createResult}); the file is corrupt or truncated.");
-        }
-        if (!Supported.Contains(codec.EncodedFormat))
-            throw new ImageDecodeException(ImageErrorReason.UnsupportedFormat, $"The image format {codec.EncodedFormat} is not supported; send JPEG, PNG, WebP, BMP or GIF.");
-
+        using var codec = Open(bytes, stream, limits ?? ImageLimits.Default);
         var info = codec.Info;
-        if (info.Width <= 0 || info.Height <= 0)
-            throw new ImageDecodeException(ImageErrorReason.ZeroSize, $"The image has no pixels ({info.Width}x{info.Height}).");
-        if ((long)info.Width * info.Height > limits.MaxPixels || info.Width > limits.MaxSide || info.Height > limits.MaxSide)
-            throw new ImageDecodeException(ImageErrorReason.TooManyPixels,
-                $"The image is {info.Width}x{info.Height} pixels; the limits are {limits.MaxPixels} pixels and {limits.MaxSide} per side.");
-
         var target = new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul, info.ColorSpace);
         using var bitmap = new SKBitmap(target);
         var result = codec.GetPixels(target, bitmap.GetPixels());
@@ -89,6 +81,37 @@ public static class ImageDecoder
             rgb[j + 2] = rgba[i + 2];
         }
         return Orient(new RgbImage(info.Width, info.Height, rgb), codec.EncodedOrigin);
+    }
+
+    private static SKCodec Open(ReadOnlySpan<byte> bytes, SKMemoryStream stream, ImageLimits limits)
+    {
+        if (bytes.IsEmpty) throw new ImageDecodeException(ImageErrorReason.Empty, "The image is empty (0 bytes).");
+        if (bytes.Length > limits.MaxBytes)
+            throw new ImageDecodeException(ImageErrorReason.TooLarge, $"The image is {bytes.Length} bytes; the limit is {limits.MaxBytes} bytes.");
+        var codec = SKCodec.Create(stream, out var createResult);
+        if (codec is null)
+        {
+            throw createResult == SKCodecResult.Unimplemented || !LooksLikeKnownFormat(bytes)
+                ? new ImageDecodeException(ImageErrorReason.UnsupportedFormat, "The image format is not supported; send JPEG, PNG, WebP, BMP or GIF.")
+                : new ImageDecodeException(ImageErrorReason.Corrupt, $"The image could not be read ({createResult}); the file is corrupt or truncated.");
+        }
+        try
+        {
+            if (!Supported.Contains(codec.EncodedFormat))
+                throw new ImageDecodeException(ImageErrorReason.UnsupportedFormat, $"The image format {codec.EncodedFormat} is not supported; send JPEG, PNG, WebP, BMP or GIF.");
+            var info = codec.Info;
+            if (info.Width <= 0 || info.Height <= 0)
+                throw new ImageDecodeException(ImageErrorReason.ZeroSize, $"The image has no pixels ({info.Width}x{info.Height}).");
+            if ((long)info.Width * info.Height > limits.MaxPixels || info.Width > limits.MaxSide || info.Height > limits.MaxSide)
+                throw new ImageDecodeException(ImageErrorReason.TooManyPixels,
+                    $"The image is {info.Width}x{info.Height} pixels; the limits are {limits.MaxPixels} pixels and {limits.MaxSide} per side.");
+            return codec;
+        }
+        catch
+        {
+            codec.Dispose();
+            throw;
+        }
     }
 
     private static bool LooksLikeKnownFormat(ReadOnlySpan<byte> b) =>

@@ -1,0 +1,344 @@
+using System.Diagnostics;
+using System.IO.Hashing;
+using System.Runtime.CompilerServices;
+using System.Text;
+using Microsoft.Extensions.Options;
+using XGenMM.Cluster.Abstractions;
+using XGenMM.Cluster.Client;
+using XGenMM.Gateway.Hosting;
+using XGenMM.Gateway.OpenAi;
+using XGenMM.Gateway.Telemetry;
+using XGenMM.Model.Imaging;
+using XGenMM.Model.Tokenization;
+
+namespace XGenMM.Gateway.Chat;
+
+/// <summary>
+/// The one path every chat turn takes, whichever door it came in by: checks the images and the prompt against the
+/// limits, asks the tenant grain for admission (cluster-wide quotas), has the images encoded on vision silos, and
+/// streams the generation from a decoder. Every failure before the first token is an <see cref="OpenAiException"/> with
+/// its status; the tenant's lease is always returned with the usage actually spent.
+/// </summary>
+public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grains, ServedModel model, IOptions<RequestLimits> limits,
+    GatewayMetrics metrics, ILogger<ChatService> logger)
+{
+    private readonly RequestLimits _limits = limits.Value;
+
+    /// <summary>Admits the turn and waits for its first token; the returned stream starts with that token.</summary>
+    public async Task<ChatGeneration> StartAsync(ChatTurn turn, CancellationToken cancellationToken)
+    {
+        long arrived = Stopwatch.GetTimestamp();
+        try
+        {
+            int[] promptIds = BuildPrompt(turn);
+            int textTokens = promptIds.Length - turn.Images.Count;
+            long estimate = textTokens + turn.MaxTokens;
+            var tenant = grains.GetGrain<ITenantGrain>(turn.Tenant);
+            var ticket = await Cluster(() => tenant.Admit(turn.Images.Count, estimate), cancellationToken).ConfigureAwait(false);
+            if (!ticket.Admitted) throw QuotaError(ticket);
+            var lease = new Lease(tenant, ticket.LeaseId!, estimate);
+            try
+            {
+                var images = await EncodeImagesAsync(turn, cancellationToken).ConfigureAwait(false);
+                var request = new GenerationRequest
+                {
+                    RequestId = "chatcmpl-" + Guid.NewGuid().ToString("N"),
+                    Tenant = turn.Tenant,
+                    ConversationId = turn.ConversationId ?? ConversationKey(turn),
+                    PromptIds = promptIds,
+                    Images = images,
+                    MaxNewTokens = turn.MaxTokens,
+                    Sampling = new SamplingParameters(turn.Temperature, turn.TopP, Seed: turn.Seed),
+                    StopStrings = [.. turn.Stop],
+                };
+                var chunks = cluster.GenerateAsync(request, ct => EncodeImagesAsync(turn, ct), cancellationToken).GetAsyncEnumerator(cancellationToken);
+                bool any;
+                try
+                {
+                    any = await Cluster(async () => await chunks.MoveNextAsync().ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+                }
+                catch
+                {
+                    await chunks.DisposeAsync().ConfigureAwait(false);
+                    throw;
+                }
+                if (!any)
+                {
+                    await chunks.DisposeAsync().ConfigureAwait(false);
+                    throw new OpenAiException(503, "server_error", "The decoder ended the stream without a token.", "empty_stream", retryAfterSeconds: 1);
+                }
+                return new ChatGeneration(this, turn, request.RequestId, chunks, lease, arrived, textTokens);
+            }
+            catch
+            {
+                await lease.ReturnAsync(new UsageReport(0, 0, 0, 0)).ConfigureAwait(false);
+                throw;
+            }
+        }
+        catch (OpenAiException e)
+        {
+            metrics.Rejected.WithLabels(e.Code ?? e.Type).Inc();
+            LogRejected(turn.Tenant, e.Status, e.Code ?? e.Type, e.Message);
+            throw;
+        }
+    }
+
+    /// <summary>The prompt's token ids, with one &lt;image&gt; token per image, after every text and image check.</summary>
+    internal int[] BuildPrompt(ChatTurn turn)
+    {
+        if (turn.Messages.Count == 0) throw OpenAiException.Invalid("'messages' must contain at least one message.", "messages");
+        if (turn.Messages.Count > _limits.MaxMessages)
+            throw OpenAiException.Invalid($"'messages' has {turn.Messages.Count} messages; the limit is {_limits.MaxMessages}.", "messages", "too_many_messages");
+        if (turn.Images.Count > _limits.MaxImagesPerRequest)
+            throw OpenAiException.Invalid($"The request has {turn.Images.Count} images; the limit is {_limits.MaxImagesPerRequest} per request.", "messages", "too_many_images");
+        var imageLimits = new ImageLimits { MaxBytes = _limits.MaxImageBytes, MaxPixels = _limits.MaxImagePixels, MaxSide = _limits.MaxImageSide };
+        for (int i = 0; i < turn.Images.Count; i++)
+        {
+            try
+            {
+                ImageDecoder.Probe(turn.Images[i], imageLimits);
+            }
+            catch (ImageDecodeException e)
+            {
+                throw e.Reason is ImageErrorReason.TooLarge or ImageErrorReason.TooManyPixels
+                    ? OpenAiException.TooLarge($"Image {i + 1}: {e.Message}", "image_too_large", "messages")
+                    : OpenAiException.Unprocessable($"Image {i + 1}: {e.Message}", "invalid_image", "messages");
+            }
+        }
+
+        var messages = new List<ChatMessage>(turn.Messages.Count);
+        for (int m = 0; m < turn.Messages.Count; m++)
+        {
+            var message = turn.Messages[m];
+            var content = new StringBuilder();
+            foreach (var part in message.Parts)
+            {
+                if (content.Length > 0) content.Append('\n');
+                if (part.Image is not null)
+                {
+                    if (message.Role != "user") throw OpenAiException.Invalid($"messages[{m}]: only user messages may carry images.", $"messages[{m}].content");
+                    content.Append(SpecialTokens.ImageText);
+                    continue;
+                }
+                string text = part.Text ?? "";
+                if (text.Contains(SpecialTokens.ImageText, StringComparison.Ordinal))
+                    throw OpenAiException.Invalid($"messages[{m}]: the text contains '{SpecialTokens.ImageText}'; send images as image_url content parts.", $"messages[{m}].content");
+                content.Append(text);
+            }
+            messages.Add(new ChatMessage(message.Role, content.ToString()));
+        }
+        var ids = model.Tokenizer.Encode(ChatTemplate.Render(messages));
+        int textTokens = ids.Count - turn.Images.Count;
+        if (textTokens > _limits.MaxPromptTokens)
+            throw OpenAiException.Invalid($"The prompt is {textTokens} tokens; the limit is {_limits.MaxPromptTokens}.", "messages", "context_length_exceeded");
+        if (textTokens + turn.MaxTokens > model.ContextLength)
+            throw OpenAiException.Invalid($"The prompt ({textTokens} tokens) plus max_tokens ({turn.MaxTokens}) exceeds the model's context of {model.ContextLength} tokens.",
+                "max_tokens", "context_length_exceeded");
+        return [.. ids];
+    }
+
+    private async Task<ImageRef[]> EncodeImagesAsync(ChatTurn turn, CancellationToken cancellationToken)
+    {
+        if (turn.Images.Count == 0) return [];
+        return await Cluster(() => Task.WhenAll(turn.Images.Select(image => cluster.EncodeImageAsync(turn.Tenant, image, cancellationToken))), cancellationToken)
+            .ConfigureAwait(false);
+    }
+
+    /// <summary>Follow-up turns of one conversation share their opening, so they map to the same key (decoder affinity).</summary>
+    private static string ConversationKey(ChatTurn turn)
+    {
+        var hash = new XxHash64();
+        hash.Append(Encoding.UTF8.GetBytes(turn.Tenant));
+        var first = turn.Messages.FirstOrDefault(m => m.Role == "user") ?? turn.Messages[0];
+        foreach (var part in first.Parts)
+        {
+            if (part.Text is not null) hash.Append(Encoding.UTF8.GetBytes(part.Text));
+            if (part.Image is int i) hash.Append(XxHash64.Hash(turn.Images[i]));
+        }
+        return Convert.ToHexStringLower(hash.GetCurrentHash());
+    }
+
+    /// <summary>Runs a cluster call and turns the cluster's typed refusals and failures into API errors.</summary>
+    internal static async Task<T> Cluster<T>(Func<Task<T>> call, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await call().ConfigureAwait(false);
+        }
+        catch (ClusterRejectedException e)
+        {
+            throw ClusterError(e);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            throw OpenAiException.Unavailable($"The cluster could not serve the request: {e.Message}", "cluster_unavailable", 2);
+        }
+    }
+
+    internal static OpenAiException ClusterError(ClusterRejectedException e) => e.Kind switch
+    {
+        RejectionKind.TooLong => OpenAiException.Invalid(e.Message, "messages", "context_length_exceeded"),
+        RejectionKind.Invalid => OpenAiException.Invalid(e.Message, null, "invalid_request"),
+        RejectionKind.BadImage => OpenAiException.Unprocessable(e.Message, "invalid_image", "messages"),
+        RejectionKind.Overloaded => OpenAiException.Unavailable(e.Message, "overloaded", 2),
+        RejectionKind.Expired => OpenAiException.Unavailable(e.Message, "queue_timeout", 2),
+        RejectionKind.ShuttingDown => OpenAiException.Unavailable(e.Message, "shutting_down", 1),
+        RejectionKind.NoDecoder => OpenAiException.Unavailable(e.Message, "no_decoder", 5),
+        RejectionKind.Interrupted => OpenAiException.Unavailable(e.Message, "generation_interrupted", 1),
+        _ => OpenAiException.Unavailable(e.Message, "cluster_unavailable", 2),
+    };
+
+    private static OpenAiException QuotaError(AdmissionTicket ticket) => ticket.Rejection switch
+    {
+        QuotaRejection.TooManyImages => OpenAiException.Invalid(ticket.Message ?? "Too many images for this tenant.", "messages", "too_many_images"),
+        QuotaRejection.RequestsPerMinute => OpenAiException.RateLimited(ticket.Message ?? "Requests per minute exceeded.", "rate_limit_requests", ticket.RetryAfterSeconds),
+        QuotaRejection.TokensPerMinute => OpenAiException.RateLimited(ticket.Message ?? "Tokens per minute exceeded.", "rate_limit_tokens", ticket.RetryAfterSeconds),
+        QuotaRejection.ConcurrentStreams => OpenAiException.RateLimited(ticket.Message ?? "Too many concurrent streams.", "rate_limit_concurrency", ticket.RetryAfterSeconds),
+        _ => OpenAiException.RateLimited(ticket.Message ?? "Quota exceeded.", "rate_limit", ticket.RetryAfterSeconds),
+    };
+
+    internal void Record(ChatTurn turn, string finish, TurnUsage usage, double ttft, double e2e, double queue, IReadOnlyList<double> gaps)
+    {
+        metrics.TimeToFirstToken.WithLabels(turn.Protocol).Observe(ttft);
+        metrics.EndToEnd.WithLabels(turn.Protocol).Observe(e2e);
+        metrics.QueueTime.Observe(queue);
+        var itl = metrics.InterTokenLatency.WithLabels(turn.Protocol);
+        foreach (var gap in gaps) itl.Observe(gap);
+        metrics.PromptTokens.WithLabels(turn.Tenant).Inc(usage.PromptTokens - usage.ImageTokens);
+        metrics.ImageTokens.WithLabels(turn.Tenant).Inc(usage.ImageTokens);
+        metrics.GenerationTokens.WithLabels(turn.Tenant).Inc(usage.CompletionTokens);
+        metrics.Success.WithLabels(turn.Tenant, finish).Inc();
+    }
+
+    internal void RecordFailure(OpenAiException error) => metrics.Rejected.WithLabels(error.Code ?? error.Type).Inc();
+
+    internal GatewayMetrics Metrics => metrics;
+
+    internal sealed class Lease(ITenantGrain tenant, string id, long estimate)
+    {
+        private int _returned;
+
+        /// <summary>Gives the tenant's lease back with what was really spent; never throws (a lost lease expires by itself).</summary>
+        public async Task ReturnAsync(UsageReport usage)
+        {
+            if (Interlocked.Exchange(ref _returned, 1) == 1) return;
+            try
+            {
+                await tenant.Complete(id, estimate, usage).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // The tenant grain's lease times out on its own; usage of this one request is then counted as estimated.
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 701, Level = LogLevel.Information, Message = "Tenant {Tenant}: request refused with {Status} {Code}: {Reason}")]
+    private partial void LogRejected(string tenant, int status, string code, string reason);
+
+    [LoggerMessage(EventId = 702, Level = LogLevel.Warning, Message = "Tenant {Tenant}: request {RequestId} failed mid-stream after {Tokens} token(s): {Reason}")]
+    internal partial void LogStreamFailed(string tenant, string requestId, int tokens, string reason);
+}
+
+/// <summary>
+/// A generation in progress: deltas as tokens arrive. Disposing it early (client cancelled or disconnected) cancels
+/// the generation in the cluster; either way the tenant's lease is returned with the real usage and metrics recorded.
+/// </summary>
+public sealed class ChatGeneration : IAsyncEnumerable<ChatDelta>, IAsyncDisposable
+{
+    private readonly ChatService _service;
+    private readonly ChatTurn _turn;
+    private readonly IAsyncEnumerator<GenerationChunk> _chunks;
+    private readonly ChatService.Lease _lease;
+    private readonly long _arrived;
+    private readonly int _textTokens;
+    private int _produced, _enumerated;
+    private bool _finished;
+
+    internal ChatGeneration(ChatService service, ChatTurn turn, string requestId, IAsyncEnumerator<GenerationChunk> chunks, ChatService.Lease lease, long arrived, int textTokens)
+    {
+        _service = service;
+        _turn = turn;
+        RequestId = requestId;
+        _chunks = chunks;
+        _lease = lease;
+        _arrived = arrived;
+        _textTokens = textTokens;
+        _service.Metrics.ActiveStreams.WithLabels(turn.Protocol).Inc();
+    }
+
+    public string RequestId { get; }
+    public long Created { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    public async IAsyncEnumerator<ChatDelta> GetAsyncEnumerator(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _enumerated, 1) == 1) throw new InvalidOperationException("A chat stream can be read once.");
+        double ttft = Stopwatch.GetElapsedTime(_arrived).TotalSeconds;
+        var gaps = new List<double>();
+        long last = Stopwatch.GetTimestamp();
+        var chunk = _chunks.Current;
+        while (true)
+        {
+            if (chunk.IsFinal)
+            {
+                var usage = chunk.Usage is { } u
+                    ? new TurnUsage(u.PromptTokens + u.ImageTokens, u.ImageTokens, u.CompletionTokens, u.CachedTokens)
+                    : new TurnUsage(_textTokens, 0, _produced, 0);
+                double e2e = Stopwatch.GetElapsedTime(_arrived).TotalSeconds;
+                var timings = new TurnTimings(chunk.Timings?.QueueSeconds ?? 0, ttft, e2e);
+                string finish = chunk.Finish switch { FinishKind.Length => "length", FinishKind.Cancelled => "abort", _ => "stop" };
+                _finished = true;
+                _service.Record(_turn, finish, usage, ttft, e2e, timings.QueueSeconds, gaps);
+                await _lease.ReturnAsync(new UsageReport(usage.PromptTokens - usage.ImageTokens, usage.ImageTokens, usage.CompletionTokens, usage.CachedTokens)).ConfigureAwait(false);
+                yield return new ChatDelta(chunk.Text, finish, usage, timings);
+                yield break;
+            }
+            _produced++;
+            yield return new ChatDelta(chunk.Text);
+
+            bool more;
+            try
+            {
+                more = await ChatService.Cluster(async () => await _chunks.MoveNextAsync().ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+            }
+            catch (OpenAiException e)
+            {
+                _service.RecordFailure(e);
+                _service.LogStreamFailed(_turn.Tenant, RequestId, _produced, e.Message);
+                throw;
+            }
+            if (!more)
+            {
+                var e = OpenAiException.Unavailable("The generation stream ended without a final chunk.", "generation_interrupted", 1);
+                _service.RecordFailure(e);
+                throw e;
+            }
+            long now = Stopwatch.GetTimestamp();
+            gaps.Add(Stopwatch.GetElapsedTime(last, now).TotalSeconds);
+            last = now;
+            chunk = _chunks.Current;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _service.Metrics.ActiveStreams.WithLabels(_turn.Protocol).Dec();
+        try
+        {
+            await _chunks.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or OrleansException or TimeoutException)
+        {
+            // Disposing a cancelled stream reports the cancellation; the generation is already being torn down.
+        }
+        if (!_finished)
+        {
+            _service.Metrics.Success.WithLabels(_turn.Tenant, "abort").Inc();
+            await _lease.ReturnAsync(new UsageReport(_textTokens, 0, _produced, 0)).ConfigureAwait(false);
+        }
+    }
+}

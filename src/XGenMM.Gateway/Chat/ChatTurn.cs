@@ -1,0 +1,41 @@
+namespace XGenMM.Gateway.Chat;
+
+/// <summary>A piece of a message: text, or the index of an image in <see cref="ChatTurn.Images"/>.</summary>
+public sealed record TurnPart(string? Text, int? Image)
+{
+    public static TurnPart OfText(string text) => new(text, null);
+    public static TurnPart OfImage(int index) => new(null, index);
+}
+
+public sealed record TurnMessage(string Role, IReadOnlyList<TurnPart> Parts);
+
+/// <summary>
+/// One chat turn as both front doors (OpenAI HTTP and the SignalR hub) hand it to <see cref="ChatService"/>: the whole
+/// conversation so far, the images' bytes, and the sampling settings, already checked for type and range.
+/// </summary>
+public sealed record ChatTurn
+{
+    public required string Tenant { get; init; }
+    public string? ConversationId { get; init; }
+    public required IReadOnlyList<TurnMessage> Messages { get; init; }
+    public IReadOnlyList<byte[]> Images { get; init; } = [];
+    public required int MaxTokens { get; init; }
+    public float Temperature { get; init; } = 1f;
+    public float TopP { get; init; } = 1f;
+    public ulong? Seed { get; init; }
+    public IReadOnlyList<string> Stop { get; init; } = [];
+    /// <summary>Where the request came in: "http" or "signalr" (metrics label).</summary>
+    public string Protocol { get; init; } = "http";
+}
+
+/// <summary>Usage of one completed turn, in OpenAI's terms: prompt tokens include the image tokens.</summary>
+public sealed record TurnUsage(int PromptTokens, int ImageTokens, int CompletionTokens, int CachedTokens)
+{
+    public int TotalTokens => PromptTokens + CompletionTokens;
+}
+
+/// <summary>Seconds from the gateway's point of view, plus the decoder's queue time.</summary>
+public sealed record TurnTimings(double QueueSeconds, double TimeToFirstTokenSeconds, double EndToEndSeconds);
+
+/// <summary>One step of a streamed answer: text to append, and on the last delta the finish reason, usage and timings.</summary>
+public sealed record ChatDelta(string Text, string? FinishReason = null, TurnUsage? Usage = null, TurnTimings? Timings = null);

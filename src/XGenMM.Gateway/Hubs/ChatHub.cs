@@ -1,0 +1,178 @@
+using System.Runtime.CompilerServices;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.Extensions.Options;
+using XGenMM.Gateway.Chat;
+using XGenMM.Gateway.Hosting;
+using XGenMM.Gateway.OpenAi;
+using XGenMM.Gateway.Telemetry;
+using XGenMM.Gateway.Tenants;
+
+namespace XGenMM.Gateway.Hubs;
+
+/// <summary>A message of a hub turn. Images are bytes: base64 strings in the JSON protocol, binary in MessagePack.</summary>
+public sealed class HubMessage
+{
+    public string? Role { get; set; }
+    public string? Content { get; set; }
+    public byte[][]? Images { get; set; }
+}
+
+/// <summary>What a client sends to <see cref="ChatHub.Chat"/>: the conversation so far and the sampling settings.</summary>
+public sealed class HubTurn
+{
+    public string? ConversationId { get; set; }
+    public HubMessage[]? Messages { get; set; }
+    public int? MaxTokens { get; set; }
+    public float? Temperature { get; set; }
+    public float? TopP { get; set; }
+    public long? Seed { get; set; }
+    public string[]? Stop { get; set; }
+}
+
+/// <summary>One server-to-client stream item: text to append; the last one has the finish reason, usage and timings.</summary>
+public sealed record HubDelta(string Text, string? FinishReason, TurnUsage? Usage, TurnTimings? Timings);
+
+/// <summary>
+/// Streaming chat over SignalR at <c>/hubs/chat</c>. A client invokes <c>Chat</c> as a stream; cancelling the stream
+/// or disconnecting cancels the generation in the cluster. Errors arrive as hub errors "STATUS code: message".
+/// </summary>
+[Authorize]
+public sealed class ChatHub(ChatService chat, ServedModel model, IOptions<RequestLimits> limits, GatewayMetrics metrics) : Hub
+{
+    private const string StreamsKey = "xgenmm.streams";
+
+    public override Task OnConnectedAsync()
+    {
+        metrics.Connections.Inc();
+        Context.Items[StreamsKey] = new StrongBox<int>(0);
+        return base.OnConnectedAsync();
+    }
+
+    public override Task OnDisconnectedAsync(Exception? exception)
+    {
+        metrics.Connections.Dec();
+        return base.OnDisconnectedAsync(exception);
+    }
+
+    /// <summary>The served model and the limits a client should respect (the page shows them).</summary>
+    public object Info() => new
+    {
+        model = model.Id,
+        contextLength = model.ContextLength,
+        maxImagesPerRequest = limits.Value.MaxImagesPerRequest,
+        maxImageBytes = limits.Value.MaxImageBytes,
+        maxCompletionTokens = limits.Value.MaxCompletionTokens,
+        defaultMaxTokens = limits.Value.DefaultMaxTokens,
+    };
+
+    public async IAsyncEnumerable<HubDelta> Chat(HubTurn turn, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var streams = (StrongBox<int>)Context.Items[StreamsKey]!;
+        if (Interlocked.Increment(ref streams.Value) > limits.Value.MaxStreamsPerConnection)
+        {
+            Interlocked.Decrement(ref streams.Value);
+            throw Error(OpenAiException.RateLimited($"This connection already has {limits.Value.MaxStreamsPerConnection} streams; that is the limit per connection.",
+                "too_many_streams", 1));
+        }
+        try
+        {
+            ChatGeneration stream;
+            try
+            {
+                stream = await chat.StartAsync(ToTurn(turn, Context.User!.TenantId()), cancellationToken).ConfigureAwait(false);
+            }
+            catch (OpenAiException e)
+            {
+                throw Error(e);
+            }
+            try
+            {
+                var deltas = stream.GetAsyncEnumerator(cancellationToken);
+                try
+                {
+                    while (true)
+                    {
+                        try
+                        {
+                            if (!await deltas.MoveNextAsync().ConfigureAwait(false)) break;
+                        }
+                        catch (OpenAiException e)
+                        {
+                            throw Error(e);
+                        }
+                        var d = deltas.Current;
+                        yield return new HubDelta(d.Text, d.FinishReason, d.Usage, d.Timings);
+                    }
+                }
+                finally
+                {
+                    await deltas.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref streams.Value);
+        }
+    }
+
+    private ChatTurn ToTurn(HubTurn turn, string tenant)
+    {
+        var l = limits.Value;
+        if (turn is null) throw Error(OpenAiException.Invalid("The turn is missing.", "turn"));
+        if (turn.Messages is not { Length: > 0 }) throw Error(OpenAiException.Invalid("'messages' must contain at least one message.", "messages"));
+        if (turn.Messages.Length > l.MaxMessages) throw Error(OpenAiException.Invalid($"'messages' has {turn.Messages.Length} messages; the limit is {l.MaxMessages}.", "messages", "too_many_messages"));
+        var images = new List<byte[]>();
+        var messages = new List<TurnMessage>();
+        for (int i = 0; i < turn.Messages.Length; i++)
+        {
+            var m = turn.Messages[i] ?? throw Error(OpenAiException.Invalid($"messages[{i}] is null.", $"messages[{i}]"));
+            string role = m.Role switch
+            {
+                "system" or "user" or "assistant" => m.Role,
+                _ => throw Error(OpenAiException.Invalid($"messages[{i}].role '{m.Role}' is not one of system, user, assistant.", $"messages[{i}].role")),
+            };
+            var parts = new List<TurnPart>();
+            foreach (var image in m.Images ?? [])
+            {
+                if (image is null) throw Error(OpenAiException.Invalid($"messages[{i}].images has a null entry.", $"messages[{i}].images"));
+                if (images.Count >= l.MaxImagesPerRequest)
+                    throw Error(OpenAiException.Invalid($"The turn has more than {l.MaxImagesPerRequest} images; that is the limit per request.", "messages", "too_many_images"));
+                images.Add(image);
+                parts.Add(TurnPart.OfImage(images.Count - 1));
+            }
+            parts.Add(TurnPart.OfText(m.Content ?? ""));
+            messages.Add(new TurnMessage(role, parts));
+        }
+        int maxTokens = turn.MaxTokens ?? l.DefaultMaxTokens;
+        if (maxTokens < 1 || maxTokens > l.MaxCompletionTokens) throw Error(OpenAiException.Invalid($"'maxTokens' must be between 1 and {l.MaxCompletionTokens}.", "maxTokens"));
+        float temperature = turn.Temperature ?? 0f;
+        if (!float.IsFinite(temperature) || temperature is < 0 or > 2) throw Error(OpenAiException.Invalid("'temperature' must be between 0 and 2.", "temperature"));
+        float topP = turn.TopP ?? 1f;
+        if (!float.IsFinite(topP) || topP is <= 0 or > 1) throw Error(OpenAiException.Invalid("'topP' must be greater than 0 and at most 1.", "topP"));
+        var stop = turn.Stop ?? [];
+        if (stop.Length > l.MaxStopSequences || stop.Any(s => string.IsNullOrEmpty(s) || s.Length > l.MaxStopSequenceChars))
+            throw Error(OpenAiException.Invalid($"'stop' takes up to {l.MaxStopSequences} sequences of 1 to {l.MaxStopSequenceChars} characters.", "stop"));
+        if (turn.ConversationId is { Length: > 128 }) throw Error(OpenAiException.Invalid("'conversationId' is longer than 128 characters.", "conversationId"));
+        return new ChatTurn
+        {
+            Tenant = tenant,
+            ConversationId = string.IsNullOrEmpty(turn.ConversationId) ? null : tenant + "/" + turn.ConversationId,
+            Messages = messages,
+            Images = images,
+            MaxTokens = maxTokens,
+            Temperature = temperature,
+            TopP = topP,
+            Seed = turn.Seed is long s ? unchecked((ulong)s) : null,
+            Stop = stop,
+            Protocol = "signalr",
+        };
+    }
+
+    private static HubException Error(OpenAiException e) => new($"{e.Status} {e.Code ?? e.Type}: {e.Message}");
+}
