@@ -127,7 +127,8 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             }
             messages.Add(new ChatMessage(message.Role, content.ToString()));
         }
-        var ids = model.Tokenizer.Encode(ChatTemplate.Render(messages));
+        // The fixed system prompt of xGen-MM when the conversation brings none (spec: "used everywhere").
+        var ids = model.Tokenizer.Encode(ChatTemplate.Render(messages, addGenerationPrompt: true, addDefaultSystemPrompt: true));
         int textTokens = ids.Count - turn.Images.Count;
         if (textTokens > _limits.MaxPromptTokens)
             throw OpenAiException.Invalid($"The prompt is {textTokens} tokens; the limit is {_limits.MaxPromptTokens}.", "messages", "context_length_exceeded");

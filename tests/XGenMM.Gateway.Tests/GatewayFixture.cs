@@ -1,0 +1,126 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using XGenMM.Gateway.Hosting;
+using XGenMM.Gateway.Tenants;
+
+namespace XGenMM.Gateway.Tests;
+
+/// <summary>
+/// The real gateway in Local mode (co-hosted silo, real Orleans, real Kestrel on a loopback port) serving a model from
+/// disk. Tenants: alpha and beta with roomy limits, "tight" with 2 requests per minute and 1 image per request.
+/// </summary>
+public class GatewayFixture : IAsyncLifetime
+{
+    public const string AlphaKey = "alpha-test-key";
+    public const string BetaKey = "beta-test-key";
+    public const string TightKey = "tight-test-key";
+
+    public WebApplication App { get; private set; } = null!;
+    public Uri BaseAddress { get; private set; } = null!;
+    public string ModelId { get; private set; } = "";
+
+    protected virtual string ModelPath => Fixtures.GoldenTinyAnyRes;
+
+    protected virtual void Configure(Dictionary<string, string?> settings) { }
+
+    public async ValueTask InitializeAsync()
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Model:Path"] = ModelPath,
+            ["Cluster:SiloPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
+            ["Cluster:GatewayPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
+            ["Cluster:ClusterId"] = "gateway-tests-" + Guid.NewGuid().ToString("N")[..8],
+            ["Engine:Decode:MaxSlots"] = "8",
+            ["Engine:Decode:MaxSequenceLength"] = "2048",
+            ["Engine:Decode:KvCacheBytes"] = (512L << 20).ToString(CultureInfo.InvariantCulture),
+            ["Engine:Vision:MaxBatchWaitMilliseconds"] = "2",
+            ["Gateway:Limits:MaxBodyBytes"] = (4L << 20).ToString(CultureInfo.InvariantCulture),
+            ["Gateway:Limits:MaxImageBytes"] = (2L << 20).ToString(CultureInfo.InvariantCulture),
+            ["Gateway:Limits:MaxImagePixels"] = "4000000",
+            ["Gateway:Limits:MaxImagesPerRequest"] = "3",
+            ["Gateway:Limits:MaxPromptTokens"] = "1500",
+            ["Gateway:Limits:MaxCompletionTokens"] = "256",
+            ["Gateway:Limits:MaxStreamsPerConnection"] = "2",
+            ["Logging:LogLevel:Default"] = "Warning",
+        };
+        AddTenant(settings, 0, "alpha", AlphaKey, rpm: 10_000, concurrent: 64, images: 8);
+        AddTenant(settings, 1, "beta", BetaKey, rpm: 10_000, concurrent: 64, images: 8);
+        AddTenant(settings, 2, "tight", TightKey, rpm: 2, concurrent: 1, images: 1);
+        Configure(settings);
+
+        App = GatewayApp.Build(["--urls", "http://127.0.0.1:0"], builder =>
+        {
+            builder.Configuration.AddInMemoryCollection(settings);
+            builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        });
+        await App.StartAsync();
+        var address = App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        BaseAddress = new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal));
+        ModelId = App.Services.GetRequiredService<ServedModel>().Id;
+        using var http = Client();
+        for (int i = 0; i < 600; i++)
+        {
+            if ((await http.GetAsync("/readyz")).IsSuccessStatusCode) return;
+            await Task.Delay(100);
+        }
+        throw new TimeoutException("The gateway did not become ready within 60 s.");
+    }
+
+    private static void AddTenant(Dictionary<string, string?> s, int i, string id, string key, int rpm, int concurrent, int images)
+    {
+        s[$"Tenants:Tenants:{i}:Id"] = id;
+        s[$"Tenants:Tenants:{i}:KeySha256:0"] = TenantDirectory.Hash(key);
+        s[$"Tenants:Tenants:{i}:Limits:RequestsPerMinute"] = rpm.ToString(CultureInfo.InvariantCulture);
+        s[$"Tenants:Tenants:{i}:Limits:ConcurrentStreams"] = concurrent.ToString(CultureInfo.InvariantCulture);
+        s[$"Tenants:Tenants:{i}:Limits:MaxImagesPerRequest"] = images.ToString(CultureInfo.InvariantCulture);
+    }
+
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    public HttpClient Client(string? apiKey = null)
+    {
+        var http = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(120) };
+        if (apiKey is not null) http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        return http;
+    }
+
+    /// <summary>The value of one Prometheus sample from /metrics (0 when absent); labels as written, e.g. <c>{device="cpu"}</c>.</summary>
+    public async Task<double> MetricAsync(string name, string labels = "")
+    {
+        using var http = Client();
+        string text = await http.GetStringAsync("/metrics");
+        var match = Regex.Match(text, "^" + Regex.Escape(name + labels) + " (\\S+)$", RegexOptions.Multiline);
+        return match.Success ? double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (App is null) return;
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await App.StopAsync(stop.Token);
+        await App.DisposeAsync();
+        GC.SuppressFinalize(this);
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class GatewayTests : ICollectionFixture<GatewayFixture>
+{
+    public const string Name = "gateway";
+}
