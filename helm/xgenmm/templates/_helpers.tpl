@@ -264,3 +264,21 @@ prometheus.io/path: /metrics
 {{- define "xgenmm.tenants.firstKeySecret" -}}
 {{- printf "%s-first-api-key" (include "xgenmm.fullname" .) -}}
 {{- end -}}
+
+{{/* The model id of the API (Gateway:ModelId, the `model` of requests): gateway.modelId, else the Hugging Face repo
+id, else the checkpoint directory's name. */}}
+{{- define "xgenmm.modelId" -}}
+{{- $m := .Values.model -}}
+{{- if .Values.gateway.modelId -}}
+{{- .Values.gateway.modelId -}}
+{{- else if eq $m.source "huggingface" -}}
+{{- $m.huggingface.repo -}}
+{{- else if eq $m.source "pvc" -}}
+{{- $dir := trimSuffix "/" $m.pvc.path -}}
+{{- ternary $m.pvc.claimName (base $dir) (eq $dir "") -}}
+{{- else if eq $m.source "hostPath" -}}
+{{- base (trimSuffix "/" $m.hostPath.path) -}}
+{{- else -}}
+xgenmm-nano
+{{- end -}}
+{{- end -}}
