@@ -2,6 +2,7 @@
 // prometheus-operator CRD schemas (their @kubernetes-models companions).
 //
 //   node validate.mjs rendered.yaml     (or the YAML on standard input)
+//   node validate.mjs --to-json values.yaml   prints one YAML document as JSON (the tests read values.yaml this way)
 //
 // Prints one JSON object: { "objects": [...every document as JSON...], "problems": [{ index, kind, name, source, message }] }
 // and exits 0 whether or not there are problems (the caller asserts on them); exit 2 means the validator itself failed.
@@ -85,6 +86,12 @@ function validateStrict(Model, data) {
 }
 
 async function main() {
+  if (process.argv[2] === "--to-json") {
+    const doc = parseDocument(readFileSync(process.argv[3], "utf8"), { version: "1.1", uniqueKeys: true });
+    if (doc.errors.length > 0) throw new Error(doc.errors.map((e) => e.message).join("; "));
+    process.stdout.write(JSON.stringify(doc.toJS()));
+    return;
+  }
   const file = process.argv[2];
   const text = file && file !== "-" ? readFileSync(file, "utf8") : readFileSync(0, "utf8");
   const objects = [];
