@@ -24,7 +24,16 @@ internal static class Tool
         if (environment is not null)
             foreach (var (key, value) in environment) start.Environment[key] = value;
 
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start '{file}'.");
+        Process? started;
+        try
+        {
+            started = Process.Start(start);
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException($"Could not run '{file}' ({e.Message}). Run build/install-test-deps.sh (./test.sh does), which installs helm and Node.js.", e);
+        }
+        using var process = started ?? throw new InvalidOperationException($"Could not start '{file}'.");
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(90));
