@@ -315,6 +315,14 @@ public sealed class WiringTests
                 foreach (var mount in Arr(c, "volumeMounts"))
                     Assert.Contains(Arr(PodSpec(d), "volumes"), v => Str(v, "name") == Str(mount, "name"));
             }
+            // Scrape hints (for Prometheus without the operator) point at the port that serves /metrics.
+            var annotations = StringMap(At(d, "spec.template.metadata.annotations"));
+            if (annotations.TryGetValue("prometheus.io/port", out var scrapePort))
+            {
+                Assert.Equal(ContainerPort(Arr(PodSpec(d), "containers").First(), "http").ToString(CultureInfo.InvariantCulture), scrapePort);
+                Assert.Equal("/metrics", annotations["prometheus.io/path"]);
+            }
+            Assert.Equal(scenario != "hostpath-cache-cpu-silos-existing-tenants", annotations.ContainsKey("prometheus.io/scrape"));
             // An autoscaled Deployment leaves replicas to its autoscaler (helm upgrade would reset it otherwise).
             bool autoscaled = r.OfKind("ScaledObject").Concat(r.OfKind("HorizontalPodAutoscaler")).Any(a => Str(a, "spec.scaleTargetRef.name") == Name(d));
             Assert.Equal(autoscaled, At(d, "spec.replicas") is null);

@@ -224,13 +224,22 @@ podAntiAffinity:
 {{- end }}
 {{- end -}}
 
-{{/* Prometheus scrape annotations for pods whose /metrics is on `port`. */}}
-{{- define "xgenmm.scrapeAnnotations" -}}
-{{- if .root.Values.monitoring.scrapeAnnotations }}
-prometheus.io/scrape: "true"
-prometheus.io/port: {{ .port | quote }}
-prometheus.io/path: /metrics
-{{- end }}
+{{/*
+Pod annotations: Prometheus scrape hints for /metrics on `port` (monitoring.scrapeAnnotations), the `checksums` given,
+and the user's `extra`. Renders the whole `annotations:` key, or nothing when there are none.
+include "xgenmm.podAnnotations" (dict "root" $ "port" 8080 "checksums" (dict ...) "extra" $.Values.x.podAnnotations)
+*/}}
+{{- define "xgenmm.podAnnotations" -}}
+{{- $annotations := dict -}}
+{{- if .root.Values.monitoring.scrapeAnnotations -}}
+{{- $_ := set $annotations "prometheus.io/scrape" "true" -}}
+{{- $_ := set $annotations "prometheus.io/port" (toString .port) -}}
+{{- $_ := set $annotations "prometheus.io/path" "/metrics" -}}
+{{- end -}}
+{{- $annotations = merge $annotations (default dict .checksums) (default dict .extra) -}}
+{{- with $annotations -}}
+annotations: {{- toYaml . | nindent 2 }}
+{{- end -}}
 {{- end -}}
 
 {{/* Silo groups that are enabled, in a stable order. */}}
