@@ -69,6 +69,19 @@ public sealed class WiringTests
             foreach (var endpoint in Arr(pm, "spec.podMetricsEndpoints"))
                 Assert.Contains(Arr(PodSpec(workload), "containers"), c => Arr(c, "ports").Any(p => Str(p, "name") == Str(endpoint, "port")));
         }
+        // Topology spread and anti-affinity count the workload's own pods.
+        foreach (var w in workloads)
+        {
+            var pod = PodSpec(w);
+            var selectors = Arr(pod, "topologySpreadConstraints").Select(t => At(t, "labelSelector.matchLabels"))
+                .Concat(Arr(pod, "affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution").Select(t => At(t, "labelSelector.matchLabels")))
+                .Concat(Arr(pod, "affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution").Select(t => At(t, "podAffinityTerm.labelSelector.matchLabels")));
+            foreach (var selector in selectors)
+            {
+                var selected = workloads.Where(o => Selects(StringMap(selector), PodLabels(o))).ToList();
+                Assert.True(selected.Count == 1 && selected[0] == w, $"{Name(w)}: a spread/anti-affinity selector selects {string.Join(", ", selected.Select(Name))}.");
+            }
+        }
         // Every component that serves /metrics is scraped once a monitor kind is on.
         foreach (var kind in new[] { "ServiceMonitor", "PodMonitor" })
             if (r.OfKind(kind).Any())
