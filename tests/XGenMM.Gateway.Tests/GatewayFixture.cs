@@ -17,13 +17,15 @@ namespace XGenMM.Gateway.Tests;
 
 /// <summary>
 /// The real gateway in Local mode (co-hosted silo, real Orleans, real Kestrel on a loopback port) serving a model from
-/// disk. Tenants: alpha and beta with roomy limits, "tight" with 2 requests per minute and 1 image per request.
+/// disk. Tenants: alpha and beta with roomy limits, "tight" with 2 requests per minute and 1 concurrent stream, "solo"
+/// with 1 image per request. Remote image URLs are enabled (behind the address guard).
 /// </summary>
 public class GatewayFixture : IAsyncLifetime
 {
     public const string AlphaKey = "alpha-test-key";
     public const string BetaKey = "beta-test-key";
     public const string TightKey = "tight-test-key";
+    public const string SoloKey = "solo-test-key";
 
     public WebApplication App { get; private set; } = null!;
     public Uri BaseAddress { get; private set; } = null!;
@@ -56,7 +58,10 @@ public class GatewayFixture : IAsyncLifetime
         };
         AddTenant(settings, 0, "alpha", AlphaKey, rpm: 10_000, concurrent: 64, images: 8);
         AddTenant(settings, 1, "beta", BetaKey, rpm: 10_000, concurrent: 64, images: 8);
-        AddTenant(settings, 2, "tight", TightKey, rpm: 2, concurrent: 1, images: 1);
+        AddTenant(settings, 2, "tight", TightKey, rpm: 2, concurrent: 1, images: 8);
+        AddTenant(settings, 3, "solo", SoloKey, rpm: 10_000, concurrent: 64, images: 1);
+        settings["Gateway:RemoteImages:Enabled"] = "true";
+        settings["Gateway:RemoteImages:TimeoutSeconds"] = "3";
         Configure(settings);
 
         App = GatewayApp.Build(["--urls", "http://127.0.0.1:0"], builder =>
