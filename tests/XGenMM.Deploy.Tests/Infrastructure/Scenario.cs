@@ -1,0 +1,83 @@
+namespace XGenMM.Deploy.Tests.Infrastructure;
+
+/// <summary>One way to install the chart: values files of the chart's own, plus inline values of the test.</summary>
+internal sealed record Scenario(string Name, IReadOnlyList<string> ValuesFiles, string InlineValues = "")
+{
+    public const string Release = "xg";
+    public const string Namespace = "serving";
+
+    public override string ToString() => Name;
+
+    /// <summary>The chart's defaults, its two example files, and variants that reach the other branches of the templates.</summary>
+    public static readonly IReadOnlyList<Scenario> All =
+    [
+        new("default", []),
+        new("single-gpu-node", ["examples/single-gpu-node.yaml"]),
+        new("disaggregated", ["examples/disaggregated.yaml"]),
+        new("hpa-autoscaling", [], """
+            autoscaling: { engine: hpa }
+            silos:
+              decoder: { gpus: 2, autoscaling: { targetQueuedTokensPerDecoder: 4096 } }
+            gateway:
+              autoscaling: { targetConnectionsPerPod: 300 }
+            """),
+        new("pvc-model-external-redis-ingress", [], """
+            model:
+              source: pvc
+              pvc: { claimName: xgenmm-models, path: checkpoints/xgen-mm-v1.5 }
+            redis:
+              mode: external
+              external: { connectionString: "redis.example.com:6380,password=not-a-real-one,ssl=true" }
+            gateway:
+              ingress: { enabled: true, host: chat.example.com, tls: { enabled: true } }
+            monitoring:
+              podMonitor: { enabled: true }
+            """),
+        new("hostpath-cache-cpu-silos-existing-tenants", [], """
+            model:
+              huggingface:
+                tokenSecret: { name: hf-token, key: token }
+                cache: { type: hostPath }
+            silos:
+              vision: { gpus: 0 }
+              decoder: { gpus: 0, replicas: 2, autoscaling: { enabled: false } }
+            tenants:
+              existingSecret: my-tenants
+              bootstrap: { enabled: false }
+            redis:
+              bundled:
+                existingSecret: my-redis
+                persistence: { enabled: false }
+            monitoring: { scrapeAnnotations: false, serviceMonitor: { enabled: true } }
+            serviceAccount: { create: false, name: xgenmm-runner }
+            """),
+        new("no-autoscaling-emptydir-cache", [], """
+            model:
+              huggingface:
+                cache: { type: emptyDir }
+            autoscaling: { engine: none }
+            gateway:
+              autoscaling: { enabled: false }
+              pdb: { enabled: false }
+              podAntiAffinity: hard
+              service: { type: LoadBalancer, sessionAffinity: None }
+            silos:
+              decoder: { pdb: { enabled: false }, podAntiAffinity: none, terminationGracePeriodSeconds: 400 }
+            monitoring:
+              dashboard: { enabled: false }
+            tenants:
+              list:
+                - id: acme
+                  keySha256: ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+            """),
+    ];
+
+    public static TheoryData<string> Names()
+    {
+        var data = new TheoryData<string>();
+        foreach (var scenario in All) data.Add(scenario.Name);
+        return data;
+    }
+
+    public static Scenario Named(string name) => All.Single(s => s.Name == name);
+}
