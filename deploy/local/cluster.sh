@@ -27,9 +27,15 @@ start() {
   for i in $(seq 1 "$vision"); do launch "vision-$i" vision; done
   for i in $(seq 1 "$decoders"); do launch "decoder-$i" decoder; done
   if [ -f src/XGenMM.Gateway/bin/Release/net10.0/XGenMM.Gateway.dll ]; then
-    env "${common[@]}" Gateway__Mode=Cluster ASPNETCORE_HTTP_PORTS=8080 dotnet src/XGenMM.Gateway/bin/Release/net10.0/XGenMM.Gateway.dll >"$RUN/gateway.log" 2>&1 &
+    # A Cluster-mode gateway needs tenants: one "local" tenant whose key is stored hashed, as in production.
+    local key="xg-local-$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
+    local hash
+    hash=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
+    printf '{"tenants":[{"id":"local","keySha256":["%s"]}]}\n' "$hash" >"$RUN/tenants.json"
+    env "${common[@]}" Gateway__Mode=Cluster Tenants__File="$RUN/tenants.json" ASPNETCORE_HTTP_PORTS=8080 dotnet src/XGenMM.Gateway/bin/Release/net10.0/XGenMM.Gateway.dll >"$RUN/gateway.log" 2>&1 &
     echo $! >"$RUN/gateway.pid"
     echo "gateway: http://127.0.0.1:8080/  log $RUN/gateway.log"
+    echo "API key (tenant 'local'): $key"
   fi
 }
 

@@ -6,6 +6,7 @@ using XGenMM.Cluster.Hosting;
 var builder = WebApplication.CreateBuilder(args);
 var silo = builder.Configuration.GetSection("Silo").Get<SiloSettings>() ?? new SiloSettings();
 builder.WebHost.ConfigureKestrel(k => k.ListenAnyIP(silo.HttpPort));
+builder.Services.AddXGenMMTracing(builder.Configuration);
 builder.UseOrleans(orleans => orleans.UseXGenMMClustering(builder.Configuration).AddXGenMMSilo(builder.Configuration));
 // SIGTERM: readiness flips and decoders drain (up to the drain timeout) before the silo leaves the cluster.
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(silo.DrainTimeoutSeconds + 30));

@@ -17,13 +17,20 @@ namespace XGenMM.Gateway.Tests;
 
 /// <summary>
 /// The real gateway in Local mode (co-hosted silo, real Orleans, real Kestrel on a loopback port) serving a model from
-/// disk. Tenants: alpha and beta with roomy limits, "tight" with 2 requests per minute and 1 image per request.
+/// disk. Tenants: alpha and beta with roomy limits, "tight" with 2 requests per minute and 1 concurrent stream, "solo"
+/// with 1 image per request. Remote image URLs are enabled (behind the address guard).
 /// </summary>
 public class GatewayFixture : IAsyncLifetime
 {
     public const string AlphaKey = "alpha-test-key";
     public const string BetaKey = "beta-test-key";
     public const string TightKey = "tight-test-key";
+    public const string SoloKey = "solo-test-key";
+    public const string SharedKey = "shared-test-key";
+
+    /// <summary>The co-hosted silo's client gateway port and cluster id: a Cluster-mode gateway joins through them.</summary>
+    public int OrleansGatewayPort { get; private set; }
+    public string ClusterId { get; private set; } = "";
 
     public WebApplication App { get; private set; } = null!;
     public Uri BaseAddress { get; private set; } = null!;
@@ -35,12 +42,14 @@ public class GatewayFixture : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
+        OrleansGatewayPort = FreePort();
+        ClusterId = "gateway-tests-" + Guid.NewGuid().ToString("N")[..8];
         var settings = new Dictionary<string, string?>
         {
             ["Model:Path"] = ModelPath,
             ["Cluster:SiloPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
-            ["Cluster:GatewayPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
-            ["Cluster:ClusterId"] = "gateway-tests-" + Guid.NewGuid().ToString("N")[..8],
+            ["Cluster:GatewayPort"] = OrleansGatewayPort.ToString(CultureInfo.InvariantCulture),
+            ["Cluster:ClusterId"] = ClusterId,
             ["Engine:Decode:MaxSlots"] = "8",
             ["Engine:Decode:MaxSequenceLength"] = "2048",
             ["Engine:Decode:KvCacheBytes"] = (512L << 20).ToString(CultureInfo.InvariantCulture),
@@ -56,7 +65,11 @@ public class GatewayFixture : IAsyncLifetime
         };
         AddTenant(settings, 0, "alpha", AlphaKey, rpm: 10_000, concurrent: 64, images: 8);
         AddTenant(settings, 1, "beta", BetaKey, rpm: 10_000, concurrent: 64, images: 8);
-        AddTenant(settings, 2, "tight", TightKey, rpm: 2, concurrent: 1, images: 1);
+        AddTenant(settings, 2, "tight", TightKey, rpm: 2, concurrent: 1, images: 8);
+        AddTenant(settings, 3, "solo", SoloKey, rpm: 10_000, concurrent: 64, images: 1);
+        AddTenant(settings, 4, "shared", SharedKey, rpm: 3, concurrent: 64, images: 8);
+        settings["Gateway:RemoteImages:Enabled"] = "true";
+        settings["Gateway:RemoteImages:TimeoutSeconds"] = "3";
         Configure(settings);
 
         App = GatewayApp.Build(["--urls", "http://127.0.0.1:0"], builder =>
@@ -77,7 +90,7 @@ public class GatewayFixture : IAsyncLifetime
         throw new TimeoutException("The gateway did not become ready within 60 s.");
     }
 
-    private static void AddTenant(Dictionary<string, string?> s, int i, string id, string key, int rpm, int concurrent, int images)
+    internal static void AddTenant(Dictionary<string, string?> s, int i, string id, string key, int rpm, int concurrent, int images)
     {
         s[$"Tenants:Tenants:{i}:Id"] = id;
         s[$"Tenants:Tenants:{i}:KeySha256:0"] = TenantDirectory.Hash(key);

@@ -91,6 +91,8 @@ public static class ClusterHostingExtensions
             silo.UseLocalhostClustering(o.SiloPort, o.GatewayPort, serviceId: o.ServiceId, clusterId: o.ClusterId);
         }
         if (!string.IsNullOrWhiteSpace(o.SiloName)) silo.Configure<SiloOptions>(s => s.SiloName = o.SiloName);
+        // Trace context flows with grain calls, so one request is one trace from gateway to vision to decoder.
+        silo.AddActivityPropagation();
         return silo;
     }
 
@@ -108,6 +110,7 @@ public static class ClusterHostingExtensions
             client.UseLocalhostClustering(o.GatewayPort, o.ServiceId, o.ClusterId);
         }
         client.Configure<ClientMessagingOptions>(m => m.CancelRequestOnTimeout = true);
+        client.AddActivityPropagation();
         return client;
     }
 }

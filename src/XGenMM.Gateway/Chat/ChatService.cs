@@ -50,6 +50,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
                     MaxNewTokens = turn.MaxTokens,
                     Sampling = new SamplingParameters(turn.Temperature, turn.TopP, Seed: turn.Seed),
                     StopStrings = [.. turn.Stop],
+                    StopTokenIds = turn.IgnoreEos ? [] : null,
                 };
                 var chunks = cluster.GenerateAsync(request, ct => EncodeImagesAsync(turn, ct), cancellationToken).GetAsyncEnumerator(cancellationToken);
                 bool any;

@@ -24,6 +24,8 @@ public sealed record ChatTurn
     public float TopP { get; init; } = 1f;
     public ulong? Seed { get; init; }
     public IReadOnlyList<string> Stop { get; init; } = [];
+    /// <summary>Generate exactly max_tokens, not stopping at the end-of-turn token (vLLM's ignore_eos, for benchmarks).</summary>
+    public bool IgnoreEos { get; init; }
     /// <summary>Where the request came in: "http" or "signalr" (metrics label).</summary>
     public string Protocol { get; init; } = "http";
 }

@@ -77,14 +77,7 @@ public static class GatewayApp
             o.MaximumParallelInvocationsPerClient = limits.MaxStreamsPerConnection + 1;
         }).AddMessagePackProtocol();
 
-        string? otlp = builder.Configuration["Telemetry:OtlpEndpoint"] ?? builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"];
-        if (!string.IsNullOrWhiteSpace(otlp))
-        {
-            services.AddOpenTelemetry().WithTracing(t => t
-                .AddSource("Microsoft.Orleans.Runtime", "Microsoft.Orleans.Application")
-                .AddAspNetCoreInstrumentation()
-                .AddOtlpExporter(o => o.Endpoint = new Uri(otlp)));
-        }
+        services.AddXGenMMTracing(builder.Configuration, tracing => tracing.AddAspNetCoreInstrumentation());
 
         var app = builder.Build();
         if (gateway.Mode == GatewayMode.Local) app.Services.GetRequiredService<EngineMetrics>();

@@ -28,6 +28,8 @@ public sealed class HubTurn
     public float? TopP { get; set; }
     public long? Seed { get; set; }
     public string[]? Stop { get; set; }
+    /// <summary>Generate exactly maxTokens (benchmarks).</summary>
+    public bool IgnoreEos { get; set; }
 }
 
 /// <summary>One server-to-client stream item: text to append; the last one has the finish reason, usage and timings.</summary>
@@ -170,6 +172,7 @@ public sealed class ChatHub(ChatService chat, ServedModel model, IOptions<Reques
             TopP = topP,
             Seed = turn.Seed is long s ? unchecked((ulong)s) : null,
             Stop = stop,
+            IgnoreEos = turn.IgnoreEos,
             Protocol = "signalr",
         };
     }

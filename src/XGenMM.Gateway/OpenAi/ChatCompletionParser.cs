@@ -16,6 +16,8 @@ public static class ChatCompletionParser
     public static ChatCompletionRequest Parse(ReadOnlyMemory<byte> body, RequestLimits limits)
     {
         if (body.IsEmpty) throw OpenAiException.Invalid("The request body is empty; send a JSON object.", null, "invalid_json");
+        // JsonDocument checks UTF-8 only when a string is read; check it all up front for a clear 400.
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span)) throw OpenAiException.Invalid("The request body is not valid UTF-8.", null, "invalid_json");
         JsonDocument document;
         try
         {
@@ -108,8 +110,11 @@ public static class ChatCompletionParser
                 user = userElement.GetString();
             }
 
+            bool ignoreEos = OptionalBool(root, "ignore_eos") ?? false;
+
             return new ChatCompletionRequest
             {
+                IgnoreEos = ignoreEos,
                 Model = model,
                 Messages = messages,
                 Images = images,

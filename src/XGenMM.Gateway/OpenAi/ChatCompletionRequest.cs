@@ -19,4 +19,5 @@ public sealed record ChatCompletionRequest
     public ulong? Seed { get; init; }
     public IReadOnlyList<string> Stop { get; init; } = [];
     public string? User { get; init; }
+    public bool IgnoreEos { get; init; }
 }

@@ -81,6 +81,7 @@ public static class OpenAiEndpoints
                 TopP = request.TopP,
                 Seed = request.Seed,
                 Stop = request.Stop,
+                IgnoreEos = request.IgnoreEos,
                 Protocol = "http",
             };
             stream = await chat.StartAsync(turn, cancel).ConfigureAwait(false);
