@@ -25,9 +25,9 @@ COPY models/ models/
 RUN dotnet publish src/XGenMM.Gateway/XGenMM.Gateway.csproj -c Release --no-restore -o /app
 
 FROM mcr.microsoft.com/dotnet/aspnet:${DOTNET_VERSION}-noble AS final
-# curl for the health check, fontconfig for SkiaSharp (image validation and decoding).
+# curl for the health check (SkiaSharp's native build needs only libc).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libfontconfig1 curl \
+ && apt-get install -y --no-install-recommends curl \
  && rm -rf /var/lib/apt/lists/*
 ENV HOME=/tmp \
     ASPNETCORE_HTTP_PORTS=8080 \

@@ -27,10 +27,10 @@ RUN dotnet publish src/XGenMM.Silo/XGenMM.Silo.csproj -c Release -p:TorchBackend
 FROM mcr.microsoft.com/dotnet/aspnet:${DOTNET_VERSION}-noble AS dotnet
 
 FROM ${CUDA_IMAGE} AS final
-# What the .NET runtime needs on Ubuntu (globalization is invariant: no ICU), curl for the health check,
-# fontconfig for SkiaSharp (image decoding).
+# What the .NET runtime needs on Ubuntu (globalization is invariant: no ICU; SkiaSharp's native build needs only libc),
+# and curl for the health check.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libssl3t64 tzdata zlib1g libfontconfig1 curl \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3t64 tzdata zlib1g curl \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 1654 app && useradd --uid 1654 --gid 1654 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin app
 COPY --from=dotnet /usr/share/dotnet /usr/share/dotnet

@@ -197,6 +197,9 @@ public sealed class WiringTests
             Assert.Single(members.Select(m => Env(m)[key].ToJsonString()).Distinct(StringComparer.Ordinal));
         var first = members[0];
         Assert.Equal("Redis", EnvValue(first, "Cluster__Clustering"));
+        // Traces: every member exports to the same collector, or none does.
+        Assert.Single(members.Select(m => Env(m).TryGetValue("Telemetry__OtlpEndpoint", out var e) ? Str(e, "value") : null).Distinct());
+        if (scenario == "disaggregated") Assert.StartsWith("http://", EnvValue(first, "Telemetry__OtlpEndpoint"), StringComparison.Ordinal);
 
         var redis = r.OfKind("StatefulSet").SingleOrDefault(s => Component(s) == "redis");
         if (redis is not null)

@@ -71,10 +71,14 @@ app.kubernetes.io/part-of: xgenmm
 {{- end -}}
 
 {{/*
-Environment of every Orleans member (silos and the gateway): cluster identity and the membership connection string.
+Environment of every Orleans member (silos and the gateway): tracing, cluster identity and the membership connection string.
 With the bundled Redis the password comes from its Secret and is spliced into the string by Kubernetes' $(VAR) expansion.
 */}}
 {{- define "xgenmm.clusterEnv" -}}
+{{- with .Values.tracing.otlpEndpoint }}
+- name: Telemetry__OtlpEndpoint
+  value: {{ . | quote }}
+{{- end }}
 - name: Cluster__ClusterId
   value: {{ .Values.cluster.clusterId | quote }}
 - name: Cluster__ServiceId
