@@ -1,0 +1,99 @@
+using System.Text.Json.Nodes;
+
+namespace XGenMM.Gateway.Tests;
+
+/// <summary>
+/// The chat page at / in Debian's Chromium, driven by playwright-core (node/chat-page.mjs) against the gateway serving
+/// xgenmm-nano: what a person does (enter the key, attach a picture, ask, stop) and what they must see.
+/// </summary>
+[Collection(NanoGatewayTests.Name)]
+public sealed class BrowserTests(NanoGatewayFixture gateway)
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private async Task<JsonNode> RunPageAsync(string scenario, Dictionary<string, object?> input)
+    {
+        NodeScript.RequireInstalled(chromium: true);
+        string image = NanoScene.WritePng();
+        try
+        {
+            input["scenario"] = scenario;
+            input["baseUrl"] = gateway.BaseAddress.ToString();
+            input["apiKey"] = GatewayFixture.AlphaKey;
+            input["image"] = image;
+            input["chromium"] = NodeScript.Chromium;
+            input["screenshot"] = Path.Combine(Path.GetTempPath(), $"xgenmm-chat-{scenario}.png");
+            return await NodeScript.RunAsync("chat-page.mjs", input, TimeSpan.FromSeconds(90), Ct);
+        }
+        finally
+        {
+            File.Delete(image);
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task The_page_answers_a_question_about_an_attached_image_on_a_phone()
+    {
+        var result = await RunPageAsync("answer", new()
+        {
+            ["question"] = NanoScene.ColorQuestion,
+            ["followUp"] = NanoScene.CountQuestion,
+        });
+
+        var connected = result["connected"]!;
+        Assert.Equal(NanoGatewayFixture.ModelName, (string?)connected["model"]);
+        Assert.Contains($"at most {NanoGatewayFixture.MaxCompletionTokens} new tokens", (string?)connected["limits"], StringComparison.Ordinal);
+        Assert.Equal(GatewayFixture.AlphaKey, (string?)connected["storedKey"]);
+        Assert.True((bool)connected["settingsHidden"]!, "the settings close once the key connects");
+        Assert.Equal(1, (int)result["previews"]!);
+        Assert.Equal(0, (int)result["previewsAfterRemove"]!);
+
+        var first = result["first"]!;
+        Assert.Null((string?)first["error"]);
+        Assert.Equal("done", (string?)first["state"]);
+        Assert.Equal(NanoScene.ColorAnswer, NanoScene.Normalize((string)first["text"]!));
+        Assert.True((int)first["updates"]! >= 1, "the answer was written into the page as it streamed");
+        Assert.Contains("completion tokens", (string?)first["meta"], StringComparison.Ordinal);
+
+        // Multi-turn: the follow-up is asked without the image; the page sends the history (image included).
+        var followUp = result["followUp"]!;
+        Assert.Null((string?)followUp["error"]);
+        Assert.Equal("done", (string?)followUp["state"]);
+        Assert.Equal(NanoScene.CountAnswer, NanoScene.Normalize((string)followUp["text"]!));
+
+        // A hub error ("STATUS code: message") shows inline and the question comes back into the composer.
+        Assert.StartsWith("422 invalid_image:", (string?)result["hubError"], StringComparison.Ordinal);
+        Assert.Equal("What is this?", (string?)result["restoredPrompt"]);
+
+        var layout = result["layout"]!;
+        Assert.Equal(390, (int)layout["width"]!);
+        Assert.True((int)layout["scrollWidth"]! <= 390, $"no sideways scrolling at a phone's width (content is {layout["scrollWidth"]} px wide)");
+        Assert.Equal(2, (int)layout["userImages"]!); // the question's picture and the broken one
+        Assert.Empty(result["consoleErrors"]!.AsArray());
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Stop_ends_the_stream_and_frees_the_decode_slot()
+    {
+        int maxTokens = NanoGatewayFixture.MaxCompletionTokens;
+        var result = await RunPageAsync("stop", new()
+        {
+            ["question"] = NanoScene.DescribeQuestion,
+            ["maxTokens"] = maxTokens,
+        });
+
+        Assert.Equal("streaming", (string?)result["stateBefore"]);
+        Assert.Equal(1, (double)result["runningBefore"]!);
+        Assert.Equal("stopped", (string?)result["state"]);
+        Assert.StartsWith("stopped after", (string?)result["meta"], StringComparison.Ordinal);
+        int updates = (int)result["updatesAtStop"]!;
+        Assert.True(updates < maxTokens, $"stopped mid-stream ({updates} updates of at most {maxTokens})");
+        Assert.Equal((int)result["charsAtStop"]!, (int)result["charsLater"]!);
+        Assert.True((bool)result["sendVisible"]!);
+        Assert.False((bool)result["stopVisible"]!);
+        Assert.True((double)result["runningAfter"]! == 0,
+            $"the decode slot is freed: xgenmm_num_requests_running{{device=\"cpu\"}} is {result["runningAfter"]} {result["freedAfterMs"]} ms after stop");
+        Assert.Equal(0, (double)result["signalrStreamsAfter"]!);
+        Assert.Empty(result["consoleErrors"]!.AsArray());
+    }
+}
