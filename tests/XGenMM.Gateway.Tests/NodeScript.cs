@@ -85,7 +85,7 @@ internal static class NodeScript
         }
         if (process.ExitCode != 0 || result is null)
             Assert.Fail($"node {script} exited with {process.ExitCode}{(result?["error"] is { } error ? ": " + error : "")}.\n{Output()}");
-        TestContext.Current.SendDiagnosticMessage("node {0}: {1}", script, last!);
+        TestContext.Current.TestOutputHelper?.WriteLine($"node {script}: {last}");
         return result!;
     }
 }
