@@ -47,3 +47,15 @@ if [ ! -f "$validator/node_modules/.package-lock.json" ] || [ "$validator/packag
   echo "installing the deployment validator's npm packages"
   (cd "$validator" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# The chat page's browser tests drive Debian's Chromium (playwright-core never downloads a browser here).
+apt_install chromium
+
+# The gateway's node-driven tests (the chat page in Chromium through playwright-core, the official OpenAI client) use
+# the packages pinned by tests/XGenMM.Gateway.Tests/node/package-lock.json; installed when missing or older than it.
+gateway_node="$root/tests/XGenMM.Gateway.Tests/node"
+if [ ! -f "$gateway_node/node_modules/.package-lock.json" ] || [ "$gateway_node/package-lock.json" -nt "$gateway_node/node_modules/.package-lock.json" ]; then
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  echo "installing the gateway tests' npm packages"
+  (cd "$gateway_node" && npm ci --no-audit --no-fund --loglevel=error)
+fi

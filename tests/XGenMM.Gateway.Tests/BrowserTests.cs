@@ -45,8 +45,10 @@ public sealed class BrowserTests(NanoGatewayFixture gateway)
         Assert.Contains($"at most {NanoGatewayFixture.MaxCompletionTokens} new tokens", (string?)connected["limits"], StringComparison.Ordinal);
         Assert.Equal(GatewayFixture.AlphaKey, (string?)connected["storedKey"]);
         Assert.True((bool)connected["settingsHidden"]!, "the settings close once the key connects");
-        Assert.Equal(1, (int)result["previews"]!);
+        Assert.Equal(["pasted.png", "dropped.png"], result["pastedAndDropped"]!.AsArray().Select(n => (string?)n));
+        Assert.True((bool)result["overlayHidden"]!, "the drop overlay goes away after the drop");
         Assert.Equal(0, (int)result["previewsAfterRemove"]!);
+        Assert.Equal(1, (int)result["previews"]!);
 
         var first = result["first"]!;
         Assert.Null((string?)first["error"]);

@@ -73,11 +73,27 @@ async function ask(page, question) {
 
 async function answerScenario(page) {
   const connected = await openAndConnect(page);
-  const previews = await attach(page);
-  // The remove button drops a preview; attach again for the question.
+  // Pasting into the message box and dropping onto the page attach images as the file picker does.
+  const png = (await import('node:fs')).readFileSync(input.image).toString('base64');
+  await page.evaluate(async (base64) => {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const file = (name) => new File([bytes], name, { type: 'image/png' });
+    const pasted = new DataTransfer();
+    pasted.items.add(file('pasted.png'));
+    document.getElementById('prompt').dispatchEvent(new ClipboardEvent('paste', { clipboardData: pasted, bubbles: true, cancelable: true }));
+    const dropped = new DataTransfer();
+    dropped.items.add(file('dropped.png'));
+    document.body.dispatchEvent(new DragEvent('dragenter', { dataTransfer: dropped, bubbles: true, cancelable: true }));
+    document.body.dispatchEvent(new DragEvent('drop', { dataTransfer: dropped, bubbles: true, cancelable: true }));
+  }, png);
+  await page.waitForFunction(() => document.querySelectorAll('#attachments .thumb').length === 2);
+  const pastedAndDropped = await page.locator('#attachments .thumb img').evaluateAll((imgs) => imgs.map((i) => i.alt));
+  const overlayHidden = await page.locator('#drop-overlay').isHidden();
+  // The remove buttons drop the previews; the file picker attaches the question's picture.
+  await page.click('#attachments .thumb .remove');
   await page.click('#attachments .thumb .remove');
   const previewsAfterRemove = await page.locator('#attachments .thumb').count();
-  await attach(page);
+  const previews = await attach(page);
 
   const first = await ask(page, input.question);
   await page.locator('#stop').waitFor({ state: 'visible' }).catch(() => {}); // may already be done
@@ -119,7 +135,7 @@ async function answerScenario(page) {
     messages: document.querySelectorAll('.message').length,
   }));
   if (input.screenshot) await page.screenshot({ path: input.screenshot, fullPage: true });
-  return { connected, previews, previewsAfterRemove, first: firstResult, followUp, hubError, restoredPrompt, layout };
+  return { connected, pastedAndDropped, overlayHidden, previews, previewsAfterRemove, first: firstResult, followUp, hubError, restoredPrompt, layout };
 }
 
 async function stopScenario(page) {
