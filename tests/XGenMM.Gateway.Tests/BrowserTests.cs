@@ -41,6 +41,9 @@ public sealed class BrowserTests(NanoGatewayFixture gateway)
         });
 
         var connected = result["connected"]!;
+        Assert.Equal("The gateway refused this API key (401).", (string?)connected["refused"]!["error"]);
+        Assert.Equal("key refused", (string?)connected["refused"]!["status"]);
+        Assert.True((bool)connected["keyErrorHidden"]!, "the refusal goes away once a good key connects");
         Assert.Equal(NanoGatewayFixture.ModelName, (string?)connected["model"]);
         Assert.Contains($"at most {NanoGatewayFixture.MaxCompletionTokens} new tokens", (string?)connected["limits"], StringComparison.Ordinal);
         Assert.Equal(GatewayFixture.AlphaKey, (string?)connected["storedKey"]);

@@ -4,9 +4,10 @@ using XGenMM.Cluster.Abstractions.Telemetry;
 namespace XGenMM.Cluster.Hosting;
 
 /// <summary>Exports this silo's engine state as Prometheus metrics, read from the engines at scrape time.</summary>
-public sealed class EngineMetrics
+public sealed class EngineMetrics : IDisposable
 {
     private readonly EngineHost _engines;
+    private volatile bool _disposed;
     private readonly Gauge _waiting, _running, _tokensWaiting, _kv, _pending;
     private readonly Counter _generated, _prefixHits, _mmQueries, _mmHits;
 
@@ -27,9 +28,13 @@ public sealed class EngineMetrics
         (registry ?? Metrics.DefaultRegistry).AddBeforeCollectCallback(Update);
     }
 
+    /// <summary>Stops exporting: the registry (process-wide by default) keeps the callback after this host is gone, and a
+    /// stopped host must not overwrite the values of a live one in the same process (tests host gateways one after another).</summary>
+    public void Dispose() => _disposed = true;
+
     private void Update()
     {
-        if (!_engines.Loaded) return;
+        if (_disposed || !_engines.Loaded) return;
         foreach (var (name, engine) in _engines.Decoders)
         {
             var load = engine.GetLoad();

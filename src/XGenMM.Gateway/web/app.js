@@ -295,10 +295,15 @@ function scrollToEnd() {
 }
 
 function send() {
-  if (state.active || !state.connected) return;
+  if (state.active) return;
   const text = ui.prompt.value.trim();
   const attachments = state.attachments;
   if (!text && attachments.length === 0) return;
+  if (!state.connected) {
+    showComposerError('Not connected: enter an API key under Settings.');
+    openSettings(true);
+    return;
+  }
   let sampling;
   try {
     sampling = readSampling();

@@ -5,6 +5,8 @@ import { chromium } from 'playwright-core';
 
 const input = JSON.parse(process.argv[2] ?? '{}');
 const log = (...args) => console.error('[chat-page]', ...args);
+/** What the page logged as errors (console.error, uncaught exceptions). */
+const consoleErrors = [];
 
 /** Reads one Prometheus sample from the gateway's /metrics (0 when absent), e.g. sample('xgenmm_num_requests_running{device="cpu"}'). */
 async function sample(name) {
@@ -24,10 +26,18 @@ async function waitForSample(name, value, timeoutMs) {
 }
 
 /** Opens the page, enters the API key and waits for the hub connection and the model's limits. */
-async function openAndConnect(page) {
+async function openAndConnect(page, { wrongKeyFirst = false } = {}) {
   await page.goto(input.baseUrl);
   // No key stored yet: the page opens its settings by itself and asks for one.
   await page.locator('#api-key').waitFor({ state: 'visible' });
+  let refused = null;
+  if (wrongKeyFirst) {
+    await page.fill('#api-key', 'not-a-key');
+    await page.click('#connect');
+    await page.locator('#key-error').waitFor({ state: 'visible' });
+    refused = { error: await page.textContent('#key-error'), status: await page.textContent('#status') };
+    consoleErrors.length = 0; // the SignalR client logs the refused negotiation; that one is expected
+  }
   await page.fill('#api-key', input.apiKey);
   await page.click('#connect');
   await page.locator('#status[data-state="connected"]').waitFor();
@@ -35,6 +45,8 @@ async function openAndConnect(page) {
   // Once connected the settings close by themselves.
   await page.locator('#settings').waitFor({ state: 'hidden', timeout: 5000 }).catch(() => {});
   return {
+    refused,
+    keyErrorHidden: await page.locator('#key-error').isHidden(),
     model: await page.textContent('#model'),
     limits: await page.textContent('#limits'),
     storedKey: await page.evaluate(() => localStorage.getItem('xgenmm.apiKey')),
@@ -72,7 +84,7 @@ async function ask(page, question) {
 }
 
 async function answerScenario(page) {
-  const connected = await openAndConnect(page);
+  const connected = await openAndConnect(page, { wrongKeyFirst: true });
   // Pasting into the message box and dropping onto the page attach images as the file picker does.
   const png = (await import('node:fs')).readFileSync(input.image).toString('base64');
   await page.evaluate(async (base64) => {
@@ -183,7 +195,6 @@ try {
   // The answer scenario runs at a phone's width, the stop scenario at a desktop's.
   const viewport = input.scenario === 'answer' ? { width: 390, height: 844 } : { width: 1280, height: 800 };
   const page = await browser.newPage({ viewport });
-  const consoleErrors = [];
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   page.setDefaultTimeout(30000);
