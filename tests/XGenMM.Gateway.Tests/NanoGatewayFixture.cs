@@ -9,13 +9,6 @@ namespace XGenMM.Gateway.Tests;
 /// </summary>
 public sealed class NanoGatewayFixture : GatewayFixture
 {
-    /// <summary>
-    /// Where the nano checkpoint comes from until the trained model is committed at models/xgenmm-nano: the output of
-    /// the last local training run. Once the model is committed, delete this constant (and its use in
-    /// <see cref="ResolveModel"/>) so that only the committed model is used.
-    /// </summary>
-    public const string InterimCheckpoint = "/tmp/nano-run/out";
-
     /// <summary>The model's own name, whichever directory it is loaded from.</summary>
     public const string ModelName = DefaultModel.Name;
 
@@ -30,14 +23,12 @@ public sealed class NanoGatewayFixture : GatewayFixture
         settings["Gateway:Limits:MaxCompletionTokens"] = MaxCompletionTokens.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    /// <summary>models/xgenmm-nano of this repository when it has a checkpoint, else <see cref="InterimCheckpoint"/>.</summary>
+    /// <summary>The committed models/xgenmm-nano of this repository.</summary>
     public static string ResolveModel()
     {
         string committed = Path.Combine(RepositoryRoot(), "models", DefaultModel.Name);
-        foreach (var candidate in new[] { committed, InterimCheckpoint })
-            if (File.Exists(Path.Combine(candidate, "config.json")) && File.Exists(Path.Combine(candidate, "model.safetensors"))) return candidate;
-        throw new DirectoryNotFoundException(
-            $"The trained {DefaultModel.Name} model was not found: looked for a checkpoint (config.json, model.safetensors) in {committed} and in {InterimCheckpoint}.");
+        if (File.Exists(Path.Combine(committed, "config.json")) && File.Exists(Path.Combine(committed, "model.safetensors"))) return committed;
+        throw new DirectoryNotFoundException($"The committed {DefaultModel.Name} model was not found: no checkpoint (config.json, model.safetensors) in {committed}.");
     }
 
     /// <summary>The folder that holds XGenMM.Cluster.sln, found by walking up from the test binaries.</summary>
