@@ -42,6 +42,12 @@ summary=$(awk '
   END { printf "%d %d %d", s, f, k }' "$log")
 read -r passed failed skipped <<<"$summary"
 if [ "$test_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+# The CI shows only the tail of this output: repeat each failed test's name and first lines of its error here.
+if [ "$failed" -gt 0 ]; then
+  echo "---- failed tests ----"
+  awk '/^failed / { n=12 } n > 0 { print; n-- }' "$log" | cut -c1-400
+  echo "----------------------"
+fi
 line="$passed passed, $failed failed"
 [ "$skipped" -gt 0 ] && line="$line, $skipped skipped"
 echo "$line"

@@ -50,8 +50,17 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
         {
             if (DateTimeOffset.UtcNow - _fetched >= _options.RegistryRefresh)
             {
-                _decoders = await grains.GetGrain<IDecoderRegistryGrain>(0).List().WaitAsync(cancellationToken).ConfigureAwait(false);
-                _fetched = DateTimeOffset.UtcNow;
+                try
+                {
+                    _decoders = await grains.GetGrain<IDecoderRegistryGrain>(0).List().WaitAsync(cancellationToken).ConfigureAwait(false);
+                    _fetched = DateTimeOffset.UtcNow;
+                }
+                catch (Exception e) when (IsDecoderLoss(e) && !cancellationToken.IsCancellationRequested)
+                {
+                    // The registry lived on a silo that just went down: it comes back on another one at the next call.
+                    // Route on the last list meanwhile (callers skip the decoders they saw fail).
+                    LogRegistryUnavailable(e);
+                }
             }
             return _decoders;
         }
@@ -148,8 +157,14 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
                 await stream.DisposeAsync();
             }
             if (!retry)
-                throw new ClusterRejectedException(RejectionKind.Interrupted, $"Decoder '{decoder.DecoderKey}' ended the stream without a final chunk.")
-                { ProducedText = text.ToString(), ProducedTokens = produced.Count };
+            {
+                // A stream cut short without an error (its silo went down between two batches): move it like a loss.
+                cancellationToken.ThrowIfCancellationRequested();
+                LogDecoderEndedEarly(request.RequestId, decoder.DecoderKey, produced.Count);
+                failed.Add(decoder.DecoderKey);
+                _fetched = DateTimeOffset.MinValue;
+                lastError = new ClusterRejectedException(RejectionKind.Interrupted, $"Decoder '{decoder.DecoderKey}' ended the stream without a final chunk.");
+            }
         }
     }
 
@@ -180,6 +195,12 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
 
     [LoggerMessage(EventId = 202, Level = LogLevel.Information, Message = "Request {RequestId}: resuming on {Decoder} after {Produced} token(s)")]
     private partial void LogResuming(string requestId, string decoder, int produced);
+
+    [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "Request {RequestId}: decoder {Decoder} ended the stream without finishing it after {Produced} token(s); moving the generation")]
+    private partial void LogDecoderEndedEarly(string requestId, string decoder, int produced);
+
+    [LoggerMessage(EventId = 205, Level = LogLevel.Warning, Message = "The decoder registry could not be read; routing on the last known decoders")]
+    private partial void LogRegistryUnavailable(Exception exception);
 
     [LoggerMessage(EventId = 203, Level = LogLevel.Warning, Message = "Request {RequestId}: image tokens lost ({Reason}); encoding the images again")]
     private partial void LogReencoding(string requestId, string reason);
