@@ -59,7 +59,7 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
             Model = model,
             Settings = Describe(s),
             Points = points,
-            Knee = points.Count > 1 ? Knee.Find(points, s) : null,
+            Knee = points.Count > 1 || s.Mode == LoadMode.Sweep ? Knee.Find(points, s) : null,
             Note = s.Note,
         };
     }
@@ -132,6 +132,8 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
         }
     }
 
+    private static string Pct(double fraction) => Reporting.Fmt.Pct(fraction);
+
     internal static Dictionary<string, string> Describe(ExperimentSettings s)
     {
         var inv = CultureInfo.InvariantCulture;
@@ -143,7 +145,7 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
             ["requests per point"] = s.Requests.ToString(inv),
             ["duration limit per point (s)"] = s.DurationSeconds.ToString(inv),
             ["warm-up requests"] = s.Warmup.ToString(inv),
-            ["input words"] = s.InputRange > 0 ? string.Create(inv, $"{s.InputWords} ± {s.InputRange:P0}") : s.InputWords.ToString(inv),
+            ["input words"] = s.InputRange > 0 ? string.Create(inv, $"{s.InputWords} ± {Pct(s.InputRange)}") : s.InputWords.ToString(inv),
             ["output tokens"] = s.OutputTokens.ToString(inv) + (s.IgnoreEos ? " (ignore_eos)" : " (at most)"),
             ["turns per conversation"] = s.Turns.ToString(inv),
             ["images per request"] = s.ImagesPerRequest.ToString(inv),
@@ -161,7 +163,7 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
             case LoadMode.Closed: d["concurrency"] = string.Join(",", s.Concurrency.Count > 0 ? s.Concurrency : [1]); break;
             case LoadMode.Open: d["rates (req/s)"] = string.Join(",", (s.Rates.Count > 0 ? s.Rates : [1.0]).Select(r => r.ToString(inv))); break;
             default:
-                d["sweep"] = string.Create(inv, $"from {s.SweepStart} req/s ×{s.SweepFactor}, at most {s.SweepSteps} steps, stop below {s.SweepMinGain:P0} gain");
+                d["sweep"] = string.Create(inv, $"from {s.SweepStart} req/s ×{s.SweepFactor}, at most {s.SweepSteps} steps, stop below {Pct(s.SweepMinGain)} gain");
                 break;
         }
         if (s.Mode != LoadMode.Closed)
@@ -169,7 +171,7 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
             d["burstiness"] = s.Burstiness.ToString(inv);
             if (s.MaxConcurrency is int m) d["max concurrency"] = m.ToString(inv);
         }
-        if (s.Slo.Any) d["SLO"] = string.Create(inv, $"{s.Slo} for {s.SloTarget:P0} of requests");
+        if (s.Slo.Any) d["SLO"] = string.Create(inv, $"{s.Slo} for {Pct(s.SloTarget)} of requests");
         return d;
     }
 }
@@ -177,18 +179,20 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
 /// <summary>The knee of a series of points: throughput stops rising by the minimum gain, or the SLOs stop being met.</summary>
 public static class Knee
 {
+    private static string Pct(double fraction) => Reporting.Fmt.Pct(fraction);
+
     /// <summary>Why the last point is past the knee, or null while the series is still rising within the SLOs.</summary>
     public static string? PastKnee(IReadOnlyList<PointSummary> points, ExperimentSettings s)
     {
         var p = points[^1];
         if (s.Slo.Any && p.SloAttainment is double a && a < s.SloTarget)
-            return string.Create(CultureInfo.InvariantCulture, $"SLO attainment {a:P0} < {s.SloTarget:P0} at {p.Label}");
+            return string.Create(CultureInfo.InvariantCulture, $"SLO attainment {Pct(a)} < {Pct(s.SloTarget)} at {p.Label}");
         if (points.Count > 1)
         {
             var q = points[^2];
             double gain = q.OutputTokensPerSecond > 0 ? p.OutputTokensPerSecond / q.OutputTokensPerSecond - 1 : double.PositiveInfinity;
             if (gain < s.SweepMinGain)
-                return string.Create(CultureInfo.InvariantCulture, $"output tok/s rose {gain:P0} (< {s.SweepMinGain:P0}) from {q.Label} to {p.Label}");
+                return string.Create(CultureInfo.InvariantCulture, $"output tok/s rose {Pct(gain)} (< {Pct(s.SweepMinGain)}) from {q.Label} to {p.Label}");
         }
         return null;
     }

@@ -22,6 +22,16 @@ public sealed record TenantSummary
     public Dictionary<string, int> Errors { get; init; } = [];
 }
 
+/// <summary>Requests of one turn number within a point.</summary>
+public sealed record TurnSummary
+{
+    public int Turn { get; init; }
+    public int Requests { get; init; }
+    public double MeanPromptTokens { get; init; }
+    public double MeanCachedTokens { get; init; }
+    public Distribution Ttft { get; init; } = Distribution.Empty;
+}
+
 /// <summary>Everything measured at one load point (one concurrency or one rate).</summary>
 public sealed record PointSummary
 {
@@ -64,8 +74,13 @@ public sealed record PointSummary
     public int PeakConcurrency { get; init; }
     /// <summary>Requests started per second between the first and the last start.</summary>
     public double AchievedArrivalRate { get; init; }
+    /// <summary>Open loop: requests per second the drawn schedule asked for (the offered rate as sampled).</summary>
+    public double ScheduledArrivalRate { get; init; }
     /// <summary>Open loop: the latest a request started after its scheduled time, in milliseconds.</summary>
     public double MaxScheduleLagMs { get; init; }
+
+    /// <summary>Multi-turn: prompt sizes and TTFT by turn (later turns carry the history).</summary>
+    public List<TurnSummary> Turns { get; init; } = [];
 
     public Dictionary<string, int> Errors { get; init; } = [];
     public Dictionary<int, int> ErrorsByStatus { get; init; } = [];
@@ -81,6 +96,7 @@ public sealed record PointSummary
         double duration = Math.Max(last - first, 1e-9);
         long output = ok.Sum(r => (long)r.OutputTokens), prompt = ok.Sum(r => (long)r.PromptTokens);
         var starts = records.Select(r => r.Start).Order().ToArray();
+        var scheduled = records.Select(r => r.Scheduled).Order().ToArray();
         var (meanConc, peak) = InFlight(records);
         return new PointSummary
         {
@@ -112,10 +128,19 @@ public sealed record PointSummary
             SloAttainment = slo.Any && records.Count > 0 ? (double)records.Count(slo.Met) / records.Count : null,
             MeanConcurrency = meanConc,
             PeakConcurrency = peak,
-            AchievedArrivalRate = starts.Length > 1 && starts[^1] > starts[0] ? (starts.Length - 1) / (starts[^1] - starts[0]) : 0,
+            AchievedArrivalRate = Rate(starts),
+            ScheduledArrivalRate = Rate(scheduled),
             MaxScheduleLagMs = records.Count > 0 ? records.Max(r => r.Start - r.Scheduled) * 1000 : 0,
             Errors = Count(records.Where(r => !r.Success).Select(r => r.Error ?? "unknown")),
             ErrorsByStatus = records.Where(r => !r.Success && r.Status is not null).GroupBy(r => r.Status!.Value).ToDictionary(g => g.Key, g => g.Count()),
+            Turns = [.. records.GroupBy(r => r.Turn).OrderBy(g => g.Key).Select(g => new TurnSummary
+            {
+                Turn = g.Key,
+                Requests = g.Count(),
+                MeanPromptTokens = g.Where(r => r.Success).Select(r => (double)r.PromptTokens).DefaultIfEmpty(double.NaN).Average(),
+                MeanCachedTokens = g.Where(r => r.Success).Select(r => (double)r.CachedTokens).DefaultIfEmpty(double.NaN).Average(),
+                Ttft = Distribution.OfSeconds(g.Where(r => r.Success && r.Ttft is not null).Select(r => r.Ttft!.Value)),
+            })],
             Tenants = [.. tenants.Where(t => t.Share > 0).Select(t => Tenant(t, records.Where(r => r.Tenant == t.Label).ToList(), duration, slo))],
             Server = server,
         };
@@ -141,6 +166,9 @@ public sealed record PointSummary
             Errors = Count(records.Where(r => !r.Success).Select(r => r.Error ?? "unknown")),
         };
     }
+
+    private static double Rate(double[] sortedTimes) =>
+        sortedTimes.Length > 1 && sortedTimes[^1] > sortedTimes[0] ? (sortedTimes.Length - 1) / (sortedTimes[^1] - sortedTimes[0]) : 0;
 
     private static Dictionary<string, int> Count(IEnumerable<string> keys) =>
         keys.GroupBy(k => k, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);

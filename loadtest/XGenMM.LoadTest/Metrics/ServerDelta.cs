@@ -24,6 +24,11 @@ public sealed record ServerDelta
     public double MmCacheQueries { get; init; }
     public double MmCacheHits { get; init; }
     public double? MmCacheHitRate => MmCacheQueries > 0 ? MmCacheHits / MmCacheQueries : null;
+    /// <summary>
+    /// Images the vision engine actually encoded. Reuse served by a still-active vision grain never reaches the engine's
+    /// cache, so a repeated image shows as no query at all rather than as a hit: encodes are the figure that compares.
+    /// </summary>
+    public double VisionEncodes => MmCacheQueries - MmCacheHits;
     public double PrefixCacheHitTokens { get; init; }
     public ServerHistogram? Ttft { get; init; }
     public ServerHistogram? Itl { get; init; }

@@ -67,7 +67,7 @@ public static class ReportWriter
     public static Table ServerTable(ExperimentResult e)
     {
         var t = new Table("load", "ok (client)", "ok (server)", "out tokens (client)", "out tokens (server)", "finish reasons", "TTFT p50/p99 (server)",
-            "ITL p50/p99 (server)", "E2E p50/p99 (server)", "queue p50 (server)", "vision cache hits", "rejected (server)");
+            "ITL p50/p99 (server)", "E2E p50/p99 (server)", "queue p50 (server)", "vision encodes (engine cache hits)", "rejected (server)");
         foreach (var p in e.Points)
         {
             var s = p.Server;
@@ -75,7 +75,7 @@ public static class ReportWriter
             string H(ServerHistogram? h) => h is null ? "–" : Fmt.Inv($"{Fmt.Ms(h.P50Ms)}/{Fmt.Ms(h.P99Ms)}");
             t.Add(p.Label, Fmt.Inv($"{p.Succeeded}"), Fmt.N(s.RequestsSucceeded, "0"), Fmt.Inv($"{p.OutputTokens}"), Fmt.N(s.GenerationTokens, "0"),
                 Pairs(s.RequestsByFinishReason), H(s.Ttft), H(s.Itl), H(s.E2e), s.QueueTime is null ? "–" : Fmt.Ms(s.QueueTime.P50Ms),
-                s.MmCacheQueries > 0 ? Fmt.Inv($"{Fmt.N(s.MmCacheHits, "0")}/{Fmt.N(s.MmCacheQueries, "0")} ({Fmt.Pct(s.MmCacheHitRate)})") : "–",
+                s.ImageTokensByTenant.Count > 0 || s.MmCacheQueries > 0 ? Fmt.Inv($"{Fmt.N(s.VisionEncodes, "0")} ({Fmt.N(s.MmCacheHits, "0")})") : "–",
                 Pairs(s.RejectedByReason));
         }
         return t;

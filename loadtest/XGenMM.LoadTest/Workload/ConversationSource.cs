@@ -87,7 +87,7 @@ public sealed class ConversationSource
         var tenant = NextTenant();
         var random = new Random(_seedBase + k);
         int words = PromptFactory.Length(random, _s.InputWords, _s.InputRange);
-        string id = string.Create(CultureInfo.InvariantCulture, $"{_s.Name}-{k}");
+        string id = string.Create(CultureInfo.InvariantCulture, $"{_s.Name.Replace(' ', '-')}-{k}");
         var images = new List<byte[]>(_s.ImagesPerRequest);
         var sizes = _s.EffectiveImageSizes;
         for (int j = 0; j < _s.ImagesPerRequest; j++)

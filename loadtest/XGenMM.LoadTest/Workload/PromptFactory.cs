@@ -26,11 +26,11 @@ public static class PromptFactory
         return random.Next(lo, hi + 1);
     }
 
-    /// <summary>A question of exactly <paramref name="words"/> words, unique per <paramref name="tag"/> so no prefix is shared by accident.</summary>
+    /// <summary>A question of exactly <paramref name="words"/> words, the first being <paramref name="tag"/> (one word) so that no two prompts share a prefix by accident.</summary>
     public static string Text(Random random, int words, string tag)
     {
         var text = new StringBuilder(words * 7);
-        text.Append("Request ").Append(tag).Append(':');
+        text.Append(tag).Append(':');
         for (int i = 1; i < words; i++) text.Append(' ').Append(Words[random.Next(Words.Length)]);
         text.Append('?');
         return text.ToString();
