@@ -31,6 +31,7 @@ public static class LoadTestProgram
         if (request.ReportInputs.Count > 0) return await ReportAsync(request, output).ConfigureAwait(false);
 
         var started = DateTimeOffset.UtcNow;
+        string loadAtStart = MachineInfo.ReadLoadAverage();
         var results = new List<ExperimentResult>();
         using var progress = request.Quiet ? null : new ConsoleProgress(output);
         var runner = new ExperimentRunner(progress, request.Quiet ? null : output);
@@ -68,7 +69,7 @@ public static class LoadTestProgram
                 Finished = DateTimeOffset.UtcNow,
                 Target = request.Experiments[0].Url.ToString(),
                 CommandLine = "xgenmm-loadtest " + string.Join(' ', MaskKeys(args)),
-                Machine = MachineInfo.Current(),
+                Machine = MachineInfo.Current() with { LoadAverageAtStart = loadAtStart },
                 Notes = request.Notes,
                 Experiments = results,
             };
@@ -95,13 +96,17 @@ public static class LoadTestProgram
         return 0;
     }
 
-    /// <summary>API keys never reach a report: the value after --api-key, and the key part of --tenant, are masked.</summary>
+    /// <summary>
+    /// API keys never reach a report: the value after --api-key, and the key part of --tenant, are masked; run notes are
+    /// shortened (the report lists them anyway).
+    /// </summary>
     internal static IEnumerable<string> MaskKeys(IReadOnlyList<string> args)
     {
         for (int i = 0; i < args.Count; i++)
         {
             string a = args[i];
             if (i > 0 && args[i - 1] == "--api-key") yield return "***";
+            else if (i > 0 && args[i - 1] == "--run-note") yield return "\"…\"";
             else if (i > 0 && args[i - 1] == "--tenant")
             {
                 var parts = a.Split(':');

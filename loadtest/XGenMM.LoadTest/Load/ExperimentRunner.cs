@@ -29,9 +29,11 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
 
         if (s.Warmup > 0)
         {
-            int c = Math.Min(s.Warmup, 4);
+            // With repeated images the warm-up sends every image of the pool once, so measured requests find them cached.
+            int count = Math.Max(s.Warmup, source.PoolSize == 0 ? 0 : (source.PoolSize + s.ImagesPerRequest - 1) / s.ImagesPerRequest);
+            int c = Math.Min(count, 4);
             await client.PrepareAsync(s.Tenants, c, cancellationToken).ConfigureAwait(false);
-            var warm = await driver.RunAsync(new PointPlan("warm-up", LoadMode.Closed, s.Warmup, s.DurationSeconds) { Concurrency = c }, cancellationToken).ConfigureAwait(false);
+            var warm = await driver.RunAsync(new PointPlan("warm-up", LoadMode.Closed, count, s.DurationSeconds) { Concurrency = c }, cancellationToken).ConfigureAwait(false);
             log?.WriteLine($"warm-up: {warm.Count(r => r.Success)}/{warm.Count} succeeded (not measured)");
         }
 

@@ -35,10 +35,24 @@ public sealed record MachineInfo
     public string Os { get; init; } = "";
     public string Runtime { get; init; } = "";
     public string LoadAverage { get; init; } = "";
+    /// <summary>Load average when the run began (before the tool loaded anything).</summary>
+    public string LoadAverageAtStart { get; init; } = "";
+
+    public static string ReadLoadAverage()
+    {
+        try
+        {
+            return File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "";
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
 
     public static MachineInfo Current()
     {
-        string cpu = "", load = "";
+        string cpu = "";
         double mem = 0;
         try
         {
@@ -49,7 +63,6 @@ public sealed record MachineInfo
                 var line = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemTotal:", StringComparison.Ordinal));
                 if (line is not null) mem = double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) / (1024 * 1024);
             }
-            if (File.Exists("/proc/loadavg")) load = string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
         }
         catch (IOException)
         {
@@ -61,7 +74,7 @@ public sealed record MachineInfo
             MemoryGiB = Math.Round(mem, 1),
             Os = System.Runtime.InteropServices.RuntimeInformation.OSDescription,
             Runtime = System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription,
-            LoadAverage = load,
+            LoadAverage = ReadLoadAverage(),
         };
     }
 }

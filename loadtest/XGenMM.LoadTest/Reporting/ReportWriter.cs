@@ -134,7 +134,8 @@ public static class ReportWriter
             ]), $"{e.Name}: latency percentiles vs load"));
             charts.Add(($"{slug}-throughput.svg", SvgChart.Line($"{e.Name}: output throughput vs load", x, "output tokens/s",
                 [Series("output tok/s", e, p => p.OutputTokensPerSecond), .. e.Points.Any(p => p.Goodput is not null)
-                    ? new[] { Series("good tok/s (SLO met)", e, p => p.OutputTokensPerSecond * (p.SloAttainment ?? 1)) } : []], logY: false),
+                    ? new[] { Series("good tok/s (SLO met)", e, p => p.OutputTokensPerSecond * (p.SloAttainment ?? 1)) } : []], logY: false,
+                    marker: e.Knee is { X: double knee } ? (knee, "knee") : null),
                 $"{e.Name}: output throughput vs load"));
         }
         // Experiments over the same kind of load side by side (e.g. text vs repeated vs unique images).
@@ -172,7 +173,7 @@ public static class ReportWriter
         md.AppendLine("## Machine");
         md.AppendLine();
         md.AppendLine(Fmt.Inv($"- CPU: {r.Machine.CpuModel}, {r.Machine.LogicalCores} logical cores; memory {Fmt.N(r.Machine.MemoryGiB, "0.0")} GiB"));
-        md.AppendLine(Fmt.Inv($"- {r.Machine.Os}, {r.Machine.Runtime}; load average at the end {r.Machine.LoadAverage}"));
+        md.AppendLine(Fmt.Inv($"- {r.Machine.Os}, {r.Machine.Runtime}; load average (1, 5, 15 min) at the start {r.Machine.LoadAverageAtStart}, at the end {r.Machine.LoadAverage}"));
         foreach (var note in r.Notes) md.AppendLine("- " + note);
         if (r.CommandLine.Length > 0)
         {
@@ -201,11 +202,25 @@ public static class ReportWriter
             md.AppendLine();
             md.Append(MainTable(e, wide: true).ToMarkdown());
             md.AppendLine();
-            var extra = new Table("load", "duration s", "prompt tok/req", "image tok/req", "out tok/req", "total tok/s", "arrivals/s", "max lag ms");
+            var extra = new Table("load", "duration s", "prompt tok/req", "of which image", "of which cached", "out tok/req", "total tok/s", "arrivals/s", "max lag ms");
             foreach (var p in e.Points)
-                extra.Add(p.Label, Fmt.N(p.DurationSeconds, "0.00"), Fmt.N(p.MeanPromptTokens, "0.0"), Fmt.N(p.Succeeded > 0 ? (double)p.ImageTokens / p.Succeeded : 0, "0.0"),
+            {
+                double per(long total) => p.Succeeded > 0 ? (double)total / p.Succeeded : double.NaN;
+                extra.Add(p.Label, Fmt.N(p.DurationSeconds, "0.00"), Fmt.N(p.MeanPromptTokens, "0.0"), Fmt.N(per(p.ImageTokens), "0.0"), Fmt.N(per(p.CachedTokens), "0.0"),
                     Fmt.N(p.MeanOutputTokens, "0.0"), Fmt.N(p.TotalTokensPerSecond, "0.0"), Fmt.N(p.AchievedArrivalRate, "0.00"), Fmt.N(p.MaxScheduleLagMs, "0.0"));
+            }
             md.Append(extra.ToMarkdown());
+            if (e.Points.Any(p => p.Turns.Count > 1))
+            {
+                md.AppendLine();
+                md.AppendLine("By turn of the conversations (later turns resend the history):");
+                md.AppendLine();
+                var turns = new Table("load", "turn", "requests", "prompt tok/req", "cached tok/req", "TTFT p50", "TTFT p99");
+                foreach (var p in e.Points)
+                    foreach (var t in p.Turns)
+                        turns.Add(p.Label, Fmt.Inv($"{t.Turn + 1}"), Fmt.Inv($"{t.Requests}"), Fmt.N(t.MeanPromptTokens, "0.0"), Fmt.N(t.MeanCachedTokens, "0.0"), Fmt.Ms(t.Ttft.P50), Fmt.Ms(t.Ttft.P99));
+                md.Append(turns.ToMarkdown());
+            }
             if (e.Knee is { } k)
             {
                 md.AppendLine();

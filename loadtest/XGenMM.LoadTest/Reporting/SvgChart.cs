@@ -16,7 +16,9 @@ public static class SvgChart
     private static readonly string[] Palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
     private const double Width = 720, Height = 420, Left = 72, Right = 190, Top = 44, Bottom = 56;
 
-    public static string Line(string title, string xLabel, string yLabel, IReadOnlyList<ChartSeries> series, bool? logX = null, bool? logY = null)
+    /// <param name="marker">An x to mark with a dashed vertical line and its label (the knee).</param>
+    public static string Line(string title, string xLabel, string yLabel, IReadOnlyList<ChartSeries> series, bool? logX = null, bool? logY = null,
+        (double X, string Label)? marker = null)
     {
         var all = series.SelectMany(s => s.Points).Where(p => double.IsFinite(p.X) && double.IsFinite(p.Y)).ToArray();
         var svg = new StringBuilder();
@@ -75,6 +77,11 @@ public static class SvgChart
         svg.Append(Inv($"<text x=\"{Left + plotW / 2}\" y=\"{Height - 14}\" text-anchor=\"middle\">{Esc(xLabel + (lx ? " (log scale)" : ""))}</text>\n"));
         svg.Append(Inv($"<text transform=\"translate(18 {Top + plotH / 2}) rotate(-90)\" text-anchor=\"middle\">{Esc(yLabel + (ly ? " (log scale)" : ""))}</text>\n"));
 
+        if (marker is { } m && m.X >= x0 && m.X <= x1 && (!lx || m.X > 0))
+        {
+            svg.Append(Inv($"<line x1=\"{X(m.X):0.#}\" y1=\"{Top}\" x2=\"{X(m.X):0.#}\" y2=\"{Top + plotH}\" stroke=\"#555\" stroke-dasharray=\"5 4\"/>\n"));
+            svg.Append(Inv($"<text x=\"{X(m.X) + 4:0.#}\" y=\"{Top + 14}\" fill=\"#555\">{Esc(m.Label)}</text>\n"));
+        }
         for (int i = 0; i < series.Count; i++)
         {
             string color = Palette[i % Palette.Length];
