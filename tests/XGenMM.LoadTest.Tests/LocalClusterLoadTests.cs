@@ -86,6 +86,8 @@ public sealed class LocalClusterLoadTests(LocalClusterFixture cluster)
         // Poisson: the mean of 39 gaps has a relative spread of 1/sqrt(39) = 16%; three of those either side.
         Assert.InRange(p.ScheduledArrivalRate, 20 * (1 - 0.48), 20 * (1 + 0.48));
         Assert.InRange(p.MaxScheduleLagMs, 0, 250);
+        // Far below capacity: everything offered is served.
+        Assert.InRange(p.ServedFraction!.Value, 0.85, 1.2);
         Assert.Equal(40, p.Server!.RequestsSucceeded);
     }
 

@@ -70,6 +70,12 @@ public sealed class SummaryTests
         Assert.Equal(2, k.X);
         Assert.Contains("SLO attainment 50%", k.Reason, StringComparison.Ordinal);
 
+        // An open loop whose server serves well below the offered rate is saturated, however the tokens/s moved.
+        var served = new[] { Point(2, 100, 1) with { ServedFraction = 0.98 }, Point(4, 200, 1) with { ServedFraction = 0.95 }, Point(8, 300, 1) with { ServedFraction = 0.7, ServedRate = 5.6, ScheduledArrivalRate = 8 } };
+        k = Knee.Find(served, s);
+        Assert.Equal(4, k.X);
+        Assert.Contains("served 5.6 of 8.0 req/s offered (70% < 85%)", k.Reason, StringComparison.Ordinal);
+
         k = Knee.Find([Point(1, 100, 1), Point(2, 200, 1)], s);
         Assert.Null(k.Label);
         Assert.Contains("still rising", k.Reason, StringComparison.Ordinal);

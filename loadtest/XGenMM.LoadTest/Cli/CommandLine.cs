@@ -36,8 +36,9 @@ public static class CommandLine
                    --concurrency 1,2,4        closed loop: users, each sending its next request when the last ends
                    --rate 1,2,4 --burstiness B --max-concurrency N
                                               open loop: gamma inter-arrival times (B=1 Poisson, <1 burstier)
-                   --sweep-start R --sweep-factor F --sweep-steps N --sweep-min-gain G
-                                              rate sweep: R, R*F, ... until output tok/s rises < G or an SLO is missed
+                   --sweep-start R --sweep-factor F --sweep-steps N --sweep-min-gain G --sweep-min-served S
+                                              rate sweep: R, R*F, ... until output tok/s rises < G (0.1), the served
+                                              rate falls below S (0.85) of the offered one, or an SLO is missed
                    --requests N (40) --duration S (120) per point; --warmup N (2) first, not measured
                    --request-timeout S (120) --drain-timeout S (60)
         workload   --input-words N (32) --input-range R (0: exact) --output-tokens N (32) --no-ignore-eos
@@ -176,6 +177,7 @@ public static class CommandLine
                 case "--sweep-factor": s.SweepFactor = Double(Value(args, ref i)); break;
                 case "--sweep-steps": s.SweepSteps = Int(Value(args, ref i)); break;
                 case "--sweep-min-gain": s.SweepMinGain = Double(Value(args, ref i)); break;
+                case "--sweep-min-served": s.SweepMinServed = Double(Value(args, ref i)); break;
                 case "--requests": s.Requests = Int(Value(args, ref i)); break;
                 case "--duration": s.DurationSeconds = Double(Value(args, ref i)); break;
                 case "--warmup": s.Warmup = Int(Value(args, ref i)); break;

@@ -62,6 +62,8 @@ public sealed class ExperimentSettings
     public int SweepSteps { get; set; } = 6;
     /// <summary>The sweep stops when output tok/s rises by less than this fraction from one rate to the next.</summary>
     public double SweepMinGain { get; set; } = 0.1;
+    /// <summary>Open loops: a point whose served rate falls below this fraction of the offered rate is saturated (past the knee).</summary>
+    public double SweepMinServed { get; set; } = 0.85;
 
     /// <summary>Requests per load point (warm-up excluded).</summary>
     public int Requests { get; set; } = 40;
@@ -112,6 +114,7 @@ public sealed class ExperimentSettings
         if (ImagesPerRequest < 0) throw new ArgumentException("--images must not be negative.");
         if (Turns < 1) throw new ArgumentException("--turns must be at least 1.");
         if (SweepFactor <= 1 || SweepStart <= 0 || SweepSteps < 1) throw new ArgumentException("--sweep-start > 0, --sweep-factor > 1, --sweep-steps >= 1.");
+        if (SweepMinServed is < 0 or > 1) throw new ArgumentException("--sweep-min-served must be in [0, 1].");
         if (SloTarget is <= 0 or > 1) throw new ArgumentException("--slo-target must be in (0, 1].");
     }
 }

@@ -5,6 +5,7 @@ using System.Text.Json;
 using XGenMM.LoadTest.Cli;
 using XGenMM.LoadTest.Clients;
 using XGenMM.LoadTest.Metrics;
+using XGenMM.LoadTest.Reporting;
 using XGenMM.LoadTest.Workload;
 
 namespace XGenMM.LoadTest.Load;
@@ -134,7 +135,7 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
         }
     }
 
-    private static string Pct(double fraction) => Reporting.Fmt.Pct(fraction);
+    private static string Pct(double fraction) => Fmt.Pct(fraction);
 
     internal static Dictionary<string, string> Describe(ExperimentSettings s)
     {
@@ -165,7 +166,7 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
             case LoadMode.Closed: d["concurrency"] = string.Join(",", s.Concurrency.Count > 0 ? s.Concurrency : [1]); break;
             case LoadMode.Open: d["rates (req/s)"] = string.Join(",", (s.Rates.Count > 0 ? s.Rates : [1.0]).Select(r => r.ToString(inv))); break;
             default:
-                d["sweep"] = string.Create(inv, $"from {s.SweepStart} req/s ×{s.SweepFactor}, at most {s.SweepSteps} steps, stop below {Pct(s.SweepMinGain)} gain");
+                d["sweep"] = string.Create(inv, $"from {s.SweepStart} req/s ×{s.SweepFactor}, at most {s.SweepSteps} steps, stop below {Pct(s.SweepMinGain)} gain or {Pct(s.SweepMinServed)} served");
                 break;
         }
         if (s.Mode != LoadMode.Closed)
@@ -181,7 +182,7 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
 /// <summary>The knee of a series of points: throughput stops rising by the minimum gain, or the SLOs stop being met.</summary>
 public static class Knee
 {
-    private static string Pct(double fraction) => Reporting.Fmt.Pct(fraction);
+    private static string Pct(double fraction) => Fmt.Pct(fraction);
 
     /// <summary>Why the last point is past the knee, or null while the series is still rising within the SLOs.</summary>
     public static string? PastKnee(IReadOnlyList<PointSummary> points, ExperimentSettings s)
@@ -189,6 +190,8 @@ public static class Knee
         var p = points[^1];
         if (s.Slo.Any && p.SloAttainment is double a && a < s.SloTarget)
             return string.Create(CultureInfo.InvariantCulture, $"SLO attainment {Pct(a)} < {Pct(s.SloTarget)} at {p.Label}");
+        if (p.ServedFraction is double served && served < s.SweepMinServed)
+            return string.Create(CultureInfo.InvariantCulture, $"served {Fmt.N(p.ServedRate, "0.0")} of {Fmt.N(p.ScheduledArrivalRate, "0.0")} req/s offered ({Pct(served)} < {Pct(s.SweepMinServed)}) at {p.Label}");
         if (points.Count > 1)
         {
             var q = points[^2];

@@ -76,6 +76,13 @@ public sealed record PointSummary
     public double AchievedArrivalRate { get; init; }
     /// <summary>Open loop: requests per second the drawn schedule asked for (the offered rate as sampled).</summary>
     public double ScheduledArrivalRate { get; init; }
+    /// <summary>
+    /// Open loop: successful requests per second, over the duration less the shortest E2E (the tail a finite run adds
+    /// even when nothing queues): close to <see cref="ScheduledArrivalRate"/> until the server saturates.
+    /// </summary>
+    public double? ServedRate { get; init; }
+    /// <summary>Open loop: <see cref="ServedRate"/> / <see cref="ScheduledArrivalRate"/>.</summary>
+    public double? ServedFraction { get; init; }
     /// <summary>Open loop: the latest a request started after its scheduled time, in milliseconds.</summary>
     public double MaxScheduleLagMs { get; init; }
 
@@ -83,6 +90,8 @@ public sealed record PointSummary
     public List<TurnSummary> Turns { get; init; } = [];
 
     public Dictionary<string, int> Errors { get; init; } = [];
+    /// <summary>The message of the first error of each type.</summary>
+    public Dictionary<string, string> ErrorSamples { get; init; } = [];
     public Dictionary<int, int> ErrorsByStatus { get; init; } = [];
     public List<TenantSummary> Tenants { get; init; } = [];
     public ServerDelta? Server { get; init; }
@@ -98,6 +107,13 @@ public sealed record PointSummary
         var starts = records.Select(r => r.Start).Order().ToArray();
         var scheduled = records.Select(r => r.Scheduled).Order().ToArray();
         var (meanConc, peak) = InFlight(records);
+        double scheduledRate = Rate(scheduled);
+        double? served = null;
+        if (mode != LoadMode.Closed && ok.Count > 1 && scheduledRate > 0)
+        {
+            double window = Math.Max(duration - ok.Min(r => r.E2e), scheduled[^1] - scheduled[0]);
+            served = window > 0 ? ok.Count / window : null;
+        }
         return new PointSummary
         {
             Label = label,
@@ -129,9 +145,13 @@ public sealed record PointSummary
             MeanConcurrency = meanConc,
             PeakConcurrency = peak,
             AchievedArrivalRate = Rate(starts),
-            ScheduledArrivalRate = Rate(scheduled),
+            ScheduledArrivalRate = scheduledRate,
+            ServedRate = served,
+            ServedFraction = served / scheduledRate,
             MaxScheduleLagMs = records.Count > 0 ? records.Max(r => r.Start - r.Scheduled) * 1000 : 0,
             Errors = Count(records.Where(r => !r.Success).Select(r => r.Error ?? "unknown")),
+            ErrorSamples = records.Where(r => !r.Success).GroupBy(r => r.Error ?? "unknown", StringComparer.Ordinal)
+                .ToDictionary(g => g.Key, g => g.First().ErrorMessage ?? "", StringComparer.Ordinal),
             ErrorsByStatus = records.Where(r => !r.Success && r.Status is not null).GroupBy(r => r.Status!.Value).ToDictionary(g => g.Key, g => g.Count()),
             Turns = [.. records.GroupBy(r => r.Turn).OrderBy(g => g.Key).Select(g => new TurnSummary
             {

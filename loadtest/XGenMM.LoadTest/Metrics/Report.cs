@@ -57,7 +57,12 @@ public sealed record MachineInfo
         try
         {
             if (File.Exists("/proc/cpuinfo"))
-                cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "";
+            {
+                var lines = File.ReadLines("/proc/cpuinfo").TakeWhile(l => l.Length > 0).ToList();
+                string Field(string name) => lines.FirstOrDefault(l => l.StartsWith(name, StringComparison.Ordinal) && l[name.Length..].TrimStart().StartsWith(':'))?.Split(':', 2)[1].Trim() ?? "";
+                cpu = Field("model name");
+                if (Field("cpu family") is { Length: > 0 } family) cpu += $" (family {family}, model {Field("model")})";
+            }
             if (File.Exists("/proc/meminfo"))
             {
                 var line = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemTotal:", StringComparison.Ordinal));

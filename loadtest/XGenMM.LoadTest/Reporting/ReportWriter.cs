@@ -116,7 +116,7 @@ public static class ReportWriter
             sb.Append(TenantTable(e).ToText());
         }
         foreach (var p in e.Points.Where(p => p.Errors.Count > 0))
-            sb.AppendLine(Fmt.Inv($"errors at {p.Label}: {string.Join(", ", p.Errors.Select(kv => Fmt.Inv($"{kv.Key} ×{kv.Value}")))}"));
+            sb.AppendLine(Fmt.Inv($"errors at {p.Label}: {string.Join(", ", p.Errors.Select(kv => Fmt.Inv($"{kv.Key} ×{kv.Value} ({p.ErrorSamples.GetValueOrDefault(kv.Key)})")))}"));
         return sb.ToString();
     }
 
@@ -202,12 +202,13 @@ public static class ReportWriter
             md.AppendLine();
             md.Append(MainTable(e, wide: true).ToMarkdown());
             md.AppendLine();
-            var extra = new Table("load", "duration s", "prompt tok/req", "of which image", "of which cached", "out tok/req", "total tok/s", "arrivals/s", "max lag ms");
+            var extra = new Table("load", "duration s", "prompt tok/req", "of which image", "of which cached", "out tok/req", "total tok/s", "arrivals/s", "scheduled/s", "served/s", "max lag ms");
             foreach (var p in e.Points)
             {
                 double per(long total) => p.Succeeded > 0 ? (double)total / p.Succeeded : double.NaN;
                 extra.Add(p.Label, Fmt.N(p.DurationSeconds, "0.00"), Fmt.N(p.MeanPromptTokens, "0.0"), Fmt.N(per(p.ImageTokens), "0.0"), Fmt.N(per(p.CachedTokens), "0.0"),
-                    Fmt.N(p.MeanOutputTokens, "0.0"), Fmt.N(p.TotalTokensPerSecond, "0.0"), Fmt.N(p.AchievedArrivalRate, "0.00"), Fmt.N(p.MaxScheduleLagMs, "0.0"));
+                    Fmt.N(p.MeanOutputTokens, "0.0"), Fmt.N(p.TotalTokensPerSecond, "0.0"), Fmt.N(p.AchievedArrivalRate, "0.00"),
+                    p.Mode == "closed" ? "–" : Fmt.N(p.ScheduledArrivalRate, "0.00"), Fmt.N(p.ServedRate, "0.00"), Fmt.N(p.MaxScheduleLagMs, "0.0"));
             }
             md.Append(extra.ToMarkdown());
             if (e.Points.Any(p => p.Turns.Count > 1))
@@ -247,8 +248,10 @@ public static class ReportWriter
                 md.AppendLine();
                 md.AppendLine("### Errors by type");
                 md.AppendLine();
-                var errors = new Table("load", "error", "count");
-                foreach (var p in e.Points) foreach (var (type, n) in p.Errors) errors.Add(p.Label, type, Fmt.Inv($"{n}"));
+                var errors = new Table("load", "error", "count", "first message");
+                foreach (var p in e.Points)
+                    foreach (var (type, n) in p.Errors)
+                        errors.Add(p.Label, type, Fmt.Inv($"{n}"), p.ErrorSamples.GetValueOrDefault(type, "").ReplaceLineEndings(" "));
                 md.Append(errors.ToMarkdown());
             }
             string slug = Slug(e.Name);
