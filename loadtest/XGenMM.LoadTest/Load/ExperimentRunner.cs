@@ -31,7 +31,7 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
         if (s.Warmup > 0)
         {
             // With repeated images the warm-up sends every image of the pool once, so measured requests find them cached.
-            int count = Math.Max(s.Warmup, source.PoolSize == 0 ? 0 : (source.PoolSize + s.ImagesPerRequest - 1) / s.ImagesPerRequest);
+            int count = WarmupCount(s, source.PoolSize);
             int c = Math.Min(count, 4);
             await client.PrepareAsync(s.Tenants, c, cancellationToken).ConfigureAwait(false);
             var warm = await driver.RunAsync(new PointPlan("warm-up", LoadMode.Closed, count, s.DurationSeconds) { Concurrency = c }, cancellationToken).ConfigureAwait(false);
@@ -137,6 +137,10 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
 
     private static string Pct(double fraction) => Fmt.Pct(fraction);
 
+    /// <summary>The warm-up's size: as asked, and at least one request per pooled image when images repeat.</summary>
+    private static int WarmupCount(ExperimentSettings s, int poolSize) =>
+        s.Warmup <= 0 ? 0 : Math.Max(s.Warmup, poolSize == 0 ? 0 : (poolSize + s.ImagesPerRequest - 1) / s.ImagesPerRequest);
+
     internal static Dictionary<string, string> Describe(ExperimentSettings s)
     {
         var inv = CultureInfo.InvariantCulture;
@@ -147,7 +151,8 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
             ["mode"] = s.Mode.ToString().ToLowerInvariant(),
             ["requests per point"] = s.Requests.ToString(inv),
             ["duration limit per point (s)"] = s.DurationSeconds.ToString(inv),
-            ["warm-up requests"] = s.Warmup.ToString(inv),
+            ["warm-up requests"] = WarmupCount(s, s.ImageReuse == ImageReuse.Repeated && s.ImagesPerRequest > 0
+                ? (s.ImagePool > 0 ? s.ImagePool : s.EffectiveImageSizes.Count) : 0).ToString(inv),
             ["input words"] = s.InputRange > 0 ? string.Create(inv, $"{s.InputWords} ± {Pct(s.InputRange)}") : s.InputWords.ToString(inv),
             ["output tokens"] = s.OutputTokens.ToString(inv) + (s.IgnoreEos ? " (ignore_eos)" : " (at most)"),
             ["turns per conversation"] = s.Turns.ToString(inv),
