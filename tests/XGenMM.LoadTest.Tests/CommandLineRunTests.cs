@@ -1,0 +1,56 @@
+using System.Xml.Linq;
+using XGenMM.LoadTest.Metrics;
+using XGenMM.LoadTest.Reporting;
+
+namespace XGenMM.LoadTest.Tests;
+
+/// <summary>The whole command line against the local cluster: console progress and tables, then the files.</summary>
+[Collection(LocalClusterTests.Name)]
+[Trait("Category", "E2E")]
+public sealed class CommandLineRunTests(LocalClusterFixture cluster)
+{
+    [Fact(Timeout = 60_000)]
+    public async Task A_run_writes_json_markdown_and_svg_and_the_report_command_merges_runs()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "xgenmm-loadtest-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var console = new StringWriter();
+            int rc = await LoadTestProgram.RunAsync(["--url", cluster.BaseAddress.ToString(), "--api-key", LocalClusterFixture.AlphaKey,
+                "--requests", "6", "--output-tokens", "3", "--warmup", "1", "--slo-ttft-ms", "60000",
+                "--experiment", "closed", "--concurrency", "1,2",
+                "--experiment", "open", "--mode", "open", "--rate", "20,40",
+                "--out", Path.Combine(dir, "a"), "--run-note", "unit test"], console, console, TestContext.Current.CancellationToken);
+            Assert.Equal(0, rc);
+            string text = console.ToString();
+            Assert.Contains("== closed: closed loop over http", text, StringComparison.Ordinal);
+            Assert.Contains("[c=2] 6/6 done, 0 failed", text, StringComparison.Ordinal);
+            Assert.Contains("TTFT p50", text, StringComparison.Ordinal);
+
+            var report = ReportWriter.Read(Path.Combine(dir, "a", "results.json"));
+            Assert.Equal(["closed", "open"], report.Experiments.Select(e => e.Name));
+            Assert.Equal([1.0, 2.0], report.Experiments[0].Points.Select(p => p.X));
+            Assert.All(report.Experiments.SelectMany(e => e.Points), p => Assert.Equal((6, 6, 1.0), (p.Succeeded, (int)p.Server!.RequestsSucceeded, p.SloAttainment!.Value)));
+            Assert.DoesNotContain(LocalClusterFixture.AlphaKey, File.ReadAllText(Path.Combine(dir, "a", "results.json")), StringComparison.Ordinal);
+            Assert.Contains("unit test", report.Notes);
+            Assert.True(report.Machine.LogicalCores > 0);
+
+            string md = File.ReadAllText(Path.Combine(dir, "a", "report.md"));
+            Assert.Contains("| c=2 | 6 | 0 |", md, StringComparison.Ordinal);
+            Assert.Contains("![closed: latency percentiles vs load](closed-latency.svg)", md, StringComparison.Ordinal);
+            foreach (var svg in new[] { "closed-latency.svg", "closed-throughput.svg", "open-latency.svg", "open-throughput.svg" })
+                XDocument.Load(Path.Combine(dir, "a", svg));
+
+            // Re-rendering (and merging) from JSON alone: the same experiments, twice over.
+            rc = await LoadTestProgram.RunAsync(["report", Path.Combine(dir, "a", "results.json"), Path.Combine(dir, "a", "results.json"),
+                "--out", Path.Combine(dir, "b")], TextWriter.Null, TextWriter.Null, TestContext.Current.CancellationToken);
+            Assert.Equal(0, rc);
+            Assert.Equal(4, ReportWriter.Read(Path.Combine(dir, "b", "results.json")).Experiments.Count);
+            Assert.True(File.Exists(Path.Combine(dir, "b", "report.md")));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+}
