@@ -54,6 +54,37 @@ public sealed class ChatHubTests(GatewayFixture gateway)
         return (string)JsonNode.Parse(await response.Content.ReadAsStringAsync(Ct))!["choices"]![0]!["message"]!["content"]!;
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task Every_refusal_is_counted_once_by_reason_whether_auth_parser_or_hub_refused_it()
+    {
+        async Task<double> Rejected(string reason) => await gateway.MetricAsync("xgenmm_requests_rejected_total", $"{{reason=\"{reason}\"}}");
+        double badKey = await Rejected("invalid_api_key"), noKey = await Rejected("missing_api_key"), badJson = await Rejected("invalid_json"),
+            tooMany = await Rejected("too_many_messages"), invalid = await Rejected("invalid_request_error");
+
+        using (var wrongKey = gateway.Client("sk-not-a-key"))
+        using (var refused = await wrongKey.PostAsync("/v1/chat/completions", new StringContent("{}", System.Text.Encoding.UTF8, "application/json"), Ct))
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        using (var anonymous = new HttpClient { BaseAddress = gateway.BaseAddress })
+        using (var refused = await anonymous.PostAsync("/v1/chat/completions", new StringContent("{}", System.Text.Encoding.UTF8, "application/json"), Ct))
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        using (var http = gateway.Client(GatewayFixture.AlphaKey))
+        using (var refused = await http.PostAsync("/v1/chat/completions", new StringContent("{not json", System.Text.Encoding.UTF8, "application/json"), Ct))
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        await using (var connection = await ConnectAsync())
+        {
+            var turn = Turn("hi");
+            turn.Messages = Enumerable.Range(0, 1000).Select(_ => new HubMessage { Role = "user", Content = "x" }).ToArray();
+            await Assert.ThrowsAsync<HubException>(async () => { await foreach (var _ in connection.StreamAsync<HubDelta>("Chat", turn, Ct)) { } });
+            await Assert.ThrowsAsync<HubException>(async () => { await foreach (var _ in connection.StreamAsync<HubDelta>("Chat", Turn("hi", maxTokens: 0), Ct)) { } });
+        }
+
+        Assert.Equal(badKey + 1, await Rejected("invalid_api_key"));
+        Assert.Equal(noKey + 1, await Rejected("missing_api_key"));
+        Assert.Equal(badJson + 1, await Rejected("invalid_json"));
+        Assert.Equal(tooMany + 1, await Rejected("too_many_messages"));
+        Assert.Equal(invalid + 1, await Rejected("invalid_request_error"));
+    }
+
     [Theory(Timeout = 120_000)]
     [InlineData(false)]
     [InlineData(true)]

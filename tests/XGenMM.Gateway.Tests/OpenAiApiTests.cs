@@ -91,6 +91,22 @@ public sealed class OpenAiApiTests(GatewayFixture gateway)
         Assert.Equal((int)json["usage"]!["completion_tokens"]!, (int)usageChunk["usage"]!["completion_tokens"]!);
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task A_repeated_image_counts_as_a_multimodal_cache_hit()
+    {
+        var image = TestImages.Png(97, 61, new SkiaSharp.SKColor(12, 200, 77));   // no other test sends this one
+        double queries = await gateway.MetricAsync("xgenmm_mm_cache_queries_total"), hits = await gateway.MetricAsync("xgenmm_mm_cache_hits_total");
+        using var http = gateway.Client(GatewayFixture.AlphaKey);
+        for (int i = 0; i < 2; i++)
+        {
+            using var response = await http.PostAsJsonAsync("/v1/chat/completions", Body("What is this?", image, maxTokens: 1), Ct);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+        // At least: another test class's gateway in this process may encode images meanwhile.
+        Assert.True(await gateway.MetricAsync("xgenmm_mm_cache_queries_total") >= queries + 2);
+        Assert.True(await gateway.MetricAsync("xgenmm_mm_cache_hits_total") >= hits + 1);
+    }
+
     [Fact(Timeout = 60_000)]
     public async Task Models_lists_the_served_model_and_an_unknown_one_is_404()
     {

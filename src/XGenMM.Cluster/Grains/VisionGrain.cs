@@ -52,6 +52,7 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
                 throw new ClusterRejectedException(ClusterErrors.Map(e.Reason), e.Message);
             }
         }
+        else engines.RecordVisionGrainHit();
         return new ImageRef(key, _tokens.Rows);
     }
 

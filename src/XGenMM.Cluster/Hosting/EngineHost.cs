@@ -33,6 +33,14 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
     /// <summary>Vision grain key -> content key of its tokens in the vision engine's cache. Lets a second activation
     /// of the same image (after a directory partition was lost with a silo) find the tokens without the bytes.</summary>
     public System.Collections.Concurrent.ConcurrentDictionary<string, string> VisionContentKeys { get; } = new(StringComparer.Ordinal);
+
+    private long _visionGrainHits;
+
+    /// <summary>Encodes answered by a vision grain that already held the tokens: the engine never sees these repeats,
+    /// yet they are cache hits for xgenmm_mm_cache_*.</summary>
+    public long VisionGrainHits => Interlocked.Read(ref _visionGrainHits);
+
+    public void RecordVisionGrainHit() => Interlocked.Increment(ref _visionGrainHits);
     public string ModelDirectory { get; private set; } = "";
 
     public VisionEngine Vision => _vision ?? throw new InvalidOperationException(Roles.Contains(SiloRoles.Vision)

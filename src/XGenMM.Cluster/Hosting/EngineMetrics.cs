@@ -49,8 +49,9 @@ public sealed class EngineMetrics : IDisposable
         {
             var vision = _engines.Vision.GetLoad();
             _pending.Set(vision.PendingImages);
-            _mmQueries.IncTo(vision.Hits + vision.Misses + vision.Coalesced);
-            _mmHits.IncTo(vision.Hits + vision.Coalesced);
+            long grainHits = _engines.VisionGrainHits;
+            _mmQueries.IncTo(vision.Hits + vision.Misses + vision.Coalesced + grainHits);
+            _mmHits.IncTo(vision.Hits + vision.Coalesced + grainHits);
         }
     }
 }

@@ -78,7 +78,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         }
         catch (OpenAiException e)
         {
-            metrics.Rejected.WithLabels(e.Code ?? e.Type).Inc();
+            metrics.Reject(e);
             LogRejected(turn.Tenant, e.Status, e.Code ?? e.Type, e.Message);
             throw;
         }
@@ -216,7 +216,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         metrics.Success.WithLabels(turn.Tenant, finish).Inc();
     }
 
-    internal void RecordFailure(OpenAiException error) => metrics.Rejected.WithLabels(error.Code ?? error.Type).Inc();
+    internal void RecordFailure(OpenAiException error) => metrics.Reject(error);
 
     internal GatewayMetrics Metrics => metrics;
 

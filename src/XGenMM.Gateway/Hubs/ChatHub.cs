@@ -177,5 +177,9 @@ public sealed class ChatHub(ChatService chat, ServedModel model, IOptions<Reques
         };
     }
 
-    private static HubException Error(OpenAiException e) => new($"{e.Status} {e.Code ?? e.Type}: {e.Message}");
+    private HubException Error(OpenAiException e)
+    {
+        metrics.Reject(e);
+        return new HubException($"{e.Status} {e.Code ?? e.Type}: {e.Message}");
+    }
 }

@@ -88,6 +88,7 @@ public static class OpenAiEndpoints
         }
         catch (OpenAiException e)
         {
+            chat.Metrics.Reject(e);
             await e.WriteAsync(http).ConfigureAwait(false);
             return;
         }

@@ -23,6 +23,8 @@ public sealed class OpenAiException : Exception
     public OpenAiException(string message, Exception inner) : base(message, inner) { Status = 500; Type = "server_error"; }
 
     public int Status { get; }
+    /// <summary>Set once the refusal is counted in xgenmm_requests_rejected_total, so that a rethrow is not counted twice.</summary>
+    internal bool Counted { get; set; }
     public string Type { get; } = "server_error";
     public string? Code { get; }
     public string? Param { get; }

@@ -1,4 +1,5 @@
 using Prometheus;
+using XGenMM.Gateway.OpenAi;
 using XGenMM.Cluster.Abstractions.Telemetry;
 
 namespace XGenMM.Gateway.Telemetry;
@@ -28,6 +29,14 @@ public sealed class GatewayMetrics
         Rejected = f.CreateCounter(MetricNames.RequestsRejected, "Requests refused or failed, by reason.", ["reason"]);
         ActiveStreams = f.CreateGauge(MetricNames.ActiveStreams, "Generations being streamed by this gateway.", ["protocol"]);
         Connections = f.CreateGauge(MetricNames.SignalRConnections, "Open SignalR connections.");
+    }
+
+    /// <summary>Counts a refused or failed request once, wherever it is caught (parser, auth, hub, service).</summary>
+    public void Reject(OpenAiException error)
+    {
+        if (error.Counted) return;
+        error.Counted = true;
+        Rejected.WithLabels(error.Code ?? error.Type).Inc();
     }
 
     public Histogram TimeToFirstToken { get; }

@@ -11,7 +11,7 @@ namespace XGenMM.Gateway.Tenants;
 /// the <c>access_token</c> query parameter on the hub (browsers cannot set headers on WebSockets).
 /// </summary>
 public sealed class ApiKeyAuthenticationHandler(IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder,
-    TenantDirectory tenants) : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+    TenantDirectory tenants, XGenMM.Gateway.Telemetry.GatewayMetrics metrics) : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "ApiKey";
     public const string TenantClaim = "xgenmm:tenant";
@@ -35,6 +35,7 @@ public sealed class ApiKeyAuthenticationHandler(IOptionsMonitor<AuthenticationSc
         var error = presented
             ? OpenAiException.Unauthorized("Incorrect API key provided.", "invalid_api_key")
             : OpenAiException.Unauthorized("You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.", "missing_api_key");
+        metrics.Reject(error);
         Response.Headers.WWWAuthenticate = "Bearer";
         await error.WriteAsync(Context).ConfigureAwait(false);
     }
