@@ -23,12 +23,26 @@ public static class NanoRecipe
         Text = new TextConfig { HiddenSize = 128, IntermediateSize = 384, NumHiddenLayers = 4, NumAttentionHeads = 4, NumKeyValueHeads = 4 },
     };
 
+    /// <summary>
+    /// The training sample at position <paramref name="slot"/> of step <paramref name="step"/>: only first lessons
+    /// (<see cref="VqaDataset.GetEasy"/>) for the first fifth of the run, then fewer and fewer of them down to one in
+    /// ten by half of the run, the full mix otherwise. Deterministic in (step, slot), so a resumed run sees the same data.
+    /// </summary>
+    public static VqaSample CurriculumSample(VqaDataset dataset, int step, int steps, int slot, int batchSize)
+    {
+        int index = step * batchSize + slot;
+        double start = 0.20 * steps, end = 0.50 * steps;
+        double easyShare = step < start ? 1.0 : Math.Max(0.1, 1.0 - 0.9 * (step - start) / (end - start));
+        double roll = new Random(unchecked(index * 31 + 17)).NextDouble();
+        return roll < easyShare ? dataset.GetEasy(index) : dataset.Get(index);
+    }
+
     public static TrainingExample ToExample(VqaSample sample) =>
         new(sample.Images.Select(SceneRenderer.Render).ToList(), sample.Conversation, sample.QuestionType);
 
     /// <summary>Exact-match accuracy per question type through the normal generation path (greedy).</summary>
     public static IReadOnlyDictionary<string, (int Correct, int Total)> Evaluate(XGenMMPipeline pipeline, int count, int seed,
-        Action<string>? log = null)
+        Action<string>? log = null, Action<VqaSample, string>? mistake = null)
     {
         var result = new SortedDictionary<string, (int, int)>(StringComparer.Ordinal);
         var dataset = new VqaDataset(seed);
@@ -40,6 +54,7 @@ public static class NanoRecipe
             var text = string.Concat(pipeline.Chat(sample.Conversation.Take(sample.Conversation.Count - 1).ToList(), images,
                 new GenerationOptions { MaxNewTokens = 24 }).Select(d => d.Text));
             bool ok = VqaSample.Normalize(text) == VqaSample.Normalize(sample.Answer);
+            if (!ok) mistake?.Invoke(sample, text);
             var (c, t) = result.TryGetValue(sample.QuestionType, out var v) ? v : (0, 0);
             result[sample.QuestionType] = (c + (ok ? 1 : 0), t + 1);
             if (++done % 50 == 0) log?.Invoke($"evaluated {done}/{count} ({clock.Elapsed.TotalSeconds:F0} s)");

@@ -10,6 +10,10 @@ using XGenMM.Model.Training.Data;
 //   train --out DIR [--steps N] [--batch B] [--work DIR]   trains from scratch (resumes from --work if present)
 //   eval  --model DIR [--count N] [--seed S]               exact-match accuracy per question type, greedy
 //   preview --out DIR [--count N]                          writes sample images and conversations
+//   probe [--types color,shape] [--simple 1] [--steps N] [--vision-lr-scale X]
+//                                                          a short run that shows whether the decoder learns to read
+//                                                          the image: loss, gradient norm per part, and how much the
+//                                                          vision tokens of a red and a blue circle differ
 var opts = new Dictionary<string, string>(StringComparer.Ordinal);
 for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i]] = args[i + 1];
 string Opt(string name, string fallback) => opts.TryGetValue(name, out var v) ? v : fallback;
@@ -29,9 +33,12 @@ switch (args.FirstOrDefault())
         long parameters = model.parameters().Sum(p => p.NumberOfElements);
         Console.WriteLine($"xgenmm-nano: {parameters:N0} parameters, {steps} steps x {batchSize} examples");
         var dataset = new VqaDataset(NanoRecipe.TrainSeed);
-        var options = new TrainingOptions { Steps = steps, BatchSize = batchSize, LearningRate = double.Parse(Opt("--lr", "0.002"), CultureInfo.InvariantCulture), WarmupSteps = Math.Min(200, steps / 10) };
+        var options = new TrainingOptions { Steps = steps, BatchSize = batchSize, LearningRate = double.Parse(Opt("--lr", "0.002"), CultureInfo.InvariantCulture),
+            VisionLearningRateScale = double.Parse(Opt("--vision-lr-scale", "0.1"), CultureInfo.InvariantCulture),
+            VisionFreezeSteps = IntOpt("--vision-freeze-steps", steps * 3 / 10), WarmupSteps = Math.Min(200, steps / 10) };
         var trainer = new VqaTrainer(model, tokenizer, options);
-        double loss = trainer.Train(step => dataset.Take(batchSize, step * batchSize).AsParallel().AsOrdered().Select(NanoRecipe.ToExample).ToList(),
+        double loss = trainer.Train(step => Enumerable.Range(0, batchSize).AsParallel().AsOrdered()
+                .Select(slot => NanoRecipe.ToExample(NanoRecipe.CurriculumSample(dataset, step, steps, slot, batchSize))).ToList(),
             Opt("--work", Path.Combine(Path.GetTempPath(), "xgenmm-nano-work")),
             p => { if (p.Step % 20 == 0 || p.Step == p.Steps) Console.WriteLine($"step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.LearningRate:E2} grad {p.GradNorm:F2} {p.ExamplesPerSecond:F1} ex/s {p.Elapsed:hh\\:mm\\:ss}"); });
         Directory.CreateDirectory(output);
@@ -45,7 +52,11 @@ switch (args.FirstOrDefault())
     {
         using var pipeline = XGenMMPipeline.Load(Opt("--model", "models/xgenmm-nano"));
         int count = IntOpt("--count", 300), seed = IntOpt("--seed", NanoRecipe.EvalSeed);
-        var result = NanoRecipe.Evaluate(pipeline, count, seed, Console.WriteLine);
+        bool showMistakes = opts.ContainsKey("--mistakes");
+        var result = NanoRecipe.Evaluate(pipeline, count, seed, Console.WriteLine, showMistakes
+            ? (sample, answer) => Console.WriteLine($"  [{sample.QuestionType}] {sample.Conversation[^2].Content.Replace('\n', ' ')} -> '{answer}' (expected '{sample.Answer}'; " +
+                string.Join(" | ", sample.Images.Select(i => $"{i.Width}x{i.Height} bg {i.Background}: " + string.Join(", ", i.Shapes.Select(s => $"{s.Name} at {s.X:F0},{s.Y:F0} r {s.Radius:F0}")))) + ")")
+            : null);
         Console.WriteLine($"| question type | correct | total | accuracy |");
         Console.WriteLine($"|---|---|---|---|");
         foreach (var (type, (c, t)) in result) Console.WriteLine($"| {type} | {c} | {t} | {100.0 * c / t:F1}% |");
@@ -65,7 +76,10 @@ switch (args.FirstOrDefault())
         Console.WriteLine($"wrote {output}");
         return 0;
     }
+    case "probe":
+        return NanoProbe.Run(tokenizerDir, IntOpt("--steps", 150), IntOpt("--batch", 8), Opt("--types", "color").Split(','), opts.ContainsKey("--simple"),
+            double.Parse(Opt("--lr", "0.002"), CultureInfo.InvariantCulture), double.Parse(Opt("--vision-lr-scale", "1"), CultureInfo.InvariantCulture));
     default:
-        Console.Error.WriteLine("usage: xgenmm-nano train|eval|preview [options]");
+        Console.Error.WriteLine("usage: xgenmm-nano train|eval|preview|probe [options]");
         return 2;
 }

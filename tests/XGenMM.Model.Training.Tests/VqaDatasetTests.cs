@@ -18,6 +18,28 @@ public sealed class VqaDatasetTests
     }
 
     [Fact]
+    public void First_lessons_have_one_large_shape_and_give_way_to_the_full_mix()
+    {
+        var dataset = new VqaDataset(3);
+        foreach (var easy in Enumerable.Range(0, 100).Select(dataset.GetEasy))
+        {
+            var shape = Assert.Single(Assert.Single(easy.Images).Shapes);
+            Assert.Contains(easy.QuestionType, new[] { "color", "shape" });
+            Assert.Equal(easy.QuestionType == "color" ? shape.Color.Name : shape.Kind.ToString().ToLowerInvariant(), easy.Answer);
+            Assert.True(shape.Radius >= 0.19 * Math.Min(easy.Images[0].Width, easy.Images[0].Height));
+        }
+        static object Identity(VqaSample v) => (v.Conversation[0].Content, v.Answer, v.Images[0].Width, v.Images[0].Height, v.Images[0].NoiseSeed);
+        double EasyShare(int step) => Enumerable.Range(0, 400)
+            .Count(slot => Identity(NanoRecipe.CurriculumSample(dataset, step, 1000, slot, 400)).Equals(Identity(dataset.GetEasy(step * 400 + slot)))) / 400.0;
+        Assert.Equal(1.0, EasyShare(0));
+        Assert.Equal(1.0, EasyShare(199));
+        Assert.InRange(EasyShare(350), 0.45, 0.65);
+        Assert.InRange(EasyShare(700), 0.05, 0.15);
+        // Deterministic: a resumed run sees the same data.
+        Assert.Equal(NanoRecipe.CurriculumSample(dataset, 300, 1000, 5, 8).Answer, NanoRecipe.CurriculumSample(dataset, 300, 1000, 5, 8).Answer);
+    }
+
+    [Fact]
     public void Every_question_type_and_every_anyres_grid_occurs()
     {
         var samples = new VqaDataset(7).Take(500).ToList();

@@ -45,6 +45,20 @@ public sealed class VqaDataset(int seed)
         };
     }
 
+    /// <summary>
+    /// A first lesson: one large shape, asked its colour or its kind. From scratch, a model fed only the full mix
+    /// learns the answer priors and never starts to look (measured: after 750 steps it answered "green" to every colour
+    /// question); on these it learns to read the vision tokens within about a hundred steps.
+    /// </summary>
+    public VqaSample GetEasy(int index)
+    {
+        var rng = new Random(unchecked((Seed * 1_000_003) ^ (index * 7_919) ^ 0xea5e));
+        string type = rng.Next(2) == 0 ? "color" : "shape";
+        var scene = NewScene(rng, 1, type, sizeScale: 2.0, plain: true);
+        var (question, answer) = Ask(rng, scene, type);
+        return new VqaSample([scene], [new ChatMessage("user", "<image>\n" + question), new ChatMessage("assistant", answer)], type);
+    }
+
     private static VqaSample Single(Random rng, string type)
     {
         int shapes = type switch
@@ -127,7 +141,7 @@ public sealed class VqaDataset(int seed)
     private static string Kind(SceneShape s) => s.Kind.ToString().ToLowerInvariant();
 
     /// <summary>A scene with distinct shape kinds AND distinct colours, so every "the {kind}" / "the {colour} object" is unique.</summary>
-    private static Scene NewScene(Random rng, int count, string type)
+    private static Scene NewScene(Random rng, int count, string type, double sizeScale = 1.0, bool plain = false)
     {
         double aspect = Pick(rng, Aspects);
         int shortSide = rng.Next(300, 801);
@@ -153,11 +167,12 @@ public sealed class VqaDataset(int seed)
             int col = chosen[i] % 3, row = chosen[i] / 3;
             float x = (float)((col + 0.5 + (rng.NextDouble() - 0.5) * 0.15) / 3 * w);
             float y = (float)((row + 0.5 + (rng.NextDouble() - 0.5) * 0.15) / 3 * h);
-            float r = (float)(minSide * (0.10 + rng.NextDouble() * 0.03));
+            float r = (float)(minSide * (0.10 + rng.NextDouble() * 0.03) * sizeScale);
             shapes.Add(new SceneShape(kinds[i], colors[i], x, y, r));
         }
         byte background = (byte)rng.Next(105, 170);
-        return new Scene(w, h, background, rng.Next(2) == 0, rng.Next(), shapes);
+        bool noisy = rng.Next(2) == 0;
+        return plain ? new Scene(w, h, 128, false, 0, shapes) : new Scene(w, h, background, noisy, rng.Next(), shapes);
     }
 
     private static T Pick<T>(Random rng, (T Value, int Weight)[] options)

@@ -10,6 +10,14 @@ public sealed record TrainingOptions
     public int WarmupSteps { get; init; } = 100;
     public double WeightDecay { get; init; } = 0.01;
     public double ClipGradNorm { get; init; } = 1.0;
+    /// <summary>Learning rate of the vision tower and resampler relative to the decoder's. From scratch the decoder first
+    /// has to learn to read the vision tokens; a vision side that moves as fast meanwhile drifts toward image-independent
+    /// tokens (measured: the red/blue difference of the tokens fell from 25% to 3% in 50 steps at 1.0).</summary>
+    public double VisionLearningRateScale { get; init; } = 1.0;
+    /// <summary>Steps during which the vision tower and resampler do not move at all. Their random features already tell a
+    /// red from a blue shape (vision tokens differ by 25%); trained from step 0 they collapse to image-independent tokens
+    /// (1.6% after 50 steps, even at a 0.3 scale) before the decoder has learnt to read them.</summary>
+    public int VisionFreezeSteps { get; init; }
     public long Seed { get; init; } = 1234;
     /// <summary>Save a resumable checkpoint every this many steps (0 = only at the end).</summary>
     public int CheckpointEvery { get; init; } = 250;

@@ -27,8 +27,15 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         Action<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         var batch = new TrainingBatch(model, tokenizer);
-        var parameters = model.parameters().ToList();
-        using var optimizer = torch.optim.AdamW(parameters, options.LearningRate, weight_decay: options.WeightDecay);
+        var named = model.named_parameters().ToList();
+        var parameters = named.Select(n => n.parameter).ToList();
+        static bool IsDecoder(string name) => name.Contains("lang_model", StringComparison.Ordinal);
+        using var optimizer = torch.optim.AdamW(
+        [
+            new TorchSharp.Modules.AdamW.ParamGroup(named.Where(n => !IsDecoder(n.name)).Select(n => n.parameter), lr: options.LearningRate * options.VisionLearningRateScale),
+            new TorchSharp.Modules.AdamW.ParamGroup(named.Where(n => IsDecoder(n.name)).Select(n => n.parameter), lr: options.LearningRate),
+        ], options.LearningRate, weight_decay: options.WeightDecay);
+        var scales = new[] { options.VisionLearningRateScale, 1.0 };
         int start = workDirectory is null ? 0 : Resume(workDirectory, optimizer);
         model.train();
         var recent = new Queue<double>();
@@ -38,7 +45,8 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         {
             cancellationToken.ThrowIfCancellationRequested();
             double lr = options.LearningRateAt(step);
-            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+            scales[0] = step < options.VisionFreezeSteps ? 0 : options.VisionLearningRateScale;
+            foreach (var (group, scale) in optimizer.ParamGroups.Zip(scales)) group.LearningRate = lr * scale;
             var data = batches(step);
             double loss, norm;
             using (var scope = torch.NewDisposeScope())

@@ -1,0 +1,83 @@
+using System.Diagnostics;
+using TorchSharp;
+using XGenMM.Model;
+using XGenMM.Model.Imaging;
+using XGenMM.Model.Tokenization;
+using XGenMM.Model.Training;
+using XGenMM.Model.Training.Data;
+using static TorchSharp.torch;
+
+/// <summary>
+/// Why does a run not learn to look? A short training on one kind of question that prints the loss, the gradient
+/// norm of each part (vision tower, resampler, decoder) and the relative difference between the vision tokens of a
+/// red and a blue circle: near zero means the vision side has collapsed to image-independent tokens.
+/// </summary>
+internal static class NanoProbe
+{
+    public static int Run(string tokenizerDir, int steps, int batchSize, string[] types, bool simple, double learningRate, double visionScale)
+    {
+        var tokenizer = XGenMMTokenizer.FromDirectory(tokenizerDir);
+        torch.manual_seed(NanoRecipe.TrainSeed);
+        using var model = new XGenMMModel(NanoRecipe.Config);
+        ModelInitialization.InitializeRandom(model, NanoRecipe.TrainSeed);
+        var dataset = new VqaDataset(NanoRecipe.TrainSeed);
+        var pool = simple ? [] : types is ["easy"] ? Enumerable.Range(0, steps * batchSize).Select(dataset.GetEasy).ToList()
+            : Enumerable.Range(0, 1_000_000).Select(dataset.Get).Where(s => types.Contains(s.QuestionType)).Take(steps * batchSize).ToList();
+        var batch = new TrainingBatch(model, tokenizer);
+        var named = model.named_parameters().ToList();
+        var parameters = named.Select(n => n.parameter).ToList();
+        static string Part(string name) => name.Split('.') is [_, var part, ..] ? part : name;
+        using var optimizer = torch.optim.AdamW(
+        [
+            new TorchSharp.Modules.AdamW.ParamGroup(named.Where(n => Part(n.name) != "lang_model").Select(n => n.parameter), lr: learningRate * visionScale),
+            new TorchSharp.Modules.AdamW.ParamGroup(named.Where(n => Part(n.name) == "lang_model").Select(n => n.parameter), lr: learningRate),
+        ], learningRate, weight_decay: 0.01);
+        model.train();
+        Sensitivity(model, "init");
+        var clock = Stopwatch.StartNew();
+        for (int step = 0; step < steps; step++)
+        {
+            var data = simple
+                ? Enumerable.Range(step * batchSize, batchSize).Select(SimpleExample).ToList()
+                : pool.Skip(step * batchSize).Take(batchSize).Select(NanoRecipe.ToExample).ToList();
+            using var scope = torch.NewDisposeScope();
+            optimizer.zero_grad();
+            var loss = batch.Loss(data);
+            loss.backward();
+            var norms = named.GroupBy(n => Part(n.name))
+                .Select(g => $"{g.Key} {Math.Sqrt(g.Sum(n => n.parameter.grad is { } grad ? grad.pow(2).sum().item<float>() : 0)):E1}").ToList();
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0);
+            optimizer.step();
+            if (step % 10 == 0 || step == steps - 1)
+                Console.WriteLine($"step {step} loss {loss.item<float>():F3} ({clock.Elapsed.TotalSeconds:F0} s) grad norms: {string.Join(", ", norms)}");
+            if (step % 50 == 49) Sensitivity(model, $"step {step + 1}");
+        }
+        return 0;
+    }
+
+    /// <summary>One centred circle of a cycling colour on a fixed grey square: the easiest question that needs the image.</summary>
+    private static TrainingExample SimpleExample(int i)
+    {
+        var color = ShapeColor.All[(i * 7 + i / 3) % ShapeColor.All.Length];
+        var scene = new Scene(400, 400, 130, false, 1, [new SceneShape(ShapeKind.Circle, color, 200, 200, 60)]);
+        return new TrainingExample([SceneRenderer.Render(scene)],
+            [new ChatMessage("user", "<image>\nWhat color is the circle?"), new ChatMessage("assistant", color.Name)], "simple");
+    }
+
+    private static void Sensitivity(XGenMMModel model, string when)
+    {
+        using var scope = torch.NewDisposeScope();
+        var preprocessor = new AnyResPreprocessor(model.Config.Preprocessor);
+        Tensor Tokens(ShapeColor color)
+        {
+            var image = preprocessor.Process(SceneRenderer.Render(new Scene(400, 400, 130, false, 1, [new SceneShape(ShapeKind.Circle, color, 200, 200, 60)])));
+            var layout = AnyResLayout.Create(image.GridCols, image.GridRows, image.OriginalSize, model.Config.Vision.PatchesPerSide);
+            return model.ResampleImage(model.EncodeVision(image.ToTensor()), torch.tensor(layout.GroupTokenIndex, [layout.Views, layout.TokensPerView]),
+                torch.tensor(layout.KeyMask, [layout.Views, layout.TokensPerView]).to_type(ScalarType.Bool));
+        }
+        var red = Tokens(ShapeColor.All[0]);
+        var blue = Tokens(ShapeColor.All[2]);
+        double norm = red.norm().item<float>();
+        Console.WriteLine($"{when}: vision tokens {red.shape[0]}x{red.shape[1]}, |red| {norm:F1}, |red - blue| / |red| {red.sub(blue).norm().item<float>() / norm:F3}");
+    }
+}
