@@ -8,6 +8,7 @@ using XGenMM.Model.Training.Data;
 
 // xgenmm-nano: reproduce, evaluate and inspect the embedded default model.
 //   train --out DIR [--steps N] [--batch B] [--work DIR]   trains from scratch (resumes from --work if present)
+//         [--lr X] [--vision-lr-scale X] [--vision-freeze-steps N] [--curriculum 0|1]
 //   eval  --model DIR [--count N] [--seed S]               exact-match accuracy per question type, greedy
 //   preview --out DIR [--count N]                          writes sample images and conversations
 //   probe [--types color,shape] [--simple 1] [--steps N] [--vision-lr-scale X]
@@ -37,8 +38,9 @@ switch (args.FirstOrDefault())
             VisionLearningRateScale = double.Parse(Opt("--vision-lr-scale", "0.1"), CultureInfo.InvariantCulture),
             VisionFreezeSteps = IntOpt("--vision-freeze-steps", steps * 3 / 10), WarmupSteps = Math.Min(200, steps / 10) };
         var trainer = new VqaTrainer(model, tokenizer, options);
+        bool curriculum = Opt("--curriculum", "1") != "0";
         double loss = trainer.Train(step => Enumerable.Range(0, batchSize).AsParallel().AsOrdered()
-                .Select(slot => NanoRecipe.ToExample(NanoRecipe.CurriculumSample(dataset, step, steps, slot, batchSize))).ToList(),
+                .Select(slot => NanoRecipe.ToExample(curriculum ? NanoRecipe.CurriculumSample(dataset, step, steps, slot, batchSize) : dataset.Get(step * batchSize + slot))).ToList(),
             Opt("--work", Path.Combine(Path.GetTempPath(), "xgenmm-nano-work")),
             p => { if (p.Step % 20 == 0 || p.Step == p.Steps) Console.WriteLine($"step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.LearningRate:E2} grad {p.GradNorm:F2} {p.ExamplesPerSecond:F1} ex/s {p.Elapsed:hh\\:mm\\:ss}"); });
         Directory.CreateDirectory(output);
