@@ -26,7 +26,7 @@ switch (args.FirstOrDefault())
     case "train":
     {
         string output = Opt("--out", "models/xgenmm-nano");
-        int steps = IntOpt("--steps", 3000), batchSize = IntOpt("--batch", 8);
+        int steps = IntOpt("--steps", 1500), batchSize = IntOpt("--batch", 8);
         var tokenizer = XGenMMTokenizer.FromDirectory(tokenizerDir);
         torch.manual_seed(NanoRecipe.TrainSeed);
         using var model = new XGenMMModel(NanoRecipe.Config);
@@ -34,9 +34,9 @@ switch (args.FirstOrDefault())
         long parameters = model.parameters().Sum(p => p.NumberOfElements);
         Console.WriteLine($"xgenmm-nano: {parameters:N0} parameters, {steps} steps x {batchSize} examples");
         var dataset = new VqaDataset(NanoRecipe.TrainSeed);
-        var options = new TrainingOptions { Steps = steps, BatchSize = batchSize, LearningRate = double.Parse(Opt("--lr", "0.002"), CultureInfo.InvariantCulture),
-            VisionLearningRateScale = double.Parse(Opt("--vision-lr-scale", "0.1"), CultureInfo.InvariantCulture),
-            VisionFreezeSteps = IntOpt("--vision-freeze-steps", steps * 3 / 10), WarmupSteps = Math.Min(200, steps / 10) };
+        var options = new TrainingOptions { Steps = steps, BatchSize = batchSize, LearningRate = double.Parse(Opt("--lr", "0.0005"), CultureInfo.InvariantCulture),
+            VisionLearningRateScale = double.Parse(Opt("--vision-lr-scale", "1"), CultureInfo.InvariantCulture),
+            VisionFreezeSteps = IntOpt("--vision-freeze-steps", 0), WarmupSteps = Math.Min(200, steps / 10) };
         var trainer = new VqaTrainer(model, tokenizer, options);
         bool curriculum = Opt("--curriculum", "1") != "0";
         double loss = trainer.Train(step => Enumerable.Range(0, batchSize).AsParallel().AsOrdered()

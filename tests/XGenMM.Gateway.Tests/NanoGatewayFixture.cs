@@ -63,7 +63,6 @@ internal static class NanoScene
 
     // Questions in the training data's wording, with the answers this scene makes right.
     public const string ColorQuestion = "What color is the star?";
-    public const string ColorAnswer = "yellow";
     public const string CountQuestion = "How many shapes are there?";
     public const string CountAnswer = "3";
     public const string DescribeQuestion = "Describe the image in one sentence.";
