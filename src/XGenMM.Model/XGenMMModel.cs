@@ -1,5 +1,6 @@
 using TorchSharp;
 using XGenMM.Model.Configuration;
+using XGenMM.Model.Imaging;
 using XGenMM.Model.Language;
 using XGenMM.Model.Vision;
 using static TorchSharp.torch;
@@ -54,6 +55,17 @@ public sealed class XGenMMModel : nn.Module
         var groups = flat.index_select(0, groupTokenIndex.to(Device).to_type(ScalarType.Int64).flatten()).view(v, p, c);
         var tokens = VisionTokenizer.Forward(groups, keyMask?.to(Device));
         return tokens.reshape(-1, tokens.shape[2]).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>One preprocessed image -> its vision tokens [n, D]: SigLIP over its views, anyres regrouping, resampling.</summary>
+    public Tensor EncodeImage(PreprocessedImage image)
+    {
+        var layout = AnyResLayout.Create(image.GridCols, image.GridRows, image.OriginalSize, Config.Vision.PatchesPerSide);
+        using var scope = torch.NewDisposeScope();
+        var features = EncodeVision(image.ToTensor());
+        var index = torch.tensor(layout.GroupTokenIndex, [layout.Views, layout.TokensPerView]);
+        Tensor? mask = Config.AnyRes ? torch.tensor(layout.KeyMask, [layout.Views, layout.TokensPerView]).to_type(ScalarType.Bool) : null;
+        return ResampleImage(features, index, mask).MoveToOuterDisposeScope();
     }
 
     /// <summary>ids [B, T] -> [B, T, D] input embeddings.</summary>

@@ -51,13 +51,7 @@ public sealed class XGenMMPipeline : IDisposable
     /// <summary>Vision tokens [n, D] of one encoded image file.</summary>
     public Tensor EncodeImage(ReadOnlySpan<byte> imageBytes)
     {
-        var image = Preprocessor.Process(ImageDecoder.Decode(imageBytes, ImageLimits));
-        var layout = AnyResLayout.Create(image.GridCols, image.GridRows, image.OriginalSize, Model.Config.Vision.PatchesPerSide);
-        using var scope = torch.NewDisposeScope();
-        var features = Model.EncodeVision(image.ToTensor());
-        var index = torch.tensor(layout.GroupTokenIndex, [layout.Views, layout.TokensPerView]);
-        Tensor? mask = Model.Config.AnyRes ? torch.tensor(layout.KeyMask, [layout.Views, layout.TokensPerView]).to_type(ScalarType.Bool) : null;
-        return Model.ResampleImage(features, index, mask).MoveToOuterDisposeScope();
+        return Model.EncodeImage(Preprocessor.Process(ImageDecoder.Decode(imageBytes, ImageLimits)));
     }
 
     /// <summary>Streams the answer to a chat whose user turns hold one &lt;image&gt; per image, in order.</summary>

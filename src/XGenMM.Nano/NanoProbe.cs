@@ -27,11 +27,7 @@ internal static class NanoProbe
         var named = model.named_parameters().ToList();
         var parameters = named.Select(n => n.parameter).ToList();
         static string Part(string name) => name.Split('.') is [_, var part, ..] ? part : name;
-        using var optimizer = torch.optim.AdamW(
-        [
-            new TorchSharp.Modules.AdamW.ParamGroup(named.Where(n => Part(n.name) != "lang_model").Select(n => n.parameter), lr: learningRate * visionScale),
-            new TorchSharp.Modules.AdamW.ParamGroup(named.Where(n => Part(n.name) == "lang_model").Select(n => n.parameter), lr: learningRate),
-        ], learningRate, weight_decay: 0.01);
+        using var optimizer = VqaTrainer.CreateOptimizer(model, learningRate, visionScale, new TrainingOptions().WeightDecay);
         model.train();
         Sensitivity(model, "init");
         var clock = Stopwatch.StartNew();
@@ -59,22 +55,17 @@ internal static class NanoProbe
     private static TrainingExample SimpleExample(int i)
     {
         var color = ShapeColor.All[(i * 7 + i / 3) % ShapeColor.All.Length];
-        var scene = new Scene(400, 400, 130, false, 1, [new SceneShape(ShapeKind.Circle, color, 200, 200, 60)]);
-        return new TrainingExample([SceneRenderer.Render(scene)],
+        return new TrainingExample([SceneRenderer.Render(CircleScene(color))],
             [new ChatMessage("user", "<image>\nWhat color is the circle?"), new ChatMessage("assistant", color.Name)], "simple");
     }
+
+    private static Scene CircleScene(ShapeColor color) => new(400, 400, 130, false, 1, [new SceneShape(ShapeKind.Circle, color, 200, 200, 60)]);
 
     private static void Sensitivity(XGenMMModel model, string when)
     {
         using var scope = torch.NewDisposeScope();
         var preprocessor = new AnyResPreprocessor(model.Config.Preprocessor);
-        Tensor Tokens(ShapeColor color)
-        {
-            var image = preprocessor.Process(SceneRenderer.Render(new Scene(400, 400, 130, false, 1, [new SceneShape(ShapeKind.Circle, color, 200, 200, 60)])));
-            var layout = AnyResLayout.Create(image.GridCols, image.GridRows, image.OriginalSize, model.Config.Vision.PatchesPerSide);
-            return model.ResampleImage(model.EncodeVision(image.ToTensor()), torch.tensor(layout.GroupTokenIndex, [layout.Views, layout.TokensPerView]),
-                torch.tensor(layout.KeyMask, [layout.Views, layout.TokensPerView]).to_type(ScalarType.Bool));
-        }
+        Tensor Tokens(ShapeColor color) => model.EncodeImage(preprocessor.Process(SceneRenderer.Render(CircleScene(color))));
         var red = Tokens(ShapeColor.All[0]);
         var blue = Tokens(ShapeColor.All[2]);
         double norm = red.norm().item<float>();

@@ -300,6 +300,19 @@ public sealed class DecodeEngineTests
         Assert.True(engine.GetLoad().Draining);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task A_drain_that_times_out_fails_running_work_with_shutting_down_not_a_quiet_end()
+    {
+        using var engine = TestModels.NewEngine();
+        var running = TestModels.Run(engine, Request("long", TestModels.Prompt("Never finishes in time."), 900), Ct);
+        await WaitFor(() => engine.GetLoad().Running == 1);
+        Assert.False(await engine.DrainAsync(TimeSpan.FromMilliseconds(50), Ct));
+        // A quiet end would look like a finished stream to its caller, who could then not tell it must move elsewhere.
+        var e = await Assert.ThrowsAsync<EngineRejectedException>(() => running);
+        Assert.Equal(RejectionReason.ShuttingDown, e.Reason);
+        await WaitFor(() => engine.GetLoad().Running == 0);
+    }
+
     [Fact(Timeout = 180_000)]
     public async Task Memory_stays_flat_over_20000_generated_tokens()
     {

@@ -37,23 +37,6 @@ public sealed class ChatHubTests(GatewayFixture gateway)
         IgnoreEos = ignoreEos,
     };
 
-    private async Task<string> HttpAnswerAsync(string question, byte[]? image, int maxTokens)
-    {
-        using var http = gateway.Client(GatewayFixture.AlphaKey);
-        var content = new JsonArray();
-        if (image is not null) content.Add(new JsonObject { ["type"] = "image_url", ["image_url"] = new JsonObject { ["url"] = TestImages.DataUrl(image, "image/jpeg") } });
-        content.Add(new JsonObject { ["type"] = "text", ["text"] = question });
-        var body = new JsonObject
-        {
-            ["model"] = gateway.ModelId,
-            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = content }),
-            ["max_tokens"] = maxTokens,
-            ["temperature"] = 0,
-        };
-        using var response = await http.PostAsJsonAsync("/v1/chat/completions", body, Ct);
-        return (string)JsonNode.Parse(await response.Content.ReadAsStringAsync(Ct))!["choices"]![0]!["message"]!["content"]!;
-    }
-
     [Fact(Timeout = 120_000)]
     public async Task Every_refusal_is_counted_once_by_reason_whether_auth_parser_or_hub_refused_it()
     {
@@ -101,7 +84,7 @@ public sealed class ChatHubTests(GatewayFixture gateway)
         Assert.True(last.Usage!.ImageTokens > 0);
         Assert.True(last.Timings!.TimeToFirstTokenSeconds > 0);
         Assert.All(deltas[..^1], d => Assert.Null(d.FinishReason));
-        Assert.Equal(await HttpAnswerAsync("What is in the picture?", TestImages.Photo, 12), string.Concat(deltas.Select(d => d.Text)));
+        Assert.Equal(await gateway.HttpAnswerAsync("What is in the picture?", TestImages.Photo, "image/jpeg", 12), string.Concat(deltas.Select(d => d.Text)));
     }
 
     [Fact(Timeout = 60_000)]

@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Builder;
@@ -111,6 +113,25 @@ public class GatewayFixture : IAsyncLifetime
         var http = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(120) };
         if (apiKey is not null) http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
         return http;
+    }
+
+    /// <summary>The greedy answer of the OpenAI API (tenant alpha) to one user turn: an optional image, then the question.</summary>
+    public async Task<string> HttpAnswerAsync(string question, byte[]? image = null, string imageType = "image/png", int? maxTokens = null)
+    {
+        using var http = Client(AlphaKey);
+        var content = new JsonArray();
+        if (image is not null) content.Add(new JsonObject { ["type"] = "image_url", ["image_url"] = new JsonObject { ["url"] = TestImages.DataUrl(image, imageType) } });
+        content.Add(new JsonObject { ["type"] = "text", ["text"] = question });
+        var body = new JsonObject
+        {
+            ["model"] = ModelId,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = content }),
+            ["temperature"] = 0,
+        };
+        if (maxTokens is int m) body["max_tokens"] = m;
+        using var response = await http.PostAsJsonAsync("/v1/chat/completions", body, TestContext.Current.CancellationToken);
+        response.EnsureSuccessStatusCode();
+        return (string)JsonNode.Parse(await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken))!["choices"]![0]!["message"]!["content"]!;
     }
 
     /// <summary>The value of one Prometheus sample from /metrics (0 when absent); labels as written, e.g. <c>{device="cpu"}</c>.</summary>

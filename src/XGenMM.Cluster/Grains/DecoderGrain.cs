@@ -60,18 +60,13 @@ internal sealed class DecoderGrain(EngineHost engines, IGrainFactory grains, Sil
                 DecodeEvent e;
                 try
                 {
-                    if (!await stream.MoveNextAsync().ConfigureAwait(true))
-                        throw new ClusterRejectedException(RejectionKind.ShuttingDown, $"Decoder '{decoder}' ended the generation without finishing it.");
+                    if (!await stream.MoveNextAsync().ConfigureAwait(true)) yield break;
                     e = stream.Current;
                 }
                 catch (EngineRejectedException ex)
                 {
                     throw new ClusterRejectedException(ClusterErrors.Map(ex.Reason), ex.Message);
                 }
-                // The engine cuts running generations only when the caller cancelled or when it stops (drain timed
-                // out, silo going down): in the second case the caller should move the generation, not end it.
-                if (e.Finish == DecodeFinishReason.Cancelled && !cancellationToken.IsCancellationRequested)
-                    throw new ClusterRejectedException(RejectionKind.ShuttingDown, $"Decoder '{decoder}' stopped in the middle of the generation.");
                 yield return new GenerationChunk
                 {
                     TokenId = e.TokenId,

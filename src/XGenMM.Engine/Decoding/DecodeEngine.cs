@@ -266,7 +266,11 @@ public sealed partial class DecodeEngine : IDisposable
         for (int slot = 0; slot < _bySlot.Length; slot++)
         {
             var s = _bySlot[slot];
-            if (s is not null && (s.Cancelled || cancelAll)) Finish(s, DecodeFinishReason.Cancelled);
+            if (s is null) continue;
+            if (s.Cancelled) Finish(s, DecodeFinishReason.Cancelled);
+            // Cut by the engine, not by its caller: say so, so that a cluster moves the generation instead of ending it.
+            else if (cancelAll) Finish(s, DecodeFinishReason.Cancelled, new EngineRejectedException(RejectionReason.ShuttingDown,
+                $"Decoder '{Name}' stopped {s.Completion.Count} token(s) into the generation (drain time-out)."));
         }
     }
 
@@ -496,7 +500,7 @@ public sealed partial class DecodeEngine : IDisposable
         if (finish is DecodeFinishReason reason) Finish(s, reason);
     }
 
-    private void Finish(Sequence s, DecodeFinishReason reason)
+    private void Finish(Sequence s, DecodeFinishReason reason, EngineRejectedException? error = null)
     {
         long now = Stopwatch.GetTimestamp();
         int slot = s.Slot;
@@ -528,7 +532,7 @@ public sealed partial class DecodeEngine : IDisposable
         s.State = Sequence.Phase.Done;
         if (reason != DecodeFinishReason.Cancelled)
             s.Events.Writer.TryWrite(new DecodeEvent { Finish = reason, Usage = usage, Timings = timings, Index = s.Completion.Count });
-        Complete(s, null);
+        Complete(s, error);
         LogFinished(s.Request.RequestId, s.Request.Tenant, reason, generated, timings.TimeToFirstTokenSeconds * 1000, timings.EndToEndSeconds * 1000);
         try
         {

@@ -27,14 +27,8 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         Action<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         var batch = new TrainingBatch(model, tokenizer);
-        var named = model.named_parameters().ToList();
-        var parameters = named.Select(n => n.parameter).ToList();
-        static bool IsDecoder(string name) => name.Contains("lang_model", StringComparison.Ordinal);
-        using var optimizer = torch.optim.AdamW(
-        [
-            new TorchSharp.Modules.AdamW.ParamGroup(named.Where(n => !IsDecoder(n.name)).Select(n => n.parameter), lr: options.LearningRate * options.VisionLearningRateScale),
-            new TorchSharp.Modules.AdamW.ParamGroup(named.Where(n => IsDecoder(n.name)).Select(n => n.parameter), lr: options.LearningRate),
-        ], options.LearningRate, weight_decay: options.WeightDecay);
+        var parameters = model.parameters().ToList();
+        using var optimizer = CreateOptimizer(model, options.LearningRate, options.VisionLearningRateScale, options.WeightDecay);
         var scales = new[] { options.VisionLearningRateScale, 1.0 };
         int start = workDirectory is null ? 0 : Resume(workDirectory, optimizer);
         model.train();
@@ -68,6 +62,19 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         }
         model.eval();
         return recent.Count == 0 ? double.NaN : recent.Average();
+    }
+
+    /// <summary>AdamW with two parameter groups: [0] vision tower and resampler at <paramref name="visionScale"/> times
+    /// the rate, [1] the decoder.</summary>
+    public static TorchSharp.Modules.AdamW CreateOptimizer(XGenMMModel model, double learningRate, double visionScale, double weightDecay)
+    {
+        var named = model.named_parameters().ToList();
+        static bool IsDecoder(string name) => name.Contains("lang_model", StringComparison.Ordinal);
+        return torch.optim.AdamW(
+        [
+            new TorchSharp.Modules.AdamW.ParamGroup(named.Where(n => !IsDecoder(n.name)).Select(n => n.parameter), lr: learningRate * visionScale),
+            new TorchSharp.Modules.AdamW.ParamGroup(named.Where(n => IsDecoder(n.name)).Select(n => n.parameter), lr: learningRate),
+        ], learningRate, weight_decay: weightDecay);
     }
 
     private void Save(string directory, TorchSharp.Modules.AdamW optimizer, int step)
