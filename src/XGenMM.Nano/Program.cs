@@ -9,6 +9,8 @@ using XGenMM.Model.Training.Data;
 // xgenmm-nano: reproduce, evaluate and inspect the embedded default model.
 //   train --out DIR [--steps N] [--batch B] [--work DIR]   trains from scratch (resumes from --work if present)
 //         [--lr X] [--vision-lr-scale X] [--vision-freeze-steps N] [--curriculum 0|1]
+//         [--init DIR] [--data-offset K]                   continues from a checkpoint's weights with a new schedule,
+//                                                          on samples K.. of the training seed (--curriculum 0)
 //   eval  --model DIR [--count N] [--seed S]               exact-match accuracy per question type, greedy
 //   preview --out DIR [--count N]                          writes sample images and conversations
 //   probe [--types color,shape] [--simple 1] [--steps N] [--vision-lr-scale X]
@@ -31,6 +33,12 @@ switch (args.FirstOrDefault())
         torch.manual_seed(NanoRecipe.TrainSeed);
         using var model = new XGenMMModel(NanoRecipe.Config);
         ModelInitialization.InitializeRandom(model, NanoRecipe.TrainSeed);
+        if (opts.TryGetValue("--init", out var init))
+        {
+            CheckpointLoader.Load(model, init);
+            Console.WriteLine($"initialised from {init}");
+        }
+        int offset = IntOpt("--data-offset", 0);
         long parameters = model.parameters().Sum(p => p.NumberOfElements);
         Console.WriteLine($"xgenmm-nano: {parameters:N0} parameters, {steps} steps x {batchSize} examples");
         var dataset = new VqaDataset(NanoRecipe.TrainSeed);
@@ -40,7 +48,7 @@ switch (args.FirstOrDefault())
         var trainer = new VqaTrainer(model, tokenizer, options);
         bool curriculum = Opt("--curriculum", "1") != "0";
         double loss = trainer.Train(step => Enumerable.Range(0, batchSize).AsParallel().AsOrdered()
-                .Select(slot => NanoRecipe.ToExample(curriculum ? NanoRecipe.CurriculumSample(dataset, step, steps, slot, batchSize) : dataset.Get(step * batchSize + slot))).ToList(),
+                .Select(slot => NanoRecipe.ToExample(curriculum ? NanoRecipe.CurriculumSample(dataset, step, steps, slot, batchSize) : dataset.Get(offset + step * batchSize + slot))).ToList(),
             Opt("--work", Path.Combine(Path.GetTempPath(), "xgenmm-nano-work")),
             p => { if (p.Step % 20 == 0 || p.Step == p.Steps) Console.WriteLine($"step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.LearningRate:E2} grad {p.GradNorm:F2} {p.ExamplesPerSecond:F1} ex/s {p.Elapsed:hh\\:mm\\:ss}"); });
         Directory.CreateDirectory(output);

@@ -17,5 +17,5 @@ app.MapGet("/healthz", () => Results.Ok(new { status = "alive" }));
 app.MapGet("/readyz", (SiloState state) => state.Ready
     ? Results.Ok(new { status = "ready" })
     : Results.Json(new { status = state.Draining ? "draining" : state.FailedReason is null ? "starting" : "failed", reason = state.FailedReason }, statusCode: 503));
-app.MapMetrics("/metrics");
+app.MapXGenMMMetrics();
 app.Run();

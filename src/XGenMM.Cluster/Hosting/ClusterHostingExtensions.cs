@@ -62,6 +62,7 @@ public static class ClusterHostingExtensions
             .Validate(o => { o.Validate(); return true; }).ValidateOnStart();
         services.AddSingleton<EngineHost>();
         services.AddSingleton<SiloState>();
+        services.AddXGenMMMetricsRegistry();
         services.AddSingleton<EngineMetrics>();
         services.AddSingleton(TimeProvider.System);
         services.AddHostedService<EngineLifecycle>();

@@ -11,10 +11,10 @@ public sealed class EngineMetrics : IDisposable
     private readonly Gauge _waiting, _running, _tokensWaiting, _kv, _pending;
     private readonly Counter _generated, _prefixHits, _mmQueries, _mmHits;
 
-    public EngineMetrics(EngineHost engines, CollectorRegistry? registry = null)
+    public EngineMetrics(EngineHost engines, CollectorRegistry registry)
     {
         _engines = engines;
-        var factory = Metrics.WithCustomRegistry(registry ?? Metrics.DefaultRegistry);
+        var factory = Metrics.WithCustomRegistry(registry);
         string[] device = ["device"];
         _waiting = factory.CreateGauge(MetricNames.RequestsWaiting, "Requests queued for admission.", device);
         _running = factory.CreateGauge(MetricNames.RequestsRunning, "Requests holding a KV slot.", device);
@@ -25,11 +25,10 @@ public sealed class EngineMetrics : IDisposable
         _pending = factory.CreateGauge(MetricNames.VisionImagesPending, "Images accepted by the vision engine and not yet encoded.");
         _mmQueries = factory.CreateCounter(MetricNames.MmCacheQueries, "Vision encode requests (cache queries).");
         _mmHits = factory.CreateCounter(MetricNames.MmCacheHits, "Vision encode requests served by the cache or an encode in flight.");
-        (registry ?? Metrics.DefaultRegistry).AddBeforeCollectCallback(Update);
+        registry.AddBeforeCollectCallback(Update);
     }
 
-    /// <summary>Stops exporting: the registry (process-wide by default) keeps the callback after this host is gone, and a
-    /// stopped host must not overwrite the values of a live one in the same process (tests host gateways one after another).</summary>
+    /// <summary>Stops exporting: the registry keeps the callback after the engines are gone.</summary>
     public void Dispose() => _disposed = true;
 
     private void Update()

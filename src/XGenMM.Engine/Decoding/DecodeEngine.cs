@@ -131,7 +131,12 @@ public sealed partial class DecodeEngine : IDisposable
         try
         {
             await foreach (var e in sequence.Events.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                // ReadAllAsync hands out events already buffered without looking at the token: once the consumer has
+                // cancelled it gets none of them, whatever the engine produced meanwhile.
+                cancellationToken.ThrowIfCancellationRequested();
                 yield return e;
+            }
         }
         finally
         {

@@ -65,6 +65,7 @@ public static class GatewayApp
         services.AddHostedService<TenantLimitsPublisher>();
         services.AddHostedService<StartupAnnouncer>();
 
+        services.AddXGenMMMetricsRegistry();
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<ChatService>();
         services.AddSingleton<RemoteImageFetcher>();
@@ -91,7 +92,7 @@ public static class GatewayApp
 
         app.MapGet("/healthz", () => Results.Ok(new { status = "alive" }));
         app.MapGet("/readyz", Readiness.CheckAsync);
-        app.MapMetrics("/metrics");
+        app.MapXGenMMMetrics();
         app.MapOpenAiApi();
         app.MapHub<ChatHub>("/hubs/chat");
         return app;

@@ -15,9 +15,9 @@ public sealed class GatewayMetrics
     private static readonly double[] ItlBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0];
     private static readonly double[] E2eBuckets = [0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0];
 
-    public GatewayMetrics(CollectorRegistry? registry = null)
+    public GatewayMetrics(CollectorRegistry registry)
     {
-        var f = Metrics.WithCustomRegistry(registry ?? Metrics.DefaultRegistry);
+        var f = Metrics.WithCustomRegistry(registry);
         TimeToFirstToken = f.CreateHistogram(MetricNames.TimeToFirstToken, "Seconds from request arrival to the first token.", ["protocol"], new HistogramConfiguration { Buckets = TtftBuckets });
         InterTokenLatency = f.CreateHistogram(MetricNames.InterTokenLatency, "Seconds between consecutive tokens of a stream.", ["protocol"], new HistogramConfiguration { Buckets = ItlBuckets });
         EndToEnd = f.CreateHistogram(MetricNames.EndToEndLatency, "Seconds from request arrival to its last token.", ["protocol"], new HistogramConfiguration { Buckets = E2eBuckets });
