@@ -1,6 +1,7 @@
-namespace XGenMM.Cluster.Tests;
+namespace XGenMM.Testing;
 
-/// <summary>Locates the shared fixtures folder that sits beside the repository root.</summary>
+/// <summary>Locates the shared fixtures folder that sits beside the repository root. Compiled into every test project
+/// (tests/Directory.Build.props) rather than copied into each.</summary>
 internal static class Fixtures
 {
     private static readonly Lazy<string> Shared = new(Find);

@@ -1,0 +1,2 @@
+// Every test project compiles tests/Shared (tests/Directory.Build.props).
+global using XGenMM.Testing;
