@@ -258,6 +258,33 @@ public sealed class DecodeEngineTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task Parked_prefixes_do_not_widen_the_decode_batch_and_a_moved_prefix_is_still_reused_exactly()
+    {
+        var tokenizer = TestModels.TinyPipeline.Tokenizer;
+        // Conversations that share no prefix, one after another: each finished one stays parked for a follow-up. Before
+        // slots were packed, conversation k ran in slot k and every decode step computed k + 1 rows.
+        string[] topics = ["Apples", "Bridges", "Clouds", "Deserts", "Engines"];
+        var prompts = topics.Select(t => (IReadOnlyList<int>)tokenizer.Encode($"{t} are worth a story.<|end|>\n<|assistant|>\n")).ToList();
+        using var warm = TestModels.NewEngine(o => o.MaxSlots = 8);
+        var answers = new List<List<int>>();
+        foreach (var (prompt, i) in prompts.Select((p, i) => (p, i)))
+        {
+            answers.Add((await TestModels.Run(warm, Request($"c{i}", prompt, 8), Ct)).Tokens);
+            Assert.Equal(1, warm.GetLoad().DecodeRows);
+        }
+        Assert.Equal(topics.Length, warm.GetLoad().ParkedSlots);
+
+        // The first conversation's prefix has been moved to another slot meanwhile: its follow-up still reuses it and
+        // gives the tokens of a cold prefill.
+        var followUp = prompts[0].Concat(answers[0]).Concat(tokenizer.Encode("<|end|>\n<|user|>\nAnd then?<|end|>\n<|assistant|>\n")).ToList();
+        var turn2 = await TestModels.Run(warm, Request("c0-2", followUp, 8), Ct);
+        Assert.True(turn2.Final.Usage!.Value.CachedTokens >= prompts[0].Count - 1, $"reused {turn2.Final.Usage.Value.CachedTokens} of {followUp.Count}");
+        Assert.Equal(1, warm.GetLoad().DecodeRows);
+        using var cold = TestModels.NewEngine(o => o.PrefixReuse = false);
+        Assert.Equal((await TestModels.Run(cold, Request("c0-2", followUp, 8), Ct)).Tokens, turn2.Tokens);
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task Stop_strings_and_stop_tokens_end_the_answer()
     {
         using var engine = TestModels.NewEngine();

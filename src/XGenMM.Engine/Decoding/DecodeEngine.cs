@@ -27,6 +27,7 @@ public sealed partial class DecodeEngine : IDisposable
     private readonly DecodeEngineOptions _options;
     private readonly ILogger _logger;
     private readonly KvSlotCache _cache;
+    private volatile int _lastDecodeRows;
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _wake = new(false);
     private readonly ConcurrentQueue<Sequence> _incoming = new();
@@ -290,15 +291,19 @@ public sealed partial class DecodeEngine : IDisposable
             var match = _options.PrefixReuse ? _parked.TakeBestMatch(s.ContentIds, _options.MinPrefixReuseTokens) : null;
             if (match is { } m)
             {
-                slot = m.Slot;
                 reuse = Math.Min(m.Common, s.PromptPositions - 1); // at least one position is prefilled for the logits
+                slot = PackLowReused(m.Slot, reuse);
             }
-            else if (_freeSlots.Count > 0)
+            else
             {
-                slot = _freeSlots.Min;
-                _freeSlots.Remove(slot);
+                if (_freeSlots.Count > 0)
+                {
+                    slot = _freeSlots.Min;
+                    _freeSlots.Remove(slot);
+                }
+                else slot = _parked.Evict()!.Value;
+                slot = PackLow(slot);
             }
-            else slot = _parked.Evict()!.Value;
 
             s.Slot = slot;
             _bySlot[slot] = s;
@@ -323,6 +328,44 @@ public sealed partial class DecodeEngine : IDisposable
                 LogPrefixReused(s.Request.RequestId, reuse, s.PromptPositions);
             }
         }
+    }
+
+    /// <summary>
+    /// Keeps running sequences in the lowest slots. A decode step computes rows 0..(highest running slot), so a sequence
+    /// admitted behind parked slots makes every step pay for padding rows: with one user and prefix reuse on, each
+    /// finished turn parked its slot and the next request took the next one, until every step ran all slots wide.
+    /// Given a slot whose KV may be overwritten, moves the lowest parked prefix below it up into it (one copy of that
+    /// prefix) and returns the freed lower slot instead.
+    /// </summary>
+    private int PackLow(int disposable)
+    {
+        if (_parked.LowestSlot is not int low || low > disposable) return disposable;
+        _cache.Copy(low, disposable, _parked.Move(low, disposable));
+        return low;
+    }
+
+    /// <summary>
+    /// The same for a slot taken over for its prefix: brings its <paramref name="reuse"/> positions down to the lowest
+    /// free slot, or, when a parked prefix sits lower, moves that one up to a free slot and takes its place.
+    /// </summary>
+    private int PackLowReused(int matched, int reuse)
+    {
+        if (_freeSlots.Count == 0) return matched;
+        int free = _freeSlots.Min;
+        int? parked = _parked.LowestSlot;
+        if (parked is int p && p < matched && p < free)
+        {
+            _freeSlots.Remove(free);
+            _cache.Copy(p, free, _parked.Move(p, free));
+            _cache.Copy(matched, p, reuse);
+            _freeSlots.Add(matched);
+            return p;
+        }
+        if (free > matched) return matched;
+        _freeSlots.Remove(free);
+        _cache.Copy(matched, free, reuse);
+        _freeSlots.Add(matched);
+        return free;
     }
 
     /// <summary>[P, D] prompt embeddings with each image's vision tokens spliced at its placeholder.</summary>
@@ -397,6 +440,7 @@ public sealed partial class DecodeEngine : IDisposable
         for (int i = 0; i < _bySlot.Length; i++)
             if (_bySlot[i] is { State: Sequence.Phase.Running }) rows = i + 1;
         if (rows == 0) return false;
+        _lastDecodeRows = rows;
 
         var inputs = new long[rows];
         var writeAt = new long[rows];
@@ -643,6 +687,7 @@ public sealed partial class DecodeEngine : IDisposable
             KvTokens = kvTokens,
             TotalSlots = _bySlot.Length,
             ParkedSlots = _parked.Count,
+            DecodeRows = _lastDecodeRows,
             ContextLength = _contextLength,
             TokensPerSecond = tps,
             TtftP50Seconds = ttft50,

@@ -17,6 +17,9 @@ public sealed record DecodeLoad
     public int TotalSlots { get; init; }
     /// <summary>Slots kept for prefix reuse (free to evict).</summary>
     public int ParkedSlots { get; init; }
+    /// <summary>Batch rows of the latest decode step: the running sequences plus padding rows for idle slots below
+    /// the highest running one.</summary>
+    public int DecodeRows { get; init; }
     /// <summary>Longest prompt + max new tokens the engine accepts.</summary>
     public int ContextLength { get; init; }
     /// <summary>Output tokens per second over the last few seconds.</summary>

@@ -40,6 +40,19 @@ internal sealed class KvSlotCache : IDisposable
     /// <summary>One decode step over the slot range [0, count): row b writes its new position at positions[b].</summary>
     public IKvCache Decode(int count, Tensor slotIndex, Tensor positions, long keyLength) => new DecodeView(this, count, slotIndex, positions, keyLength);
 
+    /// <summary>Copies positions [0, <paramref name="length"/>) of every layer from one slot to another.</summary>
+    public void Copy(int from, int to, int length)
+    {
+        if (length <= 0 || from == to) return;
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        for (int l = 0; l < _keys.Length; l++)
+        {
+            _keys[l].narrow(0, to, 1).narrow(2, 0, length).copy_(_keys[l].narrow(0, from, 1).narrow(2, 0, length));
+            _values[l].narrow(0, to, 1).narrow(2, 0, length).copy_(_values[l].narrow(0, from, 1).narrow(2, 0, length));
+        }
+    }
+
     public void Dispose()
     {
         foreach (var t in _keys) t.Dispose();

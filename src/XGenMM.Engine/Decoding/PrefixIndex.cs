@@ -29,6 +29,30 @@ internal sealed class PrefixIndex
         return (best.Value.Slot, bestLength);
     }
 
+    /// <summary>The parked slot with the lowest index, if any.</summary>
+    public int? LowestSlot
+    {
+        get
+        {
+            int? lowest = null;
+            foreach (var (slot, _) in _parked) if (lowest is null || slot < lowest) lowest = slot;
+            return lowest;
+        }
+    }
+
+    /// <summary>Records that the KV of parked slot <paramref name="from"/> now lives in <paramref name="to"/> (same
+    /// recency); returns how many positions it holds.</summary>
+    public int Move(int from, int to)
+    {
+        for (var node = _parked.First; node is not null; node = node.Next)
+        {
+            if (node.Value.Slot != from) continue;
+            node.Value = (to, node.Value.Ids);
+            return node.Value.Ids.Length;
+        }
+        throw new InvalidOperationException($"Slot {from} is not parked.");
+    }
+
     /// <summary>Evicts the least recently parked slot.</summary>
     public int? Evict()
     {
