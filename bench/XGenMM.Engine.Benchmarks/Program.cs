@@ -15,7 +15,11 @@ using static TorchSharp.torch;
 // Random "small" xGen-MM (Phi-3 side: hidden 512, 8 layers, ff 1536, vocab 32064, about 50M parameters), the
 // shapes of performance-notes.md's llama.cpp comparison: 32-token prompts, 64 new tokens per stream.
 Console.WriteLine($"TorchSharp: {TorchRuntime.EnsureLoaded()}, threads {torch.get_num_threads()}, {Environment.ProcessorCount} cores");
-var streamsToRun = args.Length > 0 ? args[0].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray() : [1, 4, 16, 64];
+// Arguments: a stream-count list (default 1,4,16,64) and/or section names (decode, sequential, vision; default all).
+var numeric = args.FirstOrDefault(a => char.IsDigit(a[0]));
+var streamsToRun = numeric is not null ? numeric.Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray() : [1, 4, 16, 64];
+var sections = args.Where(a => !char.IsDigit(a[0])).ToHashSet(StringComparer.OrdinalIgnoreCase);
+bool Run(string section) => sections.Count == 0 || sections.Contains(section);
 const int PromptTokens = 32, NewTokens = 64;
 
 var config = new XGenMMConfig
@@ -35,6 +39,7 @@ Console.WriteLine($"model: {model.parameters().Sum(p => p.numel()) / 1e6:F1}M pa
 var rng = new Random(7);
 int[] RandomPrompt() => Enumerable.Range(0, PromptTokens).Select(_ => rng.Next(100, 30000)).ToArray();
 var rows = new List<(int Streams, double TokensPerSecond, double ItlP50, double ItlP99, double TtftP50)>();
+if (Run("decode"))
 using (var engine = new DecodeEngine(model, tokenizer, new DecodeEngineOptions { MaxSlots = 64, MaxSequenceLength = 256, PrefixReuse = false, KvCacheBytes = 2L << 30 }))
 {
     var itl = new List<double>();
@@ -56,6 +61,8 @@ using (var engine = new DecodeEngine(model, tokenizer, new DecodeEngineOptions {
         Console.WriteLine($"  {streams} streams: {tokens} tokens in {seconds:F2} s");
     }
 }
+if (Run("decode"))
+{
 Console.WriteLine();
 Console.WriteLine($"Decode, {PromptTokens}-token prompts, {NewTokens} new tokens per stream (closed loop):");
 Console.WriteLine("| streams | output tok/s | ratio to 1 stream | ITL p50 ms | ITL p99 ms | TTFT p50 ms |");
@@ -63,9 +70,38 @@ Console.WriteLine("|---|---|---|---|---|---|");
 double single = rows.FirstOrDefault(r => r.Streams == 1).TokensPerSecond;
 foreach (var r in rows)
     Console.WriteLine($"| {r.Streams} | {r.TokensPerSecond:F0} | {(single > 0 ? r.TokensPerSecond / single : double.NaN):F2}x | {r.ItlP50 * 1000:F1} | {r.ItlP99 * 1000:F1} | {r.TtftP50 * 1000:F0} |");
+}
 
+// ---------------------------------------------------------------- one user, many conversations
+// With prefix reuse each finished conversation stays parked in its KV slot. The decode step computes the rows up to the
+// highest running slot, so where the next conversation lands decides what a single user pays per token. Baseline in the
+// same run: prefix reuse off (nothing parked, always slot 0).
+if (Run("sequential"))
+{
+    Console.WriteLine();
+    Console.WriteLine($"One user, 48 distinct conversations one after another ({PromptTokens}-token prompts, {NewTokens} new tokens), 64 slots:");
+    Console.WriteLine("| prefix reuse | ITL p50 ms (last 16) | decode rows at the end | parked slots |");
+    Console.WriteLine("|---|---|---|---|");
+    var results = new Dictionary<bool, double>();
+    foreach (bool reuse in new[] { false, true })
+    {
+        using var engine = new DecodeEngine(model, tokenizer, new DecodeEngineOptions { MaxSlots = 64, MaxSequenceLength = 256, PrefixReuse = reuse, KvCacheBytes = 2L << 30 });
+        var itl = new List<double>();
+        int done = 0;
+        engine.Completed += c => { if (Interlocked.Increment(ref done) > 32) lock (itl) itl.AddRange(c.InterTokenSeconds); };
+        for (int i = 0; i < 48; i++)
+            await engine.Submit(new DecodeRequest { RequestId = $"s{i}", PromptIds = RandomPrompt(), MaxNewTokens = NewTokens, StopTokenIds = [] }).CountAsync();
+        var load = engine.GetLoad();
+        double p50;
+        lock (itl) p50 = Percentile(itl.Order().ToArray(), 0.5);
+        results[reuse] = p50;
+        Console.WriteLine($"| {(reuse ? "on" : "off (baseline)")} | {p50 * 1000:F1} | {load.DecodeRows} | {load.ParkedSlots} |");
+    }
+    Console.WriteLine($"ratio on/off: {results[true] / results[false]:F2}x");
+}
 // ---------------------------------------------------------------- vision
 var images = Enumerable.Range(0, 17).Select(i => Png(768, 768, i)).ToList();  // 2x2 anyres grid: 5 views each
+if (Run("vision"))
 using (var vision = new VisionEngine(model, new VisionEngineOptions { MaxBatchImages = 8, MaxBatchWaitMilliseconds = 10 }))
 {
     await vision.EncodeAsync(images[16], "warm");

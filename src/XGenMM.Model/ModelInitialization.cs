@@ -1,5 +1,6 @@
 using TorchSharp;
 using XGenMM.Model.Checkpoints;
+using XGenMM.Model.Modules;
 using static TorchSharp.torch;
 
 namespace XGenMM.Model;
@@ -19,7 +20,7 @@ public static class ModelInitialization
             bool isNorm = name.Contains("norm", StringComparison.Ordinal) || name.Contains("layer_norm", StringComparison.Ordinal)
                           || System.Text.RegularExpressions.Regex.IsMatch(name, @"vision_tokenizer\.layers\.\d+\.1\.0\.");
             if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_();
-            else if (isNorm) p.fill_(1.0);
+            else if (isNorm) p.fill_(Scalars.One);
             else p.normal_(0, std, generator);
         }
     }

@@ -41,7 +41,7 @@ internal static class NanoProbe
             var loss = batch.Loss(data);
             loss.backward();
             var norms = named.GroupBy(n => Part(n.name))
-                .Select(g => $"{g.Key} {Math.Sqrt(g.Sum(n => n.parameter.grad is { } grad ? grad.pow(2).sum().item<float>() : 0)):E1}").ToList();
+                .Select(g => $"{g.Key} {Math.Sqrt(g.Sum(n => n.parameter.grad is { } grad ? grad.mul(grad).sum().item<float>() : 0)):E1}").ToList();
             torch.nn.utils.clip_grad_norm_(parameters, 1.0);
             optimizer.step();
             if (step % 10 == 0 || step == steps - 1)

@@ -15,7 +15,27 @@ public sealed class NanoModelTests
         Assert.True(File.Exists(Path.Combine(dir, "NOTICE.md")), "the tokenizer files need their NOTICE");
     }
 
-    // Issue 4 also wants a test that the committed checkpoint answers a fixed set of held-out questions correctly. It is
-    // not here yet: the committed checkpoint answers 45% of held-out questions (models/xgenmm-nano/README.md); the
-    // gateway's browser test holds the page to the API's answer instead of to a known-right one for the same reason.
+    /// <summary>Seed of the fixed questions below: neither the training seed nor the evaluation seed.</summary>
+    private const int FixedSeed = 2026;
+    private const int FixedCount = 100;
+
+    /// <summary>
+    /// The committed checkpoint, loaded and run the way the server does (greedy), on a fixed set of questions it never
+    /// saw. The floor sits a few questions under what the checkpoint scored when it was committed
+    /// (models/xgenmm-nano/README.md), so a broken loader, tokenizer, anyres or splicing path, or a worse checkpoint,
+    /// fails it. It asks for the set's measured score, not for every answer: the checkpoint does not meet issue 4's 90%
+    /// yet, and a list of only the questions it happens to get right would prove nothing.
+    /// </summary>
+    [Fact(Timeout = 300_000)]
+    public void The_committed_checkpoint_answers_fixed_held_out_questions_as_well_as_when_it_was_committed()
+    {
+        using var pipeline = XGenMMPipeline.Load(DefaultModel.Resolve(null));
+        var result = NanoRecipe.Evaluate(pipeline, FixedCount, FixedSeed);
+        int correct = result.Values.Sum(v => v.Correct);
+        string table = string.Join(", ", result.Select(r => $"{r.Key} {r.Value.Correct}/{r.Value.Total}"));
+        Assert.True(correct >= CommittedFloor, $"{correct}/{FixedCount} correct (floor {CommittedFloor}): {table}");
+    }
+
+    /// <summary>Correct answers out of <see cref="FixedCount"/> that the committed checkpoint must keep.</summary>
+    private const int CommittedFloor = 50;   // scored 54 of 100 when committed (2026-11-25)
 }

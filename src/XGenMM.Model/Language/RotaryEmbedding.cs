@@ -14,7 +14,11 @@ public sealed class RotaryEmbedding : IDisposable
 
     public RotaryEmbedding(int headDim, double theta, Device? device = null)
     {
-        var exponents = torch.arange(0, headDim, 2, ScalarType.Int64).to_type(ScalarType.Float32).div_(headDim);
+        // Explicit scalars kept alive for the calls (Scalars.cs explains why).
+        using var end = headDim.ToScalar();
+        using var two = 2.ToScalar();
+        using var dim = ((float)headDim).ToScalar();
+        var exponents = torch.arange(Scalars.Zero, end, two, ScalarType.Int64).to_type(ScalarType.Float32).div_(dim);
         _invFreq = torch.pow(torch.tensor((float)theta), exponents).reciprocal_().to(device ?? torch.CPU);
         _invFreq.DetachFromDisposeScope();
         exponents.Dispose();

@@ -22,7 +22,9 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         using var scope = torch.NewDisposeScope();
         var inputType = x.dtype;
         var h = inputType == ScalarType.Float32 ? x : x.to_type(ScalarType.Float32);
-        var variance = h.square().mean([-1L], keepdim: true);
+        // h * h, not h.square(): TorchSharp's square() is pow(2) with a temporary native Scalar that the GC may finalise
+        // mid-call (Scalars.cs); under load it failed as "Unknown scalar type" in pow_Tensor_Scalar.
+        var variance = h.mul(h).mean([-1L], keepdim: true);
         h = h * torch.rsqrt(variance.add_(_eps, Scalars.One));
         if (inputType != ScalarType.Float32) h = h.to_type(inputType);
         return (Weight * h).MoveToOuterDisposeScope();
