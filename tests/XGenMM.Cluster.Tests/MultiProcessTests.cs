@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using XGenMM.Cluster.Abstractions;
+using XGenMM.Cluster.Abstractions.Telemetry;
 using XGenMM.Cluster.Client;
 using XGenMM.Cluster.Hosting;
 using XGenMM.Model.Tokenization;
@@ -36,12 +37,14 @@ public sealed class MultiProcessTests
             string redis = $"127.0.0.1:{redisPort}";
             string clusterId = "mp-" + Guid.NewGuid().ToString("N")[..8];
             var silos = new Dictionary<string, Process>();
+            var httpPorts = new Dictionary<string, int>();
             foreach (var (name, roles) in new[] { ("vision", "vision"), ("decoder-a", "decoder"), ("decoder-b", "decoder") })
             {
+                httpPorts[name] = FreePort();
                 silos[name] = Start("dotnet", SiloDll(), new()
                 {
                     ["Silo__Roles"] = roles,
-                    ["Silo__HttpPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    ["Silo__HttpPort"] = httpPorts[name].ToString(System.Globalization.CultureInfo.InvariantCulture),
                     ["Silo__DrainTimeoutSeconds"] = "2",
                     ["Model__Path"] = Fixtures.GoldenTinyAnyRes,
                     ["Cluster__Clustering"] = "Redis",
@@ -116,6 +119,16 @@ public sealed class MultiProcessTests
             }
             Assert.False(silos["vision"].HasExited);
             Assert.False(silos["decoder-a"].HasExited);
+
+            // The surviving decoder silo serves its own engine's counters (and the process's) at /metrics: at least the
+            // eight re-runs above were generated there.
+            using var http = new HttpClient();
+            string metrics = await http.GetStringAsync(new Uri($"http://127.0.0.1:{httpPorts["decoder-a"]}/metrics"), Ct);
+            double generated = metrics.Split('\n')
+                .Where(l => l.StartsWith(MetricNames.DecoderGeneratedTokens + "{", StringComparison.Ordinal))
+                .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+            Assert.True(generated >= 8 * Tokens, $"decoder-a reports {generated} generated tokens");
+            Assert.Contains("process_cpu_seconds_total", metrics, StringComparison.Ordinal);
             await client.StopAsync(Ct);
         }
         finally
