@@ -38,38 +38,37 @@ Console.WriteLine($"model: {model.parameters().Sum(p => p.numel()) / 1e6:F1}M pa
 // ---------------------------------------------------------------- decode
 var rng = new Random(7);
 int[] RandomPrompt() => Enumerable.Range(0, PromptTokens).Select(_ => rng.Next(100, 30000)).ToArray();
-var rows = new List<(int Streams, double TokensPerSecond, double ItlP50, double ItlP99, double TtftP50)>();
 if (Run("decode"))
-using (var engine = new DecodeEngine(model, tokenizer, new DecodeEngineOptions { MaxSlots = 64, MaxSequenceLength = 256, PrefixReuse = false, KvCacheBytes = 2L << 30 }))
 {
-    var itl = new List<double>();
-    var ttft = new List<double>();
-    engine.Completed += c => { lock (itl) { itl.AddRange(c.InterTokenSeconds); ttft.Add(c.Timings.TimeToFirstTokenSeconds); } };
-    async Task<int> Stream(int id) =>
-        await engine.Submit(new DecodeRequest { RequestId = $"b{id}", PromptIds = RandomPrompt(), MaxNewTokens = NewTokens, StopTokenIds = [] })
-            .CountAsync(e => !e.IsFinal);
-    await Task.WhenAll(Enumerable.Range(0, 4).Select(Stream)); // warm-up
-    foreach (int streams in streamsToRun)
+    var rows = new List<(int Streams, double TokensPerSecond, double ItlP50, double ItlP99, double TtftP50)>();
+    using (var engine = new DecodeEngine(model, tokenizer, new DecodeEngineOptions { MaxSlots = 64, MaxSequenceLength = 256, PrefixReuse = false, KvCacheBytes = 2L << 30 }))
     {
-        lock (itl) { itl.Clear(); ttft.Clear(); }
-        var clock = Stopwatch.StartNew();
-        int tokens = (await Task.WhenAll(Enumerable.Range(0, streams).Select(Stream))).Sum();
-        double seconds = clock.Elapsed.TotalSeconds;
-        double[] sorted, sortedTtft;
-        lock (itl) { sorted = itl.Order().ToArray(); sortedTtft = ttft.Order().ToArray(); }
-        rows.Add((streams, tokens / seconds, Percentile(sorted, 0.5), Percentile(sorted, 0.99), Percentile(sortedTtft, 0.5)));
-        Console.WriteLine($"  {streams} streams: {tokens} tokens in {seconds:F2} s");
+        var itl = new List<double>();
+        var ttft = new List<double>();
+        engine.Completed += c => { lock (itl) { itl.AddRange(c.InterTokenSeconds); ttft.Add(c.Timings.TimeToFirstTokenSeconds); } };
+        async Task<int> Stream(int id) =>
+            await engine.Submit(new DecodeRequest { RequestId = $"b{id}", PromptIds = RandomPrompt(), MaxNewTokens = NewTokens, StopTokenIds = [] })
+                .CountAsync(e => !e.IsFinal);
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(Stream)); // warm-up
+        foreach (int streams in streamsToRun)
+        {
+            lock (itl) { itl.Clear(); ttft.Clear(); }
+            var clock = Stopwatch.StartNew();
+            int tokens = (await Task.WhenAll(Enumerable.Range(0, streams).Select(Stream))).Sum();
+            double seconds = clock.Elapsed.TotalSeconds;
+            double[] sorted, sortedTtft;
+            lock (itl) { sorted = itl.Order().ToArray(); sortedTtft = ttft.Order().ToArray(); }
+            rows.Add((streams, tokens / seconds, Percentile(sorted, 0.5), Percentile(sorted, 0.99), Percentile(sortedTtft, 0.5)));
+            Console.WriteLine($"  {streams} streams: {tokens} tokens in {seconds:F2} s");
+        }
     }
-}
-if (Run("decode"))
-{
-Console.WriteLine();
-Console.WriteLine($"Decode, {PromptTokens}-token prompts, {NewTokens} new tokens per stream (closed loop):");
-Console.WriteLine("| streams | output tok/s | ratio to 1 stream | ITL p50 ms | ITL p99 ms | TTFT p50 ms |");
-Console.WriteLine("|---|---|---|---|---|---|");
-double single = rows.FirstOrDefault(r => r.Streams == 1).TokensPerSecond;
-foreach (var r in rows)
-    Console.WriteLine($"| {r.Streams} | {r.TokensPerSecond:F0} | {(single > 0 ? r.TokensPerSecond / single : double.NaN):F2}x | {r.ItlP50 * 1000:F1} | {r.ItlP99 * 1000:F1} | {r.TtftP50 * 1000:F0} |");
+    Console.WriteLine();
+    Console.WriteLine($"Decode, {PromptTokens}-token prompts, {NewTokens} new tokens per stream (closed loop):");
+    Console.WriteLine("| streams | output tok/s | ratio to 1 stream | ITL p50 ms | ITL p99 ms | TTFT p50 ms |");
+    Console.WriteLine("|---|---|---|---|---|---|");
+    double single = rows.FirstOrDefault(r => r.Streams == 1).TokensPerSecond;
+    foreach (var r in rows)
+        Console.WriteLine($"| {r.Streams} | {r.TokensPerSecond:F0} | {(single > 0 ? r.TokensPerSecond / single : double.NaN):F2}x | {r.ItlP50 * 1000:F1} | {r.ItlP99 * 1000:F1} | {r.TtftP50 * 1000:F0} |");
 }
 
 // ---------------------------------------------------------------- one user, many conversations
@@ -100,11 +99,12 @@ if (Run("sequential"))
     }
     Console.WriteLine($"ratio on/off (second run of each): {results[true][1] / results[false][1]:F2}x");
 }
+
 // ---------------------------------------------------------------- vision
-var images = Enumerable.Range(0, 17).Select(i => Png(768, 768, i)).ToList();  // 2x2 anyres grid: 5 views each
 if (Run("vision"))
 using (var vision = new VisionEngine(model, new VisionEngineOptions { MaxBatchImages = 8, MaxBatchWaitMilliseconds = 10 }))
 {
+    var images = Enumerable.Range(0, 17).Select(i => Png(768, 768, i)).ToList();  // 2x2 anyres grid: 5 views each
     await vision.EncodeAsync(images[16], "warm");
     var clock = Stopwatch.StartNew();
     for (int i = 0; i < 4; i++) await vision.EncodeAsync(images[i], "b1");
