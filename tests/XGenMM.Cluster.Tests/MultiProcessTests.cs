@@ -124,9 +124,7 @@ public sealed class MultiProcessTests
             // eight re-runs above were generated there.
             using var http = new HttpClient();
             string metrics = await http.GetStringAsync(new Uri($"http://127.0.0.1:{httpPorts["decoder-a"]}/metrics"), Ct);
-            double generated = metrics.Split('\n')
-                .Where(l => l.StartsWith(MetricNames.DecoderGeneratedTokens + "{", StringComparison.Ordinal))
-                .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+            double generated = PrometheusSamples.Sum(metrics, MetricNames.DecoderGeneratedTokens);
             Assert.True(generated >= 8 * Tokens, $"decoder-a reports {generated} generated tokens");
             Assert.Contains("process_cpu_seconds_total", metrics, StringComparison.Ordinal);
             await client.StopAsync(Ct);

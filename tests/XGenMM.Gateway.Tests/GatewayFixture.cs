@@ -4,7 +4,6 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using System.Net.Sockets;
-using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -138,9 +137,7 @@ public class GatewayFixture : IAsyncLifetime
     public async Task<double> MetricAsync(string name, string labels = "")
     {
         using var http = Client();
-        string text = await http.GetStringAsync("/metrics");
-        var match = Regex.Match(text, "^" + Regex.Escape(name + labels) + " (\\S+)$", RegexOptions.Multiline);
-        return match.Success ? double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
+        return PrometheusSamples.Value(await http.GetStringAsync("/metrics"), name + labels);
     }
 
     public async ValueTask DisposeAsync()
