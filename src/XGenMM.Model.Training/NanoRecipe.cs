@@ -40,6 +40,30 @@ public static class NanoRecipe
     public static TrainingExample ToExample(VqaSample sample) =>
         new(sample.Images.Select(SceneRenderer.Render).ToList(), sample.Conversation, sample.QuestionType);
 
+    /// <summary>Examples that share scenes share the rendered image object, so <see cref="TrainingBatch"/> encodes it once.</summary>
+    /// <param name="labels">Also render each scene's label map (<see cref="SceneRenderer.RenderLabels"/>) for the patch-label loss.</param>
+    public static IReadOnlyList<TrainingExample> ToExamples(IEnumerable<VqaSample> samples, bool labels = false)
+    {
+        var list = samples.ToList();
+        var scenes = list.SelectMany(s => s.Images).Distinct(ReferenceEqualityComparer.Instance).Cast<Scene>().ToList();
+        var images = scenes.AsParallel().AsOrdered().Select(scene => (Image: SceneRenderer.Render(scene), Labels: labels ? SceneRenderer.RenderLabels(scene) : null)).ToList();
+        var rendered = new Dictionary<Scene, (Imaging.RgbImage Image, Imaging.RgbImage? Labels)>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < scenes.Count; i++) rendered[scenes[i]] = images[i];
+        return list.Select(sample => new TrainingExample(sample.Images.Select(scene => rendered[scene].Image).ToList(), sample.Conversation, sample.QuestionType,
+            labels ? sample.Images.Select(scene => rendered[scene].Labels!).ToList() : null)).ToList();
+    }
+
+    /// <summary>
+    /// The data of step <paramref name="step"/> in grouped training: <paramref name="groups"/> scenes with up to
+    /// <paramref name="questionsPerScene"/> questions each (<see cref="VqaDataset.GetGroup"/>), plus
+    /// <paramref name="singles"/> samples of the ordinary mix (two-image and multi-turn conversations among them).
+    /// Deterministic in the step.
+    /// </summary>
+    public static IReadOnlyList<VqaSample> GroupedSamples(VqaDataset dataset, int step, int groups, int questionsPerScene, int singles, int offset = 0) =>
+        Enumerable.Range(0, groups).SelectMany(g => dataset.GetGroup(offset + step * groups + g, questionsPerScene))
+            .Concat(Enumerable.Range(0, singles).Select(i => dataset.Get(offset + step * singles + i)))
+            .ToList();
+
     /// <summary>Exact-match accuracy per question type through the normal generation path (greedy).</summary>
     public static IReadOnlyDictionary<string, (int Correct, int Total)> Evaluate(XGenMMPipeline pipeline, int count, int seed,
         Action<string>? log = null, Action<VqaSample, string>? mistake = null)

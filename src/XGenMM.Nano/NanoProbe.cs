@@ -61,6 +61,33 @@ internal static class NanoProbe
 
     private static Scene CircleScene(ShapeColor color) => new(400, 400, 130, false, 1, [new SceneShape(ShapeKind.Circle, color, 200, 200, 60)]);
 
+    /// <summary>How much the vision tower's outputs and the resampled vision tokens of a checkpoint change when one
+    /// centred shape changes colour, or changes kind: a kind change the decoder cannot see shows as a near-zero second figure.</summary>
+    public static int Compare(string modelDirectory)
+    {
+        using var model = new XGenMMModel(NanoRecipe.Config);
+        XGenMM.Model.Checkpoints.CheckpointLoader.Load(model, modelDirectory);
+        model.eval();
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var preprocessor = new AnyResPreprocessor(model.Config.Preprocessor);
+        (Tensor Features, Tensor Tokens) Encode(ShapeKind kind, ShapeColor color)
+        {
+            var image = preprocessor.Process(SceneRenderer.Render(new Scene(400, 400, 130, false, 1, [new SceneShape(kind, color, 200, 200, 60)])));
+            return (model.VisionEncoder.forward(image.ToTensor()), model.EncodeImage(image));
+        }
+        static double Diff(Tensor a, Tensor b) => a.sub(b).norm().item<float>() / a.norm().item<float>();
+        var reference = Encode(ShapeKind.Circle, ShapeColor.All[0]);
+        var global = reference.Tokens.narrow(0, 0, model.Config.Resampler.NumVisTokens);
+        Console.WriteLine($"spread of the {global.shape[0]} tokens of the global view around their mean: {global.sub(global.mean([0], keepdim: true)).norm().item<float>() / global.norm().item<float>():F3}");
+        foreach (var (kind, color) in new[] { (ShapeKind.Circle, ShapeColor.All[2]), (ShapeKind.Star, ShapeColor.All[0]), (ShapeKind.Square, ShapeColor.All[0]), (ShapeKind.Triangle, ShapeColor.All[0]) })
+        {
+            var other = Encode(kind, color);
+            Console.WriteLine($"red circle vs {color.Name} {kind.ToString().ToLowerInvariant()}: vision tower outputs {Diff(reference.Features, other.Features):F3}, vision tokens {Diff(reference.Tokens, other.Tokens):F3}");
+        }
+        return 0;
+    }
+
     private static void Sensitivity(XGenMMModel model, string when)
     {
         using var scope = torch.NewDisposeScope();

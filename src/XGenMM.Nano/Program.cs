@@ -37,6 +37,16 @@ switch (args.FirstOrDefault())
         {
             CheckpointLoader.Load(model, init);
             Console.WriteLine($"initialised from {init}");
+            if (opts.TryGetValue("--reset", out var reset))
+            {
+                foreach (string prefix in reset.Split(','))
+                {
+                    if (prefix == "positions") ModelInitialization.InitializeVisionPositions(model);
+                    else ModelInitialization.InitializeRandom(model, NanoRecipe.TrainSeed, only: name => name.StartsWith(prefix, StringComparison.Ordinal),
+                        fanIn: Opt("--fan-in", "0") != "0");
+                    Console.WriteLine($"re-initialised {prefix}");
+                }
+            }
         }
         int offset = IntOpt("--data-offset", 0);
         long parameters = model.parameters().Sum(p => p.NumberOfElements);
@@ -44,13 +54,23 @@ switch (args.FirstOrDefault())
         var dataset = new VqaDataset(NanoRecipe.TrainSeed);
         var options = new TrainingOptions { Steps = steps, BatchSize = batchSize, LearningRate = double.Parse(Opt("--lr", "0.0005"), CultureInfo.InvariantCulture),
             VisionLearningRateScale = double.Parse(Opt("--vision-lr-scale", "1"), CultureInfo.InvariantCulture),
-            VisionFreezeSteps = IntOpt("--vision-freeze-steps", 0), WarmupSteps = Math.Min(200, steps / 10) };
+            VisionFreezeSteps = IntOpt("--vision-freeze-steps", 0), WarmupSteps = Math.Min(200, steps / 10),
+            PatchLabelWeight = double.Parse(Opt("--patch-labels", "0"), CultureInfo.InvariantCulture) };
         var trainer = new VqaTrainer(model, tokenizer, options);
         bool curriculum = Opt("--curriculum", "1") != "0";
-        double loss = trainer.Train(step => Enumerable.Range(0, batchSize).AsParallel().AsOrdered()
-                .Select(slot => NanoRecipe.ToExample(curriculum ? NanoRecipe.CurriculumSample(dataset, step, steps, slot, batchSize) : dataset.Get(offset + step * batchSize + slot))).ToList(),
+        int groups = IntOpt("--groups", 0), questions = IntOpt("--questions", 6);
+        Func<int, IReadOnlyList<TrainingExample>> data = groups > 0
+            ? step => NanoRecipe.ToExamples(NanoRecipe.GroupedSamples(dataset, step, groups, questions, batchSize, offset), options.PatchLabelWeight > 0)
+            : step => Enumerable.Range(0, batchSize).AsParallel().AsOrdered()
+                .Select(slot => NanoRecipe.ToExample(curriculum ? NanoRecipe.CurriculumSample(dataset, step, steps, slot, batchSize) : dataset.Get(offset + step * batchSize + slot))).ToList();
+        double loss = trainer.Train(data,
             Opt("--work", Path.Combine(Path.GetTempPath(), "xgenmm-nano-work")),
-            p => { if (p.Step % 20 == 0 || p.Step == p.Steps) Console.WriteLine($"step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.LearningRate:E2} grad {p.GradNorm:F2} {p.ExamplesPerSecond:F1} ex/s {p.Elapsed:hh\\:mm\\:ss}"); });
+            p =>
+            {
+                if (p.Reported)
+                    Console.WriteLine($"step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.LearningRate:E2} grad {p.GradNorm:F2} {p.ExamplesPerSecond:F1} ex/s {p.Elapsed:hh\\:mm\\:ss} | "
+                        + string.Join(" ", p.LossByKind.Select(k => $"{k.Key} {k.Value:F3}")));
+            });
         Directory.CreateDirectory(output);
         SafeTensorsWriter.SaveModel(model, output, torch.ScalarType.Float16);
         File.WriteAllText(Path.Combine(output, "config.json"), NanoRecipe.Config.ToJson());
@@ -86,6 +106,8 @@ switch (args.FirstOrDefault())
         Console.WriteLine($"wrote {output}");
         return 0;
     }
+    case "compare":
+        return NanoProbe.Compare(Opt("--model", "models/xgenmm-nano"));
     case "probe":
         return NanoProbe.Run(tokenizerDir, IntOpt("--steps", 150), IntOpt("--batch", 8), Opt("--types", "color").Split(','), opts.ContainsKey("--simple"),
             double.Parse(Opt("--lr", "0.002"), CultureInfo.InvariantCulture), double.Parse(Opt("--vision-lr-scale", "1"), CultureInfo.InvariantCulture));

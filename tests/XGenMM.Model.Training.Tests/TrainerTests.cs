@@ -4,6 +4,7 @@ using XGenMM.Model.Configuration;
 using XGenMM.Model.Imaging;
 using XGenMM.Model.Tokenization;
 using XGenMM.Model.Training;
+using XGenMM.Model.Training.Data;
 
 namespace XGenMM.Model.Training.Tests;
 
@@ -60,10 +61,37 @@ public sealed class TrainerTests
         using var model = FreshModel(2);
         var options = new TrainingOptions { Steps = 40, BatchSize = 4, LearningRate = 1e-2, WarmupSteps = 5, CheckpointEvery = 0 };
         var losses = new List<double>();
-        new VqaTrainer(model, Tokenizer, options).Train(step => ColorBatch(step), progress: p => losses.Add(p.Loss));
+        var reports = new List<IReadOnlyDictionary<string, double>>();
+        new VqaTrainer(model, Tokenizer, options).Train(step => ColorBatch(step), progress: p =>
+        {
+            losses.Add(p.Loss);
+            if (p.Reported) reports.Add(p.LossByKind);
+        });
         Assert.Equal(40, losses.Count);
         double first = losses.Take(5).Average(), last = losses.TakeLast(5).Average();
         Assert.True(last < first * 0.3, $"loss {first:F3} -> {last:F3}");
+        // the per-type report (every 20 steps) shows the same fall for the one question type of this data
+        Assert.Equal(2, reports.Count);
+        Assert.Equal(["color"], reports[0].Keys);
+        Assert.True(reports[1]["color"] < reports[0]["color"] * 0.5, $"{reports[0]["color"]:F3} -> {reports[1]["color"]:F3}");
+    }
+
+    [Fact]
+    public void Questions_sharing_one_image_object_give_the_loss_of_separate_copies()
+    {
+        using var model = FreshModel(4);
+        var batch = new TrainingBatch(model, Tokenizer);
+        var image = ColorBatch(0, 1)[0].Images[0];
+        var copy = new RgbImage(image.Width, image.Height, (byte[])image.Pixels.Clone());
+        TrainingExample Ask(RgbImage i, string question, string answer) =>
+            new([i], [new ChatMessage("user", "<image>\n" + question), new ChatMessage("assistant", answer)]);
+        using var shared = batch.Loss([Ask(image, "What color is this image?", "red"), Ask(image, "Describe the image.", "A red image.")]);
+        using var separate = batch.Loss([Ask(image, "What color is this image?", "red"), Ask(copy, "Describe the image.", "A red image.")]);
+        Assert.Equal(separate.item<float>(), shared.item<float>(), 5);
+        // and it is the image that is shared, not only its tokens: a different image changes the second loss
+        var blue = ColorBatch(1, 1)[0].Images[0];
+        using var other = batch.Loss([Ask(image, "What color is this image?", "red"), Ask(blue, "Describe the image.", "A red image.")]);
+        Assert.NotEqual(separate.item<float>(), other.item<float>(), 5);
     }
 
     [Fact]
@@ -91,4 +119,88 @@ public sealed class TrainerTests
             Directory.Delete(work, recursive: true);
         }
     }
+}
+
+public sealed class PatchLabelTests
+{
+    [Fact]
+    public void Each_patch_of_each_view_is_labelled_with_the_shape_it_shows_where_the_preprocessing_takes_it_from()
+    {
+        // 384x384 goes to the 384x768 grid: the picture fills the middle of the two crops, black above and below.
+        var star = new SceneShape(ShapeKind.Star, ShapeColor.All[0], 192, 192, 150);
+        var scene = new Scene(384, 384, 128, true, 7, [star]);
+        var picture = new AnyResPreprocessor(new PreprocessorConfig()).Process(SceneRenderer.Render(scene));
+        var (kinds, colors) = PatchLabels.Read(SceneRenderer.RenderLabels(scene), picture, patchSize: 32);
+        Assert.Equal(3, picture.Views);
+        Assert.Equal(3 * 144, kinds.Length);
+        long starClass = (long)ShapeKind.Star + 1;
+        // global view: the centre patch shows the red star (colour class 1 = ShapeColor.All[0]), the corner nothing
+        Assert.Equal(starClass, kinds[6 * 12 + 6]);
+        Assert.Equal(1, colors[6 * 12 + 6]);
+        Assert.Equal(0, kinds[0]);
+        Assert.Equal(0, colors[0]);
+        // first crop: its top half is padding, its last row shows the upper middle of the star; second crop: its first
+        // row shows the star's centre, its bottom half is padding
+        Assert.All(Enumerable.Range(144, 72), p => Assert.Equal(0, kinds[p]));
+        Assert.Equal(starClass, kinds[144 + 11 * 12 + 6]);
+        Assert.Equal(starClass, kinds[288 + 0 * 12 + 6]);
+        Assert.All(Enumerable.Range(288 + 72, 72), p => Assert.Equal(0, kinds[p]));
+        Assert.All(kinds, k => Assert.Contains(k, new long[] { 0, starClass }));
+        Assert.All(Enumerable.Range(0, kinds.Length), p => Assert.Equal(kinds[p] == 0 ? 0 : 1, colors[p]));
+    }
+
+    [Fact]
+    public void Group_targets_follow_the_perceiver_groups_and_the_global_view_gives_each_kind_its_third()
+    {
+        // 1152x384 goes to the 3x1 grid: perceiver groups 1..3 are bands of four token rows across all three crops.
+        var circle = new SceneShape(ShapeKind.Circle, ShapeColor.All[0], 192, 192, 100);     // red, left
+        var square = new SceneShape(ShapeKind.Square, ShapeColor.All[2], 576, 80, 60);       // blue, middle, high
+        var triangle = new SceneShape(ShapeKind.Triangle, ShapeColor.All[1], 960, 300, 60);  // green, right, low
+        var scene = new Scene(1152, 384, 128, false, 0, [circle, square, triangle]);
+        var picture = new AnyResPreprocessor(new PreprocessorConfig()).Process(SceneRenderer.Render(scene));
+        Assert.Equal((3, 1), (picture.GridCols, picture.GridRows));
+        var (kinds, colors) = PatchLabels.Read(SceneRenderer.RenderLabels(scene), picture, patchSize: 32);
+        var layout = AnyResLayout.Create(picture.GridCols, picture.GridRows, picture.OriginalSize, 12);
+        var targets = PatchLabels.Groups(kinds, colors, layout);
+        int k = PatchLabelHead.Kinds, c = PatchLabelHead.Colors;
+        Assert.Equal(4 * k, targets.ColorOfKind.Length);
+        Assert.Equal(4 * c, targets.KindOfColor.Length);
+        long Color(int group, ShapeKind kind) => targets.ColorOfKind[group * k + (int)kind];
+        long KindOf(int group, int color) => targets.KindOfColor[group * c + color];
+        // global view: all three, each with its colour; the star is not there
+        Assert.Equal([1, 3, 2, 0], Enumerable.Range(0, 4).Select(i => Color(0, (ShapeKind)i)));
+        Assert.Equal((long)ShapeKind.Square + 1, KindOf(0, 2));
+        Assert.Equal(0, KindOf(0, 5));
+        // top band (token rows 0-3): the high square and the top of the circle; bottom band (8-11): the low triangle and
+        // the bottom of the circle. A crop-by-crop reading would have put the circle alone in group 1.
+        Assert.Equal([1, 3, 0, 0], Enumerable.Range(0, 4).Select(i => Color(1, (ShapeKind)i)));
+        Assert.Equal([1, 0, 2, 0], Enumerable.Range(0, 4).Select(i => Color(3, (ShapeKind)i)));
+        // thirds of the global view: circle left middle, square centre top, triangle right bottom
+        Assert.Equal([0, 1, 2, PatchLabels.NoTarget], targets.Column);
+        Assert.Equal([1, 0, 2, PatchLabels.NoTarget], targets.Row);
+    }
+
+    [Fact]
+    public void The_patch_label_loss_trains_the_vision_tower_and_is_reported()
+    {
+        torch.manual_seed(5);
+        using var model = new XGenMMModel(TrainerTests.TinyConfig());
+        ModelInitialization.InitializeRandom(model, 5, fanIn: true);
+        ModelInitialization.InitializeVisionPositions(model);
+        var samples = new VqaDataset(3).Take(4).ToList();
+        var examples = NanoRecipe.ToExamples(samples, labels: true);
+        Assert.All(examples, e => Assert.Equal(e.Images.Count, e.LabelImages!.Count));
+        var options = new TrainingOptions { Steps = 30, BatchSize = 4, LearningRate = 1e-2, WarmupSteps = 3, CheckpointEvery = 0, PatchLabelWeight = 1, ReportEvery = 10 };
+        var reports = new List<IReadOnlyDictionary<string, double>>();
+        new VqaTrainer(model, Tokenizer, options).Train(_ => examples, progress: p => { if (p.Reported) reports.Add(p.LossByKind); });
+        Assert.Equal(3, reports.Count);
+        Assert.True(reports[2]["patch_kind"] < reports[0]["patch_kind"] * 0.7, $"{reports[0]["patch_kind"]:F3} -> {reports[2]["patch_kind"]:F3}");
+        foreach (string part in new[] { "patch_color", "patch_place", "group_color", "group_kind" })
+            Assert.True(reports[2][part] < reports[0][part] * 0.8, $"{part}: {reports[0][part]:F3} -> {reports[2][part]:F3}");
+        Assert.Contains("global_place", reports[2].Keys);
+        // the head is training-only: the model's tensors are the checkpoint's, nothing more
+        Assert.DoesNotContain(model.named_parameters(), n => n.name.Contains("PatchLabel", StringComparison.OrdinalIgnoreCase));
+    }
+
+    private static readonly XGenMMTokenizer Tokenizer = XGenMMTokenizer.FromDirectory(Path.Combine(AppContext.BaseDirectory, "tokenizer"));
 }

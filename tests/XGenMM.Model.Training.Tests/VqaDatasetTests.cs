@@ -53,44 +53,74 @@ public sealed class VqaDatasetTests
     [Fact]
     public void Answers_agree_with_the_scenes()
     {
-        foreach (var s in new VqaDataset(8).Take(300))
+        foreach (var s in new VqaDataset(8).Take(300)) AssertAgrees(s);
+    }
+
+    [Fact]
+    public void A_scene_group_asks_each_shape_its_colour_and_kind_about_one_shared_scene()
+    {
+        var dataset = new VqaDataset(11);
+        var sizes = new HashSet<int>();
+        for (int i = 0; i < 60; i++)
         {
-            var shapes = s.Images[0].Shapes;
-            Assert.Equal(shapes.Count, shapes.Select(x => x.Kind).Distinct().Count());
-            Assert.Equal(shapes.Count, shapes.Select(x => x.Color).Distinct().Count());
-            string q = s.Conversation[^2].Content;
-            switch (s.QuestionType)
+            var group = dataset.GetGroup(i, 20);
+            var scene = group[0].Images[0];
+            Assert.All(group, s => Assert.Same(scene, Assert.Single(s.Images)));
+            int n = scene.Shapes.Count;
+            sizes.Add(n);
+            // colour and kind of every shape, count, description, and both relations when there are two or more shapes
+            Assert.Equal(2 * n + 2 + (n >= 2 ? 2 : 0), group.Count);
+            Assert.Equal(n, group.Count(s => s.QuestionType == "shape"));
+            Assert.Equal(scene.Shapes.Select(x => x.Kind.ToString().ToLowerInvariant()).Order(), group.Where(s => s.QuestionType == "shape").Select(s => s.Answer).Order());
+            Assert.Equal(scene.Shapes.Select(x => x.Color.Name).Order(), group.Where(s => s.QuestionType == "color").Select(s => s.Answer).Order());
+            Assert.All(group, AssertAgrees);
+            Assert.True(dataset.GetGroup(i, 3).Count <= 3);
+            Assert.Equal(group.Select(s => s.Conversation[0].Content + s.Answer), dataset.GetGroup(i, 20).Select(s => s.Conversation[0].Content + s.Answer));
+        }
+        Assert.Equal([1, 2, 3], sizes.Order());
+        // The trainer renders a shared scene once: the examples hold the same image object.
+        var examples = NanoRecipe.ToExamples(NanoRecipe.GroupedSamples(dataset, step: 2, groups: 2, questionsPerScene: 4, singles: 3));
+        Assert.Equal(2 * 4 + 3, examples.Count); // a one-shape scene has exactly four questions, others more
+        Assert.Same(examples[0].Images[0], examples[1].Images[0]);
+    }
+
+    private static void AssertAgrees(VqaSample s)
+    {
+        var shapes = s.Images[0].Shapes;
+        Assert.Equal(shapes.Count, shapes.Select(x => x.Kind).Distinct().Count());
+        Assert.Equal(shapes.Count, shapes.Select(x => x.Color).Distinct().Count());
+        string q = s.Conversation[^2].Content;
+        switch (s.QuestionType)
+        {
+            case "count":
+                Assert.Equal(shapes.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), s.Answer);
+                break;
+            case "relation_lr":
             {
-                case "count":
-                    Assert.Equal(shapes.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), s.Answer);
-                    break;
-                case "relation_lr":
-                {
-                    var a = shapes.Single(x => q.Contains($"Is the {x.Name} ", StringComparison.Ordinal));
-                    var b = shapes.Single(x => x != a);
-                    Assert.True(Math.Abs(a.X - b.X) > s.Images[0].Width / 6f, "shapes must be clearly apart");
-                    Assert.Equal(a.X < b.X ? "left" : "right", s.Answer);
-                    break;
-                }
-                case "relation_tb":
-                {
-                    var a = shapes.Single(x => q.Contains($"Is the {x.Name} ", StringComparison.Ordinal));
-                    var b = shapes.Single(x => x != a);
-                    Assert.True(Math.Abs(a.Y - b.Y) > s.Images[0].Height / 6f, "shapes must be clearly apart");
-                    Assert.Equal(a.Y < b.Y ? "above" : "below", s.Answer);
-                    break;
-                }
-                case "color":
-                    Assert.Equal(shapes.Single(x => q.Contains(x.Kind.ToString().ToLowerInvariant(), StringComparison.Ordinal)).Color.Name, s.Answer);
-                    break;
-                case "two_image":
-                {
-                    string name = q[(q.IndexOf("has a ", StringComparison.Ordinal) + 6)..^1];
-                    int index = s.Answer == "the first image" ? 0 : 1;
-                    Assert.Contains(s.Images[index].Shapes, x => x.Name == name);
-                    Assert.DoesNotContain(s.Images[1 - index].Shapes, x => x.Name == name);
-                    break;
-                }
+                var a = shapes.Single(x => q.Contains($"Is the {x.Name} ", StringComparison.Ordinal));
+                var b = shapes.Single(x => q.EndsWith($" the {x.Name}?", StringComparison.Ordinal));
+                Assert.True(Math.Abs(a.X - b.X) > s.Images[0].Width / 6f, "shapes must be clearly apart");
+                Assert.Equal(a.X < b.X ? "left" : "right", s.Answer);
+                break;
+            }
+            case "relation_tb":
+            {
+                var a = shapes.Single(x => q.Contains($"Is the {x.Name} ", StringComparison.Ordinal));
+                var b = shapes.Single(x => q.EndsWith($" the {x.Name}?", StringComparison.Ordinal));
+                Assert.True(Math.Abs(a.Y - b.Y) > s.Images[0].Height / 6f, "shapes must be clearly apart");
+                Assert.Equal(a.Y < b.Y ? "above" : "below", s.Answer);
+                break;
+            }
+            case "color":
+                Assert.Equal(shapes.Single(x => q.Contains(x.Kind.ToString().ToLowerInvariant(), StringComparison.Ordinal)).Color.Name, s.Answer);
+                break;
+            case "two_image":
+            {
+                string name = q[(q.IndexOf("has a ", StringComparison.Ordinal) + 6)..^1];
+                int index = s.Answer == "the first image" ? 0 : 1;
+                Assert.Contains(s.Images[index].Shapes, x => x.Name == name);
+                Assert.DoesNotContain(s.Images[1 - index].Shapes, x => x.Name == name);
+                break;
             }
         }
     }

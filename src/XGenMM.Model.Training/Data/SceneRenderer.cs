@@ -8,14 +8,52 @@ public static class SceneRenderer
 {
     public static RgbImage Render(Scene scene)
     {
-        using var bitmap = new SKBitmap(new SKImageInfo(scene.Width, scene.Height, SKColorType.Rgba8888, SKAlphaType.Premul));
+        using var bitmap = Draw(scene, new SKColor(scene.Background, scene.Background, scene.Background), s => new SKColor(s.Color.R, s.Color.G, s.Color.B), antialias: true);
+        var rgba = bitmap.GetPixelSpan();
+        var image = new RgbImage(scene.Width, scene.Height);
+        var noise = new Random(scene.NoiseSeed);
+        for (int i = 0, j = 0; j < image.Pixels.Length; i += 4, j += 3)
+        {
+            int n = scene.Noisy ? noise.Next(-14, 15) : 0;
+            image.Pixels[j] = Clamp(rgba[i] + n);
+            image.Pixels[j + 1] = Clamp(rgba[i + 1] + n);
+            image.Pixels[j + 2] = Clamp(rgba[i + 2] + n);
+        }
+        return image;
+    }
+
+    /// <summary>Code of "no shape" in a label image; kind k is <c>(k + 1) * KindStep</c> in red, colour c <c>(c + 1) * ColorStep</c> in green.</summary>
+    public const int KindStep = 50, ColorStep = 28;
+
+    /// <summary>
+    /// The scene's label map as an image (no anti-aliasing, no noise, black background): red codes the shape kind and
+    /// green the colour of the shape that covers each pixel. Sent through the same anyres preprocessing as the picture,
+    /// it tells which shape each patch of each view shows (<see cref="Training.PatchLabels"/>).
+    /// </summary>
+    public static RgbImage RenderLabels(Scene scene)
+    {
+        using var bitmap = Draw(scene, SKColors.Black,
+            s => new SKColor((byte)(((int)s.Kind + 1) * KindStep), (byte)((Array.IndexOf(ShapeColor.All, s.Color) + 1) * ColorStep), 0), antialias: false);
+        var rgba = bitmap.GetPixelSpan();
+        var image = new RgbImage(scene.Width, scene.Height);
+        for (int i = 0, j = 0; j < image.Pixels.Length; i += 4, j += 3)
+        {
+            image.Pixels[j] = rgba[i];
+            image.Pixels[j + 1] = rgba[i + 1];
+        }
+        return image;
+    }
+
+    private static SKBitmap Draw(Scene scene, SKColor background, Func<SceneShape, SKColor> color, bool antialias)
+    {
+        var bitmap = new SKBitmap(new SKImageInfo(scene.Width, scene.Height, SKColorType.Rgba8888, SKAlphaType.Premul));
         using (var canvas = new SKCanvas(bitmap))
         {
-            canvas.Clear(new SKColor(scene.Background, scene.Background, scene.Background));
-            using var paint = new SKPaint { IsAntialias = true, Style = SKPaintStyle.Fill };
+            canvas.Clear(background);
+            using var paint = new SKPaint { IsAntialias = antialias, Style = SKPaintStyle.Fill };
             foreach (var s in scene.Shapes)
             {
-                paint.Color = new SKColor(s.Color.R, s.Color.G, s.Color.B);
+                paint.Color = color(s);
                 switch (s.Kind)
                 {
                     case ShapeKind.Circle:
@@ -31,17 +69,7 @@ public static class SceneRenderer
                 }
             }
         }
-        var rgba = bitmap.GetPixelSpan();
-        var image = new RgbImage(scene.Width, scene.Height);
-        var noise = new Random(scene.NoiseSeed);
-        for (int i = 0, j = 0; j < image.Pixels.Length; i += 4, j += 3)
-        {
-            int n = scene.Noisy ? noise.Next(-14, 15) : 0;
-            image.Pixels[j] = Clamp(rgba[i] + n);
-            image.Pixels[j + 1] = Clamp(rgba[i + 1] + n);
-            image.Pixels[j + 2] = Clamp(rgba[i + 2] + n);
-        }
-        return image;
+        return bitmap;
     }
 
     public static byte[] RenderPng(Scene scene)

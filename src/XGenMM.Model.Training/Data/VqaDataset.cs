@@ -59,6 +59,32 @@ public sealed class VqaDataset(int seed)
         return new VqaSample([scene], [new ChatMessage("user", "<image>\n" + question), new ChatMessage("assistant", answer)], type);
     }
 
+    /// <summary>
+    /// Several single-image questions about one scene (its colours, kinds, count, relations, description), at most
+    /// <paramref name="maxQuestions"/>, each its own one-turn conversation sharing the same <see cref="Scene"/> object:
+    /// a trainer encodes the image once and learns every answer from it. The shapes sit in distinct rows and columns so
+    /// that every question type is well posed.
+    /// </summary>
+    public IReadOnlyList<VqaSample> GetGroup(int index, int maxQuestions)
+    {
+        var rng = new Random(unchecked((Seed * 1_000_003) ^ (index * 7_919) ^ 0x6a0b));
+        int count = rng.Next(1, 4);
+        var scene = NewScene(rng, count, "relation_lr");
+        var questions = new List<(string Type, string Question, string Answer)>();
+        foreach (var s in scene.Shapes)
+        {
+            questions.Add(("color", $"What color is the {Kind(s)}?", s.Color.Name));
+            questions.Add(("shape", $"What shape is the {s.Color.Name} object?", Kind(s)));
+        }
+        foreach (string type in count >= 2 ? ["count", "describe", "relation_lr", "relation_tb"] : new[] { "count", "describe" })
+        {
+            var (question, answer) = Ask(rng, scene, type);
+            questions.Add((type, question, answer));
+        }
+        return questions.OrderBy(_ => rng.Next()).Take(maxQuestions).Select(q =>
+            new VqaSample([scene], [new ChatMessage("user", "<image>\n" + q.Question), new ChatMessage("assistant", q.Answer)], q.Type)).ToList();
+    }
+
     private static VqaSample Single(Random rng, string type)
     {
         int shapes = type switch

@@ -13,7 +13,9 @@ namespace XGenMM.Model.Training;
 /// all images at once, the resampler over all groups at once, splicing at the &lt;image&gt; positions, the Phi-3
 /// decoder over right-padded sequences, and cross-entropy on the next-token targets of assistant tokens only.
 /// </summary>
-public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
+/// <param name="patchLabels">When given, examples with label images also train it on the vision tower's outputs
+/// (<see cref="PatchLabels"/>), its loss added with <paramref name="patchLabelWeight"/>.</param>
+public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, PatchLabelHead? patchLabels = null, double patchLabelWeight = 0)
 {
     /// <summary>Target id of positions that carry no loss (cross_entropy's ignore_index).</summary>
     private const long IgnoreIndex = -100;
@@ -42,8 +44,80 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
         return (ids.ToArray(), target.ToArray());
     }
 
+    /// <summary>
+    /// The patch-label losses (<see cref="PatchLabels"/>) of the images that have label maps: kind, colour and place of
+    /// every vision-tower token, and per perceiver group the colour of each kind, the kind of each colour and, in the
+    /// global view, each kind's third across and down.
+    /// </summary>
+    /// <param name="features">[ΣV * P, C] vision tower outputs of <paramref name="images"/>, in order.</param>
+    /// <param name="resampled">[ΣV, L, D] resampled tokens, same groups.</param>
+    private Tensor PatchLabelLoss(Tensor features, Tensor resampled, List<RgbImage> images, List<PreprocessedImage> views, List<AnyResLayout> layouts,
+        Dictionary<RgbImage, RgbImage> labelImages, IDictionary<string, (double Sum, int Tokens)>? byKind)
+    {
+        int patches = model.Config.Vision.NumPatches, side = model.Config.Vision.PatchesPerSide;
+        var labelled = new List<(int Image, long FirstView)>();
+        long view = 0;
+        for (int i = 0; i < images.Count; i++)
+        {
+            if (labelImages.ContainsKey(images[i])) labelled.Add((i, view));
+            view += views[i].Views;
+        }
+        var read = labelled.AsParallel().AsOrdered().Select(x =>
+        {
+            var (kinds, colors) = PatchLabels.Read(labelImages[images[x.Image]], views[x.Image], model.Config.Vision.PatchSize);
+            return (Kinds: kinds, Colors: colors, Groups: PatchLabels.Groups(kinds, colors, layouts[x.Image]));
+        }).ToList();
+        var viewRows = labelled.SelectMany(x => Enumerable.Range(0, views[x.Image].Views).Select(r => x.FirstView + r)).ToArray();
+        var patchRows = viewRows.SelectMany(v => Enumerable.Range(0, patches).Select(p => v * patches + p)).ToArray();
+        Tensor Targets(IEnumerable<long> values) => torch.tensor(values.ToArray(), device: model.Device);
+        Tensor Rows(long[] rows) => torch.tensor(rows, device: model.Device);
+
+        var (kindLogits, colorLogits, rowLogits, columnLogits) = patchLabels!.Patches(features.index_select(0, Rows(patchRows)));
+        var kindLoss = nn.functional.cross_entropy(kindLogits, Targets(read.SelectMany(x => x.Kinds)));
+        var colorLoss = nn.functional.cross_entropy(colorLogits, Targets(read.SelectMany(x => x.Colors)));
+        // Place on the patches that show a shape: background patches keep their position embedding anyway, while a
+        // saturated shape patch's content drowns it (measured: the centre patch of a circle moved across the view
+        // changed by 5% at the tower's output, a background patch by 88%), and then no token the perceiver takes
+        // from a shape knows where it was.
+        var allKinds = read.SelectMany(x => x.Kinds).ToArray();
+        var onShape = Enumerable.Range(0, allKinds.Length).Where(i => allKinds[i] != 0).Select(i => (long)i).ToArray();
+        var patchPlaceLoss = onShape.Length == 0 ? torch.zeros([], device: model.Device)
+            : nn.functional.cross_entropy(rowLogits.index_select(0, Rows(onShape)), Targets(onShape.Select(i => i % patches / side)))
+                .add(nn.functional.cross_entropy(columnLogits.index_select(0, Rows(onShape)), Targets(onShape.Select(i => i % patches % side))));
+
+        var (colorOfKind, column, row, kindOfColor) = patchLabels.Groups(resampled.index_select(0, Rows(viewRows)));
+        var groupColorLoss = nn.functional.cross_entropy(colorOfKind, Targets(read.SelectMany(x => x.Groups.ColorOfKind)));
+        var groupKindLoss = nn.functional.cross_entropy(kindOfColor, Targets(read.SelectMany(x => x.Groups.KindOfColor)));
+        // Place only for the global view (group 0 of each image): the rows of the first group's kinds.
+        int kinds = PatchLabelHead.Kinds;
+        var globalRows = labelled.Select((x, i) => (long)read.Take(i).Sum(r => r.Groups.ColorOfKind.Length / kinds)).SelectMany(g => Enumerable.Range(0, kinds).Select(k => g * kinds + k)).ToArray();
+        var columns = read.SelectMany(x => x.Groups.Column).ToArray();
+        var globalPlaceLoss = columns.All(c => c == PatchLabels.NoTarget)
+            ? torch.zeros([], device: model.Device)   // cross_entropy of nothing but ignored targets is NaN
+            : nn.functional.cross_entropy(column.index_select(0, Rows(globalRows)), Targets(columns), ignore_index: PatchLabels.NoTarget)
+                .add(nn.functional.cross_entropy(row.index_select(0, Rows(globalRows)), Targets(read.SelectMany(x => x.Groups.Row)), ignore_index: PatchLabels.NoTarget));
+        if (byKind is not null)
+        {
+            Accumulate(byKind, "patch_kind", kindLoss.item<float>(), patchRows.Length);
+            Accumulate(byKind, "patch_color", colorLoss.item<float>(), patchRows.Length);
+            Accumulate(byKind, "patch_place", patchPlaceLoss.item<float>(), onShape.Length);
+            Accumulate(byKind, "group_color", groupColorLoss.item<float>(), viewRows.Length);
+            Accumulate(byKind, "group_kind", groupKindLoss.item<float>(), viewRows.Length);
+            Accumulate(byKind, "global_place", globalPlaceLoss.item<float>(), labelled.Count);
+        }
+        return kindLoss.add(colorLoss).add(patchPlaceLoss).add(groupColorLoss).add(groupKindLoss).add(globalPlaceLoss);
+    }
+
+    private static void Accumulate(IDictionary<string, (double Sum, int Tokens)> byKind, string kind, double meanLoss, int count)
+    {
+        var (sum, tokens) = byKind.TryGetValue(kind, out var v) ? v : (0, 0);
+        byKind[kind] = (sum + meanLoss * count, tokens + count);
+    }
+
     /// <summary>Mean next-token cross-entropy over the assistant tokens of the examples.</summary>
-    public Tensor Loss(IReadOnlyList<TrainingExample> examples)
+    /// <param name="byKind">When given, receives per <see cref="TrainingExample.Kind"/> the summed loss and the number of
+    /// target tokens (which question types the model has learnt, and which not yet).</param>
+    public Tensor Loss(IReadOnlyList<TrainingExample> examples, IDictionary<string, (double Sum, int Tokens)>? byKind = null)
     {
         using var scope = torch.NewDisposeScope();
         var text = model.Config.Text;
@@ -52,8 +126,15 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
 
         // Vision: every view of every image through SigLIP in one batch, every group through the resampler in one batch.
         // Preprocessing is plain CPU work per image: spread it over the cores while the tensors wait.
-        var images = examples.SelectMany(e => e.Images).AsParallel().AsOrdered().Select(_preprocessor.Process).ToList();
+        // An image object shared by several examples (questions about one scene) is encoded once and spliced into each.
+        var unique = examples.SelectMany(e => e.Images).Distinct(ReferenceEqualityComparer.Instance).Cast<RgbImage>().ToList();
+        var images = unique.AsParallel().AsOrdered().Select(_preprocessor.Process).ToList();
+        var labelImages = new Dictionary<RgbImage, RgbImage>(ReferenceEqualityComparer.Instance);
+        if (patchLabels is not null)
+            foreach (var e in examples.Where(e => e.LabelImages is not null))
+                for (int i = 0; i < e.Images.Count; i++) labelImages.TryAdd(e.Images[i], e.LabelImages![i]);
         var imageTokens = new List<Tensor>();
+        Tensor? patchLoss = null;
         if (images.Count > 0)
         {
             var pixels = torch.cat(images.Select(i => i.ToTensor()).ToList(), 0).to(model.Device).to_type(model.DType);
@@ -61,10 +142,12 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
             var flat = features.reshape(-1, features.shape[2]);
             var indexes = new List<long>();
             var masks = new List<byte>();
+            var layouts = new List<AnyResLayout>();
             int viewOffset = 0;
             foreach (var image in images)
             {
                 var layout = AnyResLayout.Create(image.GridCols, image.GridRows, image.OriginalSize, tokensPerSide);
+                layouts.Add(layout);
                 indexes.AddRange(layout.GroupTokenIndex.Select(i => i + (long)viewOffset * p));
                 masks.AddRange(layout.KeyMask);
                 viewOffset += image.Views;
@@ -72,6 +155,8 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
             var groups = flat.index_select(0, torch.tensor(indexes.ToArray(), device: model.Device)).view(viewOffset, p, -1);
             Tensor? keyMask = model.Config.AnyRes ? torch.tensor(masks.ToArray(), [viewOffset, p], device: model.Device).to_type(ScalarType.Bool) : null;
             var resampled = model.VisionTokenizer.Forward(groups, keyMask);          // [ΣV, L, D]
+            if (patchLabels is not null && labelImages.Count > 0)
+                patchLoss = PatchLabelLoss(flat, resampled, unique, images, layouts, labelImages, byKind);
             int start = 0;
             foreach (var image in images)
             {
@@ -83,7 +168,8 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
         // Text and splicing, right-padded; targets[t] is the id at t+1 when that id is an assistant token.
         var rows = new List<Tensor>();
         var targets = new List<long[]>();
-        int imageCursor = 0;
+        var tokensOf = new Dictionary<RgbImage, Tensor>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < unique.Count; i++) tokensOf[unique[i]] = imageTokens[i];
         foreach (var example in examples)
         {
             var (ids, isTarget) = Tokenize(example.Conversation);
@@ -94,7 +180,7 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
             var pieces = new List<Tensor>();
             var positionIds = new List<int>();   // the text id at each spliced position, or -1 for vision tokens
             var positionTarget = new List<bool>();
-            int segment = 0;
+            int segment = 0, imageIndex = 0;
             for (int i = 0; i <= ids.Length; i++)
             {
                 if (i < ids.Length && ids[i] != SpecialTokens.Image) continue;
@@ -105,7 +191,7 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
                 }
                 if (i < ids.Length)
                 {
-                    var vision = imageTokens[imageCursor++];
+                    var vision = tokensOf[example.Images[imageIndex++]];
                     pieces.Add(vision);
                     for (int k = 0; k < vision.shape[0]; k++) { positionIds.Add(-1); positionTarget.Add(false); }
                 }
@@ -138,7 +224,15 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer)
         var flatTargets = targetTensor.view(-1);
         var selected = flatTargets.ne(IgnoreTarget).nonzero().squeeze(1);
         var logits = model.LanguageModel.LmHead.forward(hidden.reshape(-1, hidden.shape[2]).index_select(0, selected));
-        var loss = nn.functional.cross_entropy(logits, flatTargets.index_select(0, selected));
+        var perToken = nn.functional.cross_entropy(logits, flatTargets.index_select(0, selected), reduction: nn.Reduction.None);
+        if (byKind is not null)
+        {
+            var rowOf = selected.div(length, rounding_mode: RoundingMode.floor).data<long>().ToArray();
+            var values = perToken.detach().to(ScalarType.Float32).cpu().data<float>().ToArray();
+            for (int i = 0; i < values.Length; i++) Accumulate(byKind, examples[(int)rowOf[i]].Kind, values[i], 1);
+        }
+        var loss = perToken.mean();
+        if (patchLoss is not null) loss = loss.add(patchLoss.mul(patchLabelWeight.ToScalar()));
         return loss.MoveToOuterDisposeScope();
     }
 }

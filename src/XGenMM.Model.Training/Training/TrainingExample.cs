@@ -7,4 +7,7 @@ namespace XGenMM.Model.Training;
 /// One supervised conversation: images in order of their &lt;image&gt; placeholders, and the turns. The loss
 /// covers the assistant turns only (their text and the closing &lt;|end|&gt;).
 /// </summary>
-public sealed record TrainingExample(IReadOnlyList<RgbImage> Images, IReadOnlyList<ChatMessage> Conversation, string Kind = "");
+/// <param name="LabelImages">Optional label maps of the images, same order (<see cref="Data.SceneRenderer.RenderLabels"/>),
+/// for the patch-label loss.</param>
+public sealed record TrainingExample(IReadOnlyList<RgbImage> Images, IReadOnlyList<ChatMessage> Conversation, string Kind = "",
+    IReadOnlyList<RgbImage>? LabelImages = null);

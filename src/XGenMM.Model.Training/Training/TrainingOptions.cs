@@ -18,7 +18,11 @@ public sealed record TrainingOptions
     /// red from a blue shape (vision tokens differ by 25%); trained from step 0 they collapse to image-independent tokens
     /// (1.6% after 50 steps, even at a 0.3 scale) before the decoder has learnt to read them.</summary>
     public int VisionFreezeSteps { get; init; }
+    /// <summary>Weight of the patch-label loss (<see cref="PatchLabels"/>) on examples that carry label images; 0 = off.</summary>
+    public double PatchLabelWeight { get; init; }
     public long Seed { get; init; } = 1234;
+    /// <summary>Steps between progress reports that carry the loss per question type (the mean over those steps).</summary>
+    public int ReportEvery { get; init; } = 20;
     /// <summary>Save a resumable checkpoint every this many steps (0 = only at the end).</summary>
     public int CheckpointEvery { get; init; } = 250;
 

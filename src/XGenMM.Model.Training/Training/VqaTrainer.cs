@@ -8,7 +8,10 @@ using static TorchSharp.torch;
 namespace XGenMM.Model.Training;
 
 /// <summary>Progress of one optimisation step.</summary>
-public readonly record struct TrainingProgress(int Step, int Steps, double Loss, double LearningRate, double GradNorm, double ExamplesPerSecond, TimeSpan Elapsed);
+/// <param name="LossByKind">Mean loss per answer token of each question type over the steps since the previous report
+/// with <see cref="Reported"/> set (every <see cref="TrainingOptions.ReportEvery"/> steps).</param>
+public readonly record struct TrainingProgress(int Step, int Steps, double Loss, double LearningRate, double GradNorm, double ExamplesPerSecond, TimeSpan Elapsed,
+    IReadOnlyDictionary<string, double> LossByKind, bool Reported);
 
 /// <summary>
 /// Trains an xGen-MM model end to end (vision tower, resampler, decoder) with AdamW, warm-up + cosine schedule and
@@ -26,13 +29,15 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
     public double Train(Func<int, IReadOnlyList<TrainingExample>> batches, string? workDirectory = null,
         Action<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        var batch = new TrainingBatch(model, tokenizer);
-        var parameters = model.parameters().ToList();
-        using var optimizer = CreateOptimizer(model, options.LearningRate, options.VisionLearningRateScale, options.WeightDecay);
-        var scales = new[] { options.VisionLearningRateScale, 1.0 };
-        int start = workDirectory is null ? 0 : Resume(workDirectory, optimizer);
+        using var head = options.PatchLabelWeight > 0 ? new PatchLabelHead(model.Config.Vision.HiddenSize, model.Config.Resampler.LangEmbeddingDim, model.Config.Vision.PatchesPerSide).to(model.Device) : null;
+        var batch = new TrainingBatch(model, tokenizer, head, options.PatchLabelWeight);
+        var parameters = model.parameters().Concat(head?.parameters() ?? []).ToList();
+        using var optimizer = CreateOptimizer(model, options.LearningRate, options.VisionLearningRateScale, options.WeightDecay, head?.parameters());
+        var scales = new[] { options.VisionLearningRateScale, 1.0, 1.0 };
+        int start = workDirectory is null ? 0 : Resume(workDirectory, optimizer, head);
         model.train();
         var recent = new Queue<double>();
+        var byKind = new Dictionary<string, (double Sum, int Tokens)>(StringComparer.Ordinal);
         var clock = Stopwatch.StartNew();
         int examples = 0;
         for (int step = start; step < options.Steps; step++)
@@ -46,7 +51,7 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
             using (var scope = torch.NewDisposeScope())
             {
                 optimizer.zero_grad();
-                var l = batch.Loss(data);
+                var l = batch.Loss(data, byKind);
                 l.backward();
                 norm = nn.utils.clip_grad_norm_(parameters, options.ClipGradNorm);
                 optimizer.step();
@@ -55,38 +60,48 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
             examples += data.Count;
             recent.Enqueue(loss);
             if (recent.Count > 20) recent.Dequeue();
-            progress?.Invoke(new TrainingProgress(step + 1, options.Steps, loss, lr, norm, examples / clock.Elapsed.TotalSeconds, clock.Elapsed));
+            bool report = (step + 1) % Math.Max(1, options.ReportEvery) == 0 || step + 1 == options.Steps;
+            var kinds = report ? byKind.OrderBy(k => k.Key, StringComparer.Ordinal).ToDictionary(k => k.Key, k => k.Value.Sum / k.Value.Tokens, StringComparer.Ordinal)
+                : (IReadOnlyDictionary<string, double>)new Dictionary<string, double>();
+            if (report) byKind.Clear();
+            progress?.Invoke(new TrainingProgress(step + 1, options.Steps, loss, lr, norm, examples / clock.Elapsed.TotalSeconds, clock.Elapsed, kinds, report));
             bool last = step + 1 == options.Steps;
             if (workDirectory is not null && (last || (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0)))
-                Save(workDirectory, optimizer, step + 1);
+                Save(workDirectory, optimizer, head, step + 1);
         }
         model.eval();
         return recent.Count == 0 ? double.NaN : recent.Average();
     }
 
-    /// <summary>AdamW with two parameter groups: [0] vision tower and resampler at <paramref name="visionScale"/> times
-    /// the rate, [1] the decoder.</summary>
-    public static TorchSharp.Modules.AdamW CreateOptimizer(XGenMMModel model, double learningRate, double visionScale, double weightDecay)
+    /// <summary>AdamW with parameter groups: [0] vision tower and resampler at <paramref name="visionScale"/> times
+    /// the rate, [1] the decoder, [2] training-only heads (<paramref name="extra"/>) when given.</summary>
+    public static TorchSharp.Modules.AdamW CreateOptimizer(XGenMMModel model, double learningRate, double visionScale, double weightDecay,
+        IEnumerable<TorchSharp.Modules.Parameter>? extra = null)
     {
         var named = model.named_parameters().ToList();
         static bool IsDecoder(string name) => name.Contains("lang_model", StringComparison.Ordinal);
-        return torch.optim.AdamW(
-        [
-            new TorchSharp.Modules.AdamW.ParamGroup(named.Where(n => !IsDecoder(n.name)).Select(n => n.parameter), lr: learningRate * visionScale),
-            new TorchSharp.Modules.AdamW.ParamGroup(named.Where(n => IsDecoder(n.name)).Select(n => n.parameter), lr: learningRate),
-        ], learningRate, weight_decay: weightDecay);
+        var groups = new List<TorchSharp.Modules.AdamW.ParamGroup>
+        {
+            new(named.Where(n => !IsDecoder(n.name)).Select(n => n.parameter), lr: learningRate * visionScale),
+            new(named.Where(n => IsDecoder(n.name)).Select(n => n.parameter), lr: learningRate),
+        };
+        if (extra is not null) groups.Add(new(extra, lr: learningRate));
+        return torch.optim.AdamW(groups, learningRate, weight_decay: weightDecay);
     }
 
-    private void Save(string directory, TorchSharp.Modules.AdamW optimizer, int step)
+    private const string PatchLabelHeadFile = "patch_label_head.bin";
+
+    private void Save(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head, int step)
     {
         Directory.CreateDirectory(directory);
         SafeTensorsWriter.SaveModel(model, directory, ScalarType.Float32);
         File.WriteAllText(Path.Combine(directory, "config.json"), model.Config.ToJson());
         optimizer.save_state_dict(Path.Combine(directory, OptimizerFile));
+        head?.save(Path.Combine(directory, PatchLabelHeadFile));
         File.WriteAllText(Path.Combine(directory, StateFile), JsonSerializer.Serialize(new TrainerState(step, options.Steps, options.Seed)));
     }
 
-    private int Resume(string directory, TorchSharp.Modules.AdamW optimizer)
+    private int Resume(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head)
     {
         string statePath = Path.Combine(directory, StateFile);
         if (!File.Exists(statePath)) return 0;
@@ -94,6 +109,7 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
             ?? throw new InvalidDataException($"'{statePath}' is empty.");
         CheckpointLoader.Load(model, directory);
         optimizer.load_state_dict(Path.Combine(directory, OptimizerFile));
+        head?.load(Path.Combine(directory, PatchLabelHeadFile));
         return state.Step;
     }
 

@@ -107,24 +107,31 @@ public sealed class AnyResPreprocessor(PreprocessorConfig config)
         };
     }
 
-    /// <summary>Fits the image inside (width, height) keeping its aspect (ceil on the scaled side), centred on black.</summary>
-    public static RgbImage ResizeAndPad(RgbImage image, int width, int height)
+    /// <summary>Where <see cref="ResizeAndPad"/> puts an image of <paramref name="original"/> size on a (width, height)
+    /// canvas: its scaled size and top-left corner.</summary>
+    public static (int Width, int Height, int X0, int Y0) FitInside((int Width, int Height) original, int width, int height)
     {
-        double scaleW = (double)width / image.Width, scaleH = (double)height / image.Height;
+        double scaleW = (double)width / original.Width, scaleH = (double)height / original.Height;
         int newW, newH;
         if (scaleW < scaleH)
         {
             newW = width;
-            newH = Math.Min((int)Math.Ceiling(image.Height * scaleW), height);
+            newH = Math.Min((int)Math.Ceiling(original.Height * scaleW), height);
         }
         else
         {
             newH = height;
-            newW = Math.Min((int)Math.Ceiling(image.Width * scaleH), width);
+            newW = Math.Min((int)Math.Ceiling(original.Width * scaleH), width);
         }
+        return (newW, newH, (width - newW) / 2, (height - newH) / 2);
+    }
+
+    /// <summary>Fits the image inside (width, height) keeping its aspect (ceil on the scaled side), centred on black.</summary>
+    public static RgbImage ResizeAndPad(RgbImage image, int width, int height)
+    {
+        var (newW, newH, x0, y0) = FitInside((image.Width, image.Height), width, height);
         var resized = PillowBicubic.Resize(image, newW, newH);
         var canvas = new RgbImage(width, height);
-        int x0 = (width - newW) / 2, y0 = (height - newH) / 2;
         for (int y = 0; y < newH; y++)
             Array.Copy(resized.Pixels, y * newW * 3, canvas.Pixels, ((y0 + y) * width + x0) * 3, newW * 3);
         return canvas;
