@@ -18,7 +18,7 @@ public static class ModelInitialization
     /// barely knows where a patch is, and its resampled tokens carry no place at all (measured on xgenmm-nano: left/right
     /// questions stayed at chance). The values stay trainable.
     /// </summary>
-    public static void InitializeVisionPositions(XGenMMModel model)
+    public static void InitializeVisionPositions(XGenMMModel model, double scale = 1)
     {
         using var noGrad = torch.no_grad();
         var tensors = CheckpointLoader.ExpectedTensors(model);
@@ -36,7 +36,7 @@ public static class ModelInitialization
                     values[o + 2 * quarter + i] = (float)Math.Sin(col * omega);
                     values[o + 3 * quarter + i] = (float)Math.Cos(col * omega);
                 }
-        p.copy_(torch.tensor(values, [side * side, dim]).to(p.dtype).to(p.device));
+        p.copy_(torch.tensor(values, [side * side, dim]).mul(scale).to(p.dtype).to(p.device));
     }
 
     /// <param name="only">When given, only the tensors whose checkpoint names it accepts are re-initialised.</param>

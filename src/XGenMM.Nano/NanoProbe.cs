@@ -59,6 +59,59 @@ internal static class NanoProbe
             [new ChatMessage("user", "<image>\nWhat color is the circle?"), new ChatMessage("assistant", color.Name)], "simple");
     }
 
+    /// <summary>
+    /// Can the vision tower alone learn what each patch shows? Trains only SigLIP and the patch read-out on one patch
+    /// label (the kind or the colour of each shape patch; no resampler, no decoder) and prints its loss (chance for the
+    /// kind: ln 4 = 1.39), for a given patch size and depth, on the training mix or on one large shape (--easy).
+    /// </summary>
+    public static int Patches(int steps, int images, int patchSize, int layers, double learningRate, bool colors, bool easy)
+    {
+        var config = NanoRecipe.Config with { Vision = NanoRecipe.Config.Vision with { PatchSize = patchSize, NumHiddenLayers = layers } };
+        torch.manual_seed(NanoRecipe.TrainSeed);
+        using var model = new XGenMMModel(config);
+        ModelInitialization.InitializeRandom(model, NanoRecipe.TrainSeed, fanIn: true);
+        ModelInitialization.InitializeVisionPositions(model);
+        int side = config.Vision.PatchesPerSide;
+        using var head = new PatchLabelHead(config.Vision.HiddenSize, config.Resampler.LangEmbeddingDim, side);
+        var parameters = model.VisionEncoder.parameters().Concat(head.parameters()).ToList();
+        using var optimizer = torch.optim.AdamW(parameters, learningRate, weight_decay: 0.01);
+        var preprocessor = new AnyResPreprocessor(config.Preprocessor);
+        var dataset = new VqaDataset(NanoRecipe.TrainSeed);
+        var clock = Stopwatch.StartNew();
+        double sum = 0;
+        int count = 0;
+        for (int step = 0; step < steps; step++)
+        {
+            using var scope = torch.NewDisposeScope();
+            var scenes = Enumerable.Range(step * images, images).Select(i => easy ? dataset.GetEasy(i).Images[0] : dataset.GetGroup(i, 1)[0].Images[0]).ToList();
+            var data = scenes.AsParallel().AsOrdered().Select(scene =>
+            {
+                var picture = preprocessor.Process(SceneRenderer.Render(scene));
+                var (kinds, shapeColors) = PatchLabels.Read(SceneRenderer.RenderLabels(scene), picture, patchSize);
+                return (Picture: picture, Kinds: kinds, Colors: shapeColors);
+            }).ToList();
+            var features = model.VisionEncoder.forward(torch.cat(data.Select(d => d.Picture.ToTensor()).ToList(), 0)).reshape(-1, config.Vision.HiddenSize);
+            var kinds = data.SelectMany(d => d.Kinds).ToArray();
+            var onShape = torch.tensor(Enumerable.Range(0, kinds.Length).Where(i => kinds[i] != 0).Select(i => (long)i).ToArray());
+            var (kindLogits, colorLogits, _, _) = head.Patches(features.index_select(0, onShape));
+            var targets = torch.tensor(colors ? data.SelectMany(d => d.Colors).ToArray() : kinds).index_select(0, onShape);
+            var loss = nn.functional.cross_entropy(colors ? colorLogits : kindLogits, targets);
+            optimizer.zero_grad();
+            loss.backward();
+            nn.utils.clip_grad_norm_(parameters, 1.0);
+            optimizer.step();
+            sum += loss.item<float>();
+            count++;
+            if ((step + 1) % 20 == 0)
+            {
+                Console.WriteLine($"step {step + 1}: {(colors ? "colour" : "kind")} loss on shape patches {sum / count:F3} ({clock.Elapsed.TotalSeconds:F0} s, {side * side} patches per view)");
+                sum = 0;
+                count = 0;
+            }
+        }
+        return 0;
+    }
+
     private static Scene CircleScene(ShapeColor color) => new(400, 400, 130, false, 1, [new SceneShape(ShapeKind.Circle, color, 200, 200, 60)]);
 
     /// <summary>How much the vision tower's outputs and the resampled vision tokens of a checkpoint change when one

@@ -11,12 +11,22 @@ using XGenMM.Model.Training.Data;
 //         [--lr X] [--vision-lr-scale X] [--vision-freeze-steps N] [--curriculum 0|1]
 //         [--init DIR] [--data-offset K]                   continues from a checkpoint's weights with a new schedule,
 //                                                          on samples K.. of the training seed (--curriculum 0)
+//         [--reset positions,PREFIX..] [--fan-in 1] [--position-scale X]
+//                                                          after --init: re-initialise the vision positions (sine-cos,
+//                                                          times X) and the tensors under each name prefix
+//         [--groups G --questions Q] [--patch-labels W]    G scenes a step with up to Q questions each (plus --batch
+//                                                          samples of the mix); patch-label supervision with weight W
 //   eval  --model DIR [--count N] [--seed S]               exact-match accuracy per question type, greedy
 //   preview --out DIR [--count N]                          writes sample images and conversations
 //   probe [--types color,shape] [--simple 1] [--steps N] [--vision-lr-scale X]
 //                                                          a short run that shows whether the decoder learns to read
 //                                                          the image: loss, gradient norm per part, and how much the
 //                                                          vision tokens of a red and a blue circle differ
+//   patches [--patch P] [--layers L] [--target kind|color] [--easy 1] [--steps N] [--images B]
+//                                                          trains the vision tower alone on one patch label and
+//                                                          prints its loss on shape patches
+//   compare [--model DIR]                                  how much a checkpoint's vision outputs and tokens change
+//                                                          with a shape's colour and kind
 var opts = new Dictionary<string, string>(StringComparer.Ordinal);
 for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i]] = args[i + 1];
 string Opt(string name, string fallback) => opts.TryGetValue(name, out var v) ? v : fallback;
@@ -41,7 +51,7 @@ switch (args.FirstOrDefault())
             {
                 foreach (string prefix in reset.Split(','))
                 {
-                    if (prefix == "positions") ModelInitialization.InitializeVisionPositions(model);
+                    if (prefix == "positions") ModelInitialization.InitializeVisionPositions(model, double.Parse(Opt("--position-scale", "1"), CultureInfo.InvariantCulture));
                     else ModelInitialization.InitializeRandom(model, NanoRecipe.TrainSeed, only: name => name.StartsWith(prefix, StringComparison.Ordinal),
                         fanIn: Opt("--fan-in", "0") != "0");
                     Console.WriteLine($"re-initialised {prefix}");
@@ -106,6 +116,9 @@ switch (args.FirstOrDefault())
         Console.WriteLine($"wrote {output}");
         return 0;
     }
+    case "patches":
+        return NanoProbe.Patches(IntOpt("--steps", 200), IntOpt("--images", 8), IntOpt("--patch", 32), IntOpt("--layers", 3),
+            double.Parse(Opt("--lr", "0.001"), CultureInfo.InvariantCulture), Opt("--target", "kind") == "color", Opt("--easy", "0") != "0");
     case "compare":
         return NanoProbe.Compare(Opt("--model", "models/xgenmm-nano"));
     case "probe":

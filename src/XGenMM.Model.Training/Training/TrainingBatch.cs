@@ -73,14 +73,31 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
         Tensor Rows(long[] rows) => torch.tensor(rows, device: model.Device);
 
         var (kindLogits, colorLogits, rowLogits, columnLogits) = patchLabels!.Patches(features.index_select(0, Rows(patchRows)));
-        var kindLoss = nn.functional.cross_entropy(kindLogits, Targets(read.SelectMany(x => x.Kinds)));
-        var colorLoss = nn.functional.cross_entropy(colorLogits, Targets(read.SelectMany(x => x.Colors)));
+        var allKinds = read.SelectMany(x => x.Kinds).ToArray();
+        var onShape = Enumerable.Range(0, allKinds.Length).Where(i => allKinds[i] != 0).Select(i => (long)i).ToArray();
+        var kindTargets = Targets(allKinds);
+        // Kind and colour as means over the shape patches and, apart, over the background: nine patches in ten are
+        // background, and a mean over all of them was low while the tower still could not tell a star's patch from a
+        // circle's.
+        Tensor Split(Tensor logits, Tensor targets, string name)
+        {
+            var all = nn.functional.cross_entropy(logits, targets, reduction: nn.Reduction.None);
+            var shapeMask = kindTargets.ne(Scalars.Zero);
+            var shape = onShape.Length == 0 ? torch.zeros([], device: model.Device) : all.masked_select(shapeMask).mean();
+            var background = onShape.Length == allKinds.Length ? torch.zeros([], device: model.Device) : all.masked_select(shapeMask.logical_not()).mean();
+            if (byKind is not null)
+            {
+                Accumulate(byKind, name + "_shape", shape.item<float>(), onShape.Length);
+                Accumulate(byKind, name + "_background", background.item<float>(), allKinds.Length - onShape.Length);
+            }
+            return shape.add(background);
+        }
+        var kindLoss = Split(kindLogits, kindTargets, "patch_kind");
+        var colorLoss = Split(colorLogits, Targets(read.SelectMany(x => x.Colors)), "patch_color");
         // Place on the patches that show a shape: background patches keep their position embedding anyway, while a
         // saturated shape patch's content drowns it (measured: the centre patch of a circle moved across the view
         // changed by 5% at the tower's output, a background patch by 88%), and then no token the perceiver takes
         // from a shape knows where it was.
-        var allKinds = read.SelectMany(x => x.Kinds).ToArray();
-        var onShape = Enumerable.Range(0, allKinds.Length).Where(i => allKinds[i] != 0).Select(i => (long)i).ToArray();
         var patchPlaceLoss = onShape.Length == 0 ? torch.zeros([], device: model.Device)
             : nn.functional.cross_entropy(rowLogits.index_select(0, Rows(onShape)), Targets(onShape.Select(i => i % patches / side)))
                 .add(nn.functional.cross_entropy(columnLogits.index_select(0, Rows(onShape)), Targets(onShape.Select(i => i % patches % side))));
@@ -98,8 +115,6 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
                 .add(nn.functional.cross_entropy(row.index_select(0, Rows(globalRows)), Targets(read.SelectMany(x => x.Groups.Row)), ignore_index: PatchLabels.NoTarget));
         if (byKind is not null)
         {
-            Accumulate(byKind, "patch_kind", kindLoss.item<float>(), patchRows.Length);
-            Accumulate(byKind, "patch_color", colorLoss.item<float>(), patchRows.Length);
             Accumulate(byKind, "patch_place", patchPlaceLoss.item<float>(), onShape.Length);
             Accumulate(byKind, "group_color", groupColorLoss.item<float>(), viewRows.Length);
             Accumulate(byKind, "group_kind", groupKindLoss.item<float>(), viewRows.Length);
