@@ -112,6 +112,81 @@ internal static class NanoProbe
         return 0;
     }
 
+    /// <summary>
+    /// Trains the vision tower alone, long, on every patch label of the training mix (kind of shape and background
+    /// patches, colour, place of shape patches) and saves the whole model every <paramref name="saveEvery"/> steps: a
+    /// vision side that already tells the kinds apart, for <c>train --init</c>. The other parts are those of
+    /// <paramref name="init"/> (or random). Why: in joint runs the kind loss of shape patches stayed at chance for 1500
+    /// steps, while the tower alone kept falling slowly (1.39 -> 1.16 by step 1400, faster towards the end).
+    /// </summary>
+    public static int PretrainTower(string? init, string output, string tokenizerDir, int steps, int images, double learningRate, int saveEvery)
+    {
+        var config = NanoRecipe.Config;
+        torch.manual_seed(NanoRecipe.TrainSeed);
+        using var model = new XGenMMModel(config);
+        ModelInitialization.InitializeRandom(model, NanoRecipe.TrainSeed);
+        if (init is not null) XGenMM.Model.Checkpoints.CheckpointLoader.Load(model, init);
+        ModelInitialization.InitializeRandom(model, NanoRecipe.TrainSeed, only: n => n.StartsWith("vlm.vision_encoder.", StringComparison.Ordinal), fanIn: true);
+        ModelInitialization.InitializeVisionPositions(model);
+        int side = config.Vision.PatchesPerSide, patchSize = config.Vision.PatchSize;
+        using var head = new PatchLabelHead(config.Vision.HiddenSize, config.Resampler.LangEmbeddingDim, side);
+        var parameters = model.VisionEncoder.parameters().Concat(head.parameters()).ToList();
+        using var optimizer = torch.optim.AdamW(parameters, learningRate, weight_decay: 0.01);
+        var preprocessor = new AnyResPreprocessor(config.Preprocessor);
+        var dataset = new VqaDataset(NanoRecipe.TrainSeed);
+        var clock = Stopwatch.StartNew();
+        var sums = new double[4];
+        int count = 0;
+        model.train();
+        for (int step = 0; step < steps; step++)
+        {
+            using var scope = torch.NewDisposeScope();
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate * Math.Min(1, (step + 1) / 100.0);
+            var scenes = Enumerable.Range(step * images, images).SelectMany(i => dataset.Get(1_000_000 + i).Images).Take(images).ToList();
+            var data = scenes.AsParallel().AsOrdered().Select(scene =>
+            {
+                var picture = preprocessor.Process(SceneRenderer.Render(scene));
+                var (kinds, colors) = PatchLabels.Read(SceneRenderer.RenderLabels(scene), picture, patchSize);
+                return (Picture: picture, Kinds: kinds, Colors: colors);
+            }).ToList();
+            var features = model.VisionEncoder.forward(torch.cat(data.Select(d => d.Picture.ToTensor()).ToList(), 0)).reshape(-1, config.Vision.HiddenSize);
+            var kinds = data.SelectMany(d => d.Kinds).ToArray();
+            var (kindLogits, colorLogits, rowLogits, columnLogits) = head.Patches(features);
+            Tensor Rows(IEnumerable<long> rows) => torch.tensor(rows.ToArray());
+            var shape = Enumerable.Range(0, kinds.Length).Where(i => kinds[i] != 0).Select(i => (long)i).ToArray();
+            var background = Enumerable.Range(0, kinds.Length).Where(i => kinds[i] == 0).Select(i => (long)i).ToArray();
+            var kindTargets = torch.tensor(kinds);
+            var kindShape = nn.functional.cross_entropy(kindLogits.index_select(0, Rows(shape)), kindTargets.index_select(0, Rows(shape)));
+            var kindBackground = nn.functional.cross_entropy(kindLogits.index_select(0, Rows(background)), kindTargets.index_select(0, Rows(background)));
+            var color = nn.functional.cross_entropy(colorLogits, torch.tensor(data.SelectMany(d => d.Colors).ToArray()));
+            var place = nn.functional.cross_entropy(rowLogits.index_select(0, Rows(shape)), Rows(shape.Select(i => i % (side * side) / side)))
+                .add(nn.functional.cross_entropy(columnLogits.index_select(0, Rows(shape)), Rows(shape.Select(i => i % side))));
+            var loss = kindShape.mul(2).add(kindBackground).add(color).add(place);
+            optimizer.zero_grad();
+            loss.backward();
+            nn.utils.clip_grad_norm_(parameters, 1.0);
+            optimizer.step();
+            var parts = new[] { kindShape, kindBackground, color, place };
+            for (int i = 0; i < parts.Length; i++) sums[i] += parts[i].item<float>();
+            count++;
+            if ((step + 1) % 50 == 0)
+            {
+                Console.WriteLine($"step {step + 1}: kind of shape patches {sums[0] / count:F3}, of background {sums[1] / count:F3}, colour {sums[2] / count:F3}, place {sums[3] / count:F3} ({clock.Elapsed.TotalSeconds:F0} s)");
+                Array.Clear(sums);
+                count = 0;
+            }
+            if ((step + 1) % saveEvery == 0 || step == steps - 1)
+            {
+                Directory.CreateDirectory(output);
+                XGenMM.Model.Checkpoints.SafeTensorsWriter.SaveModel(model, output, torch.ScalarType.Float32);
+                File.WriteAllText(Path.Combine(output, "config.json"), config.ToJson());
+                foreach (var f in Directory.GetFiles(tokenizerDir)) File.Copy(f, Path.Combine(output, Path.GetFileName(f)), overwrite: true);
+                Console.WriteLine($"saved {output} at step {step + 1}");
+            }
+        }
+        return 0;
+    }
+
     private static Scene CircleScene(ShapeColor color) => new(400, 400, 130, false, 1, [new SceneShape(ShapeKind.Circle, color, 200, 200, 60)]);
 
     /// <summary>How much the vision tower's outputs and the resampled vision tokens of a checkpoint change when one

@@ -25,6 +25,9 @@ using XGenMM.Model.Training.Data;
 //   patches [--patch P] [--layers L] [--target kind|color] [--easy 1] [--steps N] [--images B]
 //                                                          trains the vision tower alone on one patch label and
 //                                                          prints its loss on shape patches
+//   pretrain-tower --out DIR [--init DIR] [--steps N] [--images B] [--lr X] [--save-every N]
+//                                                          trains a fresh vision tower alone on all patch labels of the
+//                                                          mix (the other parts from --init) and saves the whole model
 //   compare [--model DIR]                                  how much a checkpoint's vision outputs and tokens change
 //                                                          with a shape's colour and kind
 var opts = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -119,6 +122,9 @@ switch (args.FirstOrDefault())
     case "patches":
         return NanoProbe.Patches(IntOpt("--steps", 200), IntOpt("--images", 8), IntOpt("--patch", 32), IntOpt("--layers", 3),
             double.Parse(Opt("--lr", "0.001"), CultureInfo.InvariantCulture), Opt("--target", "kind") == "color", Opt("--easy", "0") != "0");
+    case "pretrain-tower":
+        return NanoProbe.PretrainTower(opts.GetValueOrDefault("--init"), Opt("--out", "/tmp/nano-tower"), tokenizerDir, IntOpt("--steps", 6000), IntOpt("--images", 8),
+            double.Parse(Opt("--lr", "0.001"), CultureInfo.InvariantCulture), IntOpt("--save-every", 500));
     case "compare":
         return NanoProbe.Compare(Opt("--model", "models/xgenmm-nano"));
     case "probe":
