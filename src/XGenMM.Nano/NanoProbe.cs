@@ -84,17 +84,11 @@ internal static class NanoProbe
         {
             using var scope = torch.NewDisposeScope();
             var scenes = Enumerable.Range(step * images, images).Select(i => easy ? dataset.GetEasy(i).Images[0] : dataset.GetGroup(i, 1)[0].Images[0]).ToList();
-            var data = scenes.AsParallel().AsOrdered().Select(scene =>
-            {
-                var picture = preprocessor.Process(SceneRenderer.Render(scene));
-                var (kinds, shapeColors) = PatchLabels.Read(SceneRenderer.RenderLabels(scene), picture, patchSize);
-                return (Picture: picture, Kinds: kinds, Colors: shapeColors);
-            }).ToList();
-            var features = model.VisionEncoder.forward(torch.cat(data.Select(d => d.Picture.ToTensor()).ToList(), 0)).reshape(-1, config.Vision.HiddenSize);
-            var kinds = data.SelectMany(d => d.Kinds).ToArray();
+            var (pixels, kinds, shapeColors) = LabelledViews(preprocessor, scenes, patchSize);
+            var features = model.VisionEncoder.forward(pixels).reshape(-1, config.Vision.HiddenSize);
             var onShape = torch.tensor(Enumerable.Range(0, kinds.Length).Where(i => kinds[i] != 0).Select(i => (long)i).ToArray());
             var (kindLogits, colorLogits, _, _) = head.Patches(features.index_select(0, onShape));
-            var targets = torch.tensor(colors ? data.SelectMany(d => d.Colors).ToArray() : kinds).index_select(0, onShape);
+            var targets = torch.tensor(colors ? shapeColors : kinds).index_select(0, onShape);
             var loss = nn.functional.cross_entropy(colors ? colorLogits : kindLogits, targets);
             optimizer.zero_grad();
             loss.backward();
@@ -143,24 +137,18 @@ internal static class NanoProbe
             using var scope = torch.NewDisposeScope();
             foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate * Math.Min(1, (step + 1) / 100.0);
             var scenes = Enumerable.Range(step * images, images).SelectMany(i => dataset.Get(1_000_000 + i).Images).Take(images).ToList();
-            var data = scenes.AsParallel().AsOrdered().Select(scene =>
-            {
-                var picture = preprocessor.Process(SceneRenderer.Render(scene));
-                var (kinds, colors) = PatchLabels.Read(SceneRenderer.RenderLabels(scene), picture, patchSize);
-                return (Picture: picture, Kinds: kinds, Colors: colors);
-            }).ToList();
-            var features = model.VisionEncoder.forward(torch.cat(data.Select(d => d.Picture.ToTensor()).ToList(), 0)).reshape(-1, config.Vision.HiddenSize);
-            var kinds = data.SelectMany(d => d.Kinds).ToArray();
+            var (pixels, kinds, colors) = LabelledViews(preprocessor, scenes, patchSize);
+            var features = model.VisionEncoder.forward(pixels).reshape(-1, config.Vision.HiddenSize);
             var (kindLogits, colorLogits, rowLogits, columnLogits) = head.Patches(features);
-            Tensor Rows(IEnumerable<long> rows) => torch.tensor(rows.ToArray());
             var shape = Enumerable.Range(0, kinds.Length).Where(i => kinds[i] != 0).Select(i => (long)i).ToArray();
-            var background = Enumerable.Range(0, kinds.Length).Where(i => kinds[i] == 0).Select(i => (long)i).ToArray();
+            var onShape = torch.tensor(shape);
+            var onBackground = torch.tensor(Enumerable.Range(0, kinds.Length).Where(i => kinds[i] == 0).Select(i => (long)i).ToArray());
             var kindTargets = torch.tensor(kinds);
-            var kindShape = nn.functional.cross_entropy(kindLogits.index_select(0, Rows(shape)), kindTargets.index_select(0, Rows(shape)));
-            var kindBackground = nn.functional.cross_entropy(kindLogits.index_select(0, Rows(background)), kindTargets.index_select(0, Rows(background)));
-            var color = nn.functional.cross_entropy(colorLogits, torch.tensor(data.SelectMany(d => d.Colors).ToArray()));
-            var place = nn.functional.cross_entropy(rowLogits.index_select(0, Rows(shape)), Rows(shape.Select(i => i % (side * side) / side)))
-                .add(nn.functional.cross_entropy(columnLogits.index_select(0, Rows(shape)), Rows(shape.Select(i => i % side))));
+            var kindShape = nn.functional.cross_entropy(kindLogits.index_select(0, onShape), kindTargets.index_select(0, onShape));
+            var kindBackground = nn.functional.cross_entropy(kindLogits.index_select(0, onBackground), kindTargets.index_select(0, onBackground));
+            var color = nn.functional.cross_entropy(colorLogits, torch.tensor(colors));
+            var place = nn.functional.cross_entropy(rowLogits.index_select(0, onShape), torch.tensor(shape.Select(i => i % (side * side) / side).ToArray()))
+                .add(nn.functional.cross_entropy(columnLogits.index_select(0, onShape), torch.tensor(shape.Select(i => i % side).ToArray())));
             var loss = kindShape.mul(2).add(kindBackground).add(color).add(place);
             optimizer.zero_grad();
             loss.backward();
@@ -177,14 +165,33 @@ internal static class NanoProbe
             }
             if ((step + 1) % saveEvery == 0 || step == steps - 1)
             {
-                Directory.CreateDirectory(output);
-                XGenMM.Model.Checkpoints.SafeTensorsWriter.SaveModel(model, output, torch.ScalarType.Float32);
-                File.WriteAllText(Path.Combine(output, "config.json"), config.ToJson());
-                foreach (var f in Directory.GetFiles(tokenizerDir)) File.Copy(f, Path.Combine(output, Path.GetFileName(f)), overwrite: true);
+                SaveCheckpoint(model, output, tokenizerDir, torch.ScalarType.Float32);
                 Console.WriteLine($"saved {output} at step {step + 1}");
             }
         }
         return 0;
+    }
+
+    /// <summary>Renders each scene and its label map: all views as one pixel batch, and the kind and colour class of
+    /// every patch of them in the same order.</summary>
+    private static (Tensor Pixels, long[] Kinds, long[] Colors) LabelledViews(AnyResPreprocessor preprocessor, IReadOnlyList<Scene> scenes, int patchSize)
+    {
+        var data = scenes.AsParallel().AsOrdered().Select(scene =>
+        {
+            var picture = preprocessor.Process(SceneRenderer.Render(scene));
+            var (kinds, colors) = PatchLabels.Read(SceneRenderer.RenderLabels(scene), picture, patchSize);
+            return (Picture: picture, Kinds: kinds, Colors: colors);
+        }).ToList();
+        return (torch.cat(data.Select(d => d.Picture.ToTensor()).ToList(), 0), data.SelectMany(d => d.Kinds).ToArray(), data.SelectMany(d => d.Colors).ToArray());
+    }
+
+    /// <summary>Writes a checkpoint in the Hugging Face layout the loader reads: weights, config.json, tokenizer files.</summary>
+    public static void SaveCheckpoint(XGenMMModel model, string output, string tokenizerDir, torch.ScalarType dtype)
+    {
+        Directory.CreateDirectory(output);
+        XGenMM.Model.Checkpoints.SafeTensorsWriter.SaveModel(model, output, dtype);
+        File.WriteAllText(Path.Combine(output, "config.json"), model.Config.ToJson());
+        foreach (var f in Directory.GetFiles(tokenizerDir)) File.Copy(f, Path.Combine(output, Path.GetFileName(f)), overwrite: true);
     }
 
     private static Scene CircleScene(ShapeColor color) => new(400, 400, 130, false, 1, [new SceneShape(ShapeKind.Circle, color, 200, 200, 60)]);

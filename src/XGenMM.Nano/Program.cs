@@ -84,10 +84,7 @@ switch (args.FirstOrDefault())
                     Console.WriteLine($"step {p.Step}/{p.Steps} loss {p.Loss:F4} lr {p.LearningRate:E2} grad {p.GradNorm:F2} {p.ExamplesPerSecond:F1} ex/s {p.Elapsed:hh\\:mm\\:ss} | "
                         + string.Join(" ", p.LossByKind.Select(k => $"{k.Key} {k.Value:F3}")));
             });
-        Directory.CreateDirectory(output);
-        SafeTensorsWriter.SaveModel(model, output, torch.ScalarType.Float16);
-        File.WriteAllText(Path.Combine(output, "config.json"), NanoRecipe.Config.ToJson());
-        foreach (var f in Directory.GetFiles(tokenizerDir)) File.Copy(f, Path.Combine(output, Path.GetFileName(f)), overwrite: true);
+        NanoProbe.SaveCheckpoint(model, output, tokenizerDir, torch.ScalarType.Float16);
         Console.WriteLine($"final loss (mean of last 20 steps) {loss:F4}; saved {output}");
         return 0;
     }
