@@ -59,10 +59,26 @@ public static class NanoRecipe
     /// <paramref name="singles"/> samples of the ordinary mix (two-image and multi-turn conversations among them).
     /// Deterministic in the step.
     /// </summary>
-    public static IReadOnlyList<VqaSample> GroupedSamples(VqaDataset dataset, int step, int groups, int questionsPerScene, int singles, int offset = 0) =>
-        Enumerable.Range(0, groups).SelectMany(g => dataset.GetGroup(offset + step * groups + g, questionsPerScene))
-            .Concat(Enumerable.Range(0, singles).Select(i => dataset.Get(offset + step * singles + i)))
-            .ToList();
+    /// <param name="pairs">Also this many "which image has ..." questions on two of the step's scenes (both already
+    /// encoded for their own questions, so nearly free): the ordinary mix holds about one two-image conversation in
+    /// eight, half of one a step.</param>
+    /// <param name="focus">Where questions and every pair's relation (<see cref="VqaDataset.GetGroup"/>).</param>
+    public static IReadOnlyList<VqaSample> GroupedSamples(VqaDataset dataset, int step, int groups, int questionsPerScene, int singles, int offset = 0,
+        int pairs = 0, bool focus = false)
+    {
+        var grouped = Enumerable.Range(0, groups).Select(g => dataset.GetGroup(offset + step * groups + g, questionsPerScene, focus)).ToList();
+        var samples = grouped.SelectMany(g => g).Concat(Enumerable.Range(0, singles).Select(i => dataset.Get(offset + step * singles + i))).ToList();
+        var scenes = grouped.Select(g => g[0].Images[0]).ToList();
+        var rng = new Random(unchecked((offset + step) * 7_919 + 0x9a1));
+        for (int p = 0; p < pairs && scenes.Count >= 2; p++)
+        {
+            int i = rng.Next(scenes.Count), j = (i + 1 + rng.Next(scenes.Count - 1)) % scenes.Count;
+            var candidates = scenes[i].Shapes.Where(t => !scenes[j].Shapes.Any(s => s.Kind == t.Kind && s.Color == t.Color)).ToList();
+            if (candidates.Count > 0)
+                samples.Add(VqaDataset.WhichImage(scenes[i], scenes[j], candidates[rng.Next(candidates.Count)], first: rng.Next(2) == 0));
+        }
+        return samples;
+    }
 
     /// <summary>Exact-match accuracy per question type through the normal generation path (greedy).</summary>
     public static IReadOnlyDictionary<string, (int Correct, int Total)> Evaluate(XGenMMPipeline pipeline, int count, int seed,

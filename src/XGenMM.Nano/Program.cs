@@ -16,6 +16,9 @@ using XGenMM.Model.Training.Data;
 //                                                          times X) and the tensors under each name prefix
 //         [--groups G --questions Q] [--patch-labels W]    G scenes a step with up to Q questions each (plus --batch
 //                                                          samples of the mix); patch-label supervision with weight W
+//         [--pairs P] [--focus 1] [--per-example 1]        P two-image questions a step on the step's scenes; where
+//                                                          questions and every pair's relation; each answer's loss
+//                                                          counts the same, however long
 //   eval  --model DIR [--count N] [--seed S]               exact-match accuracy per question type, greedy
 //   preview --out DIR [--count N]                          writes sample images and conversations
 //   probe [--types color,shape] [--simple 1] [--steps N] [--vision-lr-scale X]
@@ -68,12 +71,13 @@ switch (args.FirstOrDefault())
         var options = new TrainingOptions { Steps = steps, BatchSize = batchSize, LearningRate = double.Parse(Opt("--lr", "0.0005"), CultureInfo.InvariantCulture),
             VisionLearningRateScale = double.Parse(Opt("--vision-lr-scale", "1"), CultureInfo.InvariantCulture),
             VisionFreezeSteps = IntOpt("--vision-freeze-steps", 0), WarmupSteps = Math.Min(200, steps / 10),
-            PatchLabelWeight = double.Parse(Opt("--patch-labels", "0"), CultureInfo.InvariantCulture) };
+            PatchLabelWeight = double.Parse(Opt("--patch-labels", "0"), CultureInfo.InvariantCulture), LossPerExample = Opt("--per-example", "0") != "0" };
         var trainer = new VqaTrainer(model, tokenizer, options);
         bool curriculum = Opt("--curriculum", "1") != "0";
-        int groups = IntOpt("--groups", 0), questions = IntOpt("--questions", 6);
+        int groups = IntOpt("--groups", 0), questions = IntOpt("--questions", 6), pairs = IntOpt("--pairs", 0);
+        bool focus = Opt("--focus", "0") != "0";
         Func<int, IReadOnlyList<TrainingExample>> data = groups > 0
-            ? step => NanoRecipe.ToExamples(NanoRecipe.GroupedSamples(dataset, step, groups, questions, batchSize, offset), options.PatchLabelWeight > 0)
+            ? step => NanoRecipe.ToExamples(NanoRecipe.GroupedSamples(dataset, step, groups, questions, batchSize, offset, pairs, focus), options.PatchLabelWeight > 0)
             : step => Enumerable.Range(0, batchSize).AsParallel().AsOrdered()
                 .Select(slot => NanoRecipe.ToExample(curriculum ? NanoRecipe.CurriculumSample(dataset, step, steps, slot, batchSize) : dataset.Get(offset + step * batchSize + slot))).ToList();
         double loss = trainer.Train(data,

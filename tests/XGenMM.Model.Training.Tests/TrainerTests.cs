@@ -95,6 +95,30 @@ public sealed class TrainerTests
     }
 
     [Fact]
+    public void Per_example_loss_is_the_mean_of_each_answers_own_mean()
+    {
+        using var model = FreshModel(5);
+        var image = ColorBatch(0, 1)[0].Images[0];
+        TrainingExample Ask(string answer) => new([image], [new ChatMessage("user", "<image>\nWhat is this?"), new ChatMessage("assistant", answer)]);
+        TrainingExample shortAnswer = Ask("red"), longAnswer = Ask("A red image with nothing else on it, seen from far away.");
+        float Loss(TrainingBatch batch, params TrainingExample[] examples)
+        {
+            using var loss = batch.Loss(examples);
+            return loss.item<float>();
+        }
+        var tokenMean = new TrainingBatch(model, Tokenizer);
+        var exampleMean = new TrainingBatch(model, Tokenizer, lossPerExample: true);
+        float a = Loss(tokenMean, shortAnswer), b = Loss(tokenMean, longAnswer);
+        // alone, an example's loss is its own token mean either way
+        Assert.Equal(a, Loss(exampleMean, shortAnswer), 4);
+        // together: the mean of the two means, where the token mean leans toward the long answer
+        Assert.Equal((a + b) / 2, Loss(exampleMean, shortAnswer, longAnswer), 4);
+        int na = tokenMean.Tokenize(shortAnswer.Conversation).IsTarget.Count(t => t), nb = tokenMean.Tokenize(longAnswer.Conversation).IsTarget.Count(t => t);
+        Assert.Equal((a * na + b * nb) / (na + nb), Loss(tokenMean, shortAnswer, longAnswer), 4);
+        Assert.True(nb > 2 * na);
+    }
+
+    [Fact]
     public void A_resumed_run_ends_where_an_uninterrupted_run_ends()
     {
         string work = Directory.CreateTempSubdirectory("xgenmm-train-").FullName;

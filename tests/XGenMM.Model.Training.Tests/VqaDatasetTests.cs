@@ -84,6 +84,46 @@ public sealed class VqaDatasetTests
         Assert.Same(examples[0].Images[0], examples[1].Images[0]);
     }
 
+    [Fact]
+    public void A_focused_group_adds_where_each_shape_is_and_the_relation_of_every_pair()
+    {
+        var dataset = new VqaDataset(12);
+        for (int i = 0; i < 60; i++)
+        {
+            var plain = dataset.GetGroup(i, 40);
+            var group = dataset.GetGroup(i, 40, focus: true);
+            var scene = group[0].Images[0];
+            int n = scene.Shapes.Count, pairs = n * (n - 1) / 2;
+            Assert.Equal(plain.Count + 2 * n + 2 * Math.Max(0, pairs - 1), group.Count);
+            Assert.Equal(n, group.Count(s => s.QuestionType == "where_lr"));
+            Assert.Equal(pairs, group.Count(s => s.QuestionType == "relation_tb"));
+            Assert.All(group, AssertAgrees);
+        }
+        // a scene's thirds: a shape in the left column, top row is "left" and "top"
+        var answers = Enumerable.Range(0, 60).SelectMany(i => dataset.GetGroup(i, 40, focus: true)).Where(s => s.QuestionType.StartsWith("where", StringComparison.Ordinal))
+            .Select(s => s.Answer).ToHashSet();
+        Assert.Equal(["bottom", "left", "middle", "right", "top"], answers.Order());
+    }
+
+    [Fact]
+    public void Pairs_of_a_steps_scenes_ask_which_image_has_a_shape_only_one_of_them_has()
+    {
+        var dataset = new VqaDataset(13);
+        for (int step = 0; step < 20; step++)
+        {
+            var samples = NanoRecipe.GroupedSamples(dataset, step, groups: 4, questionsPerScene: 3, singles: 0, pairs: 5);
+            var scenes = samples.Where(s => s.Images.Count == 1).Select(s => s.Images[0]).Distinct().ToList();
+            var pairs = samples.Where(s => s.Images.Count == 2).ToList();
+            Assert.InRange(pairs.Count, 1, 5);   // a pair is skipped only when the second scene has every shape of the first
+            Assert.All(pairs, p => Assert.Equal("two_image", p.QuestionType));
+            Assert.All(pairs, p => Assert.All(p.Images, image => Assert.Contains(image, scenes)));   // the same objects: encoded once
+            Assert.All(pairs, AssertAgrees);
+        }
+        var red = new SceneShape(ShapeKind.Circle, ShapeColor.All[0], 10, 10, 5);
+        var a = new Scene(100, 100, 128, false, 0, [red]);
+        Assert.Throws<ArgumentException>(() => VqaDataset.WhichImage(a, a, red, first: true));
+    }
+
     private static void AssertAgrees(VqaSample s)
     {
         var shapes = s.Images[0].Shapes;
@@ -109,6 +149,15 @@ public sealed class VqaDatasetTests
                 var b = shapes.Single(x => q.EndsWith($" the {x.Name}?", StringComparison.Ordinal));
                 Assert.True(Math.Abs(a.Y - b.Y) > s.Images[0].Height / 6f, "shapes must be clearly apart");
                 Assert.Equal(a.Y < b.Y ? "above" : "below", s.Answer);
+                break;
+            }
+            case "where_lr" or "where_tb":
+            {
+                var a = shapes.Single(x => q.Contains($"Is the {x.Name} ", StringComparison.Ordinal));
+                bool across = s.QuestionType == "where_lr";
+                int third = (int)(3 * (across ? a.X / s.Images[0].Width : a.Y / s.Images[0].Height));
+                string[] names = across ? ["left", "middle", "right"] : ["top", "middle", "bottom"];
+                Assert.Equal(names[third], s.Answer);
                 break;
             }
             case "color":

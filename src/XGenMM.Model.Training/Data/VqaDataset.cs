@@ -65,7 +65,9 @@ public sealed class VqaDataset(int seed)
     /// a trainer encodes the image once and learns every answer from it. The shapes sit in distinct rows and columns so
     /// that every question type is well posed.
     /// </summary>
-    public IReadOnlyList<VqaSample> GetGroup(int index, int maxQuestions)
+    /// <param name="focus">Also ask, of every shape, in which third across and down it sits ("where" questions, training
+    /// only: the single-image step toward a relation), and ask the relation of every pair of shapes, not of one.</param>
+    public IReadOnlyList<VqaSample> GetGroup(int index, int maxQuestions, bool focus = false)
     {
         var rng = new Random(unchecked((Seed * 1_000_003) ^ (index * 7_919) ^ 0x6a0b));
         int count = rng.Next(1, 4);
@@ -80,6 +82,23 @@ public sealed class VqaDataset(int seed)
         {
             var (question, answer) = Ask(rng, scene, type);
             questions.Add((type, question, answer));
+        }
+        if (focus)
+        {
+            foreach (var s in scene.Shapes)
+            {
+                questions.Add(("where_lr", $"Is the {s.Name} on the left, in the middle or on the right?", Thirds(s.X, scene.Width, "left", "middle", "right")));
+                questions.Add(("where_tb", $"Is the {s.Name} at the top, in the middle or at the bottom?", Thirds(s.Y, scene.Height, "top", "middle", "bottom")));
+            }
+            // Ask() already asked one relation of the first pair; the other pairs, each in a random order.
+            for (int i = 0; i < count; i++)
+                for (int j = i + 1; j < count; j++)
+                {
+                    if (i == 0 && j == 1) continue;
+                    var (a, b) = rng.Next(2) == 0 ? (scene.Shapes[i], scene.Shapes[j]) : (scene.Shapes[j], scene.Shapes[i]);
+                    questions.Add(("relation_lr", $"Is the {a.Name} left or right of the {b.Name}?", a.X < b.X ? "left" : "right"));
+                    questions.Add(("relation_tb", $"Is the {a.Name} above or below the {b.Name}?", a.Y < b.Y ? "above" : "below"));
+                }
         }
         return questions.OrderBy(_ => rng.Next()).Take(maxQuestions).Select(q =>
             new VqaSample([scene], [new ChatMessage("user", "<image>\n" + q.Question), new ChatMessage("assistant", q.Answer)], q.Type)).ToList();
@@ -117,7 +136,15 @@ public sealed class VqaDataset(int seed)
         Scene b;
         do b = NewScene(rng, rng.Next(1, 3), "two_image");
         while (b.Shapes.Any(s => s.Kind == target.Kind && s.Color == target.Color));
-        bool first = rng.Next(2) == 0;
+        return WhichImage(a, b, target, first: rng.Next(2) == 0);
+    }
+
+    /// <summary>"Which image has a {target}?" of scene <paramref name="a"/>, which has it, and <paramref name="b"/>, which
+    /// has no shape of that kind and colour, shown in that order when <paramref name="first"/>, else the other way.</summary>
+    public static VqaSample WhichImage(Scene a, Scene b, SceneShape target, bool first)
+    {
+        if (!a.Shapes.Contains(target) || b.Shapes.Any(s => s.Kind == target.Kind && s.Color == target.Color))
+            throw new ArgumentException($"The {target.Name} must be in the first scene and not in the second.", nameof(target));
         var images = first ? new[] { a, b } : new[] { b, a };
         return new VqaSample(images,
         [
@@ -125,6 +152,9 @@ public sealed class VqaDataset(int seed)
             new ChatMessage("assistant", first ? "the first image" : "the second image"),
         ], "two_image");
     }
+
+    private static string Thirds(float value, int extent, string low, string middle, string high) =>
+        (int)(3 * value / extent) switch { <= 0 => low, 1 => middle, _ => high };
 
     private static (string Question, string Answer) Ask(Random rng, Scene scene, string type)
     {

@@ -15,7 +15,10 @@ namespace XGenMM.Model.Training;
 /// </summary>
 /// <param name="patchLabels">When given, examples with label images also train it on the vision tower's outputs
 /// (<see cref="PatchLabels"/>), its loss added with <paramref name="patchLabelWeight"/>.</param>
-public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, PatchLabelHead? patchLabels = null, double patchLabelWeight = 0)
+/// <param name="lossPerExample">Average the tokens of each example first, then the examples, so that a one-word answer
+/// ("left") counts as much as a fifteen-token description; otherwise every answer token counts the same.</param>
+public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, PatchLabelHead? patchLabels = null, double patchLabelWeight = 0,
+    bool lossPerExample = false)
 {
     /// <summary>Target id of positions that carry no loss (cross_entropy's ignore_index).</summary>
     private const long IgnoreIndex = -100;
@@ -246,7 +249,18 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
             var values = perToken.detach().to(ScalarType.Float32).cpu().data<float>().ToArray();
             for (int i = 0; i < values.Length; i++) Accumulate(byKind, examples[(int)rowOf[i]].Kind, values[i], 1);
         }
-        var loss = perToken.mean();
+        Tensor loss;
+        if (lossPerExample)
+        {
+            // selected runs row by row, so the weights are each row's 1 / (its target count * rows), in that order.
+            var weights = targets.SelectMany(t =>
+            {
+                int n = t.Count(id => id != IgnoreIndex);
+                return Enumerable.Repeat(1f / (n * targets.Count), n);
+            }).ToArray();
+            loss = perToken.mul(torch.tensor(weights, device: model.Device).to_type(perToken.dtype)).sum();
+        }
+        else loss = perToken.mean();
         if (patchLoss is not null) loss = loss.add(patchLoss.mul(patchLabelWeight.ToScalar()));
         return loss.MoveToOuterDisposeScope();
     }

@@ -20,6 +20,8 @@ public sealed record TrainingOptions
     public int VisionFreezeSteps { get; init; }
     /// <summary>Weight of the patch-label loss (<see cref="PatchLabels"/>) on examples that carry label images; 0 = off.</summary>
     public double PatchLabelWeight { get; init; }
+    /// <summary>Each example's answer counts the same in the loss, however many tokens it has (<see cref="TrainingBatch"/>).</summary>
+    public bool LossPerExample { get; init; }
     public long Seed { get; init; } = 1234;
     /// <summary>Steps between progress reports that carry the loss per question type (the mean over those steps).</summary>
     public int ReportEvery { get; init; } = 20;

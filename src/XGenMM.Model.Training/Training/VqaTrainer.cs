@@ -30,7 +30,7 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         Action<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         using var head = options.PatchLabelWeight > 0 ? new PatchLabelHead(model.Config.Vision.HiddenSize, model.Config.Resampler.LangEmbeddingDim, model.Config.Vision.PatchesPerSide).to(model.Device) : null;
-        var batch = new TrainingBatch(model, tokenizer, head, options.PatchLabelWeight);
+        var batch = new TrainingBatch(model, tokenizer, head, options.PatchLabelWeight, options.LossPerExample);
         var parameters = model.parameters().Concat(head?.parameters() ?? []).ToList();
         using var optimizer = CreateOptimizer(model, options.LearningRate, options.VisionLearningRateScale, options.WeightDecay, head?.parameters());
         var scales = new[] { options.VisionLearningRateScale, 1.0, 1.0 };
