@@ -19,6 +19,8 @@ using XGenMM.Model.Training.Data;
 //         [--pairs P] [--focus 1] [--per-example 1]        P two-image questions a step on the step's scenes; where
 //                                                          questions and every pair's relation; each answer's loss
 //                                                          counts the same, however long
+//         [--origin W]                                     which image and view each vision token is of, read from
+//                                                          the decoder's early layers, with weight W
 //   eval  --model DIR [--count N] [--seed S]               exact-match accuracy per question type, greedy
 //   preview --out DIR [--count N]                          writes sample images and conversations
 //   probe [--types color,shape] [--simple 1] [--steps N] [--vision-lr-scale X]
@@ -71,7 +73,8 @@ switch (args.FirstOrDefault())
         var options = new TrainingOptions { Steps = steps, BatchSize = batchSize, LearningRate = double.Parse(Opt("--lr", "0.0005"), CultureInfo.InvariantCulture),
             VisionLearningRateScale = double.Parse(Opt("--vision-lr-scale", "1"), CultureInfo.InvariantCulture),
             VisionFreezeSteps = IntOpt("--vision-freeze-steps", 0), WarmupSteps = Math.Min(200, steps / 10),
-            PatchLabelWeight = double.Parse(Opt("--patch-labels", "0"), CultureInfo.InvariantCulture), LossPerExample = Opt("--per-example", "0") != "0" };
+            PatchLabelWeight = double.Parse(Opt("--patch-labels", "0"), CultureInfo.InvariantCulture), LossPerExample = Opt("--per-example", "0") != "0",
+            OriginWeight = double.Parse(Opt("--origin", "0"), CultureInfo.InvariantCulture) };
         var trainer = new VqaTrainer(model, tokenizer, options);
         bool curriculum = Opt("--curriculum", "1") != "0";
         int groups = IntOpt("--groups", 0), questions = IntOpt("--questions", 6), pairs = IntOpt("--pairs", 0);

@@ -119,6 +119,45 @@ public sealed class TrainerTests
     }
 
     [Fact]
+    public void The_token_origin_read_out_trains_the_decoder_layers_below_what_it_reads_and_no_others()
+    {
+        torch.manual_seed(6);
+        var config = TinyConfig() with { Text = TinyConfig().Text with { NumHiddenLayers = 4 } };
+        using var model = new XGenMMModel(config);
+        ModelInitialization.InitializeRandom(model, 6);
+        using var origins = new TokenOriginHead(config.Text.HiddenSize);
+        var red = ColorBatch(0, 1)[0].Images[0];
+        var blue = ColorBatch(1, 1)[0].Images[0];
+        TrainingExample[] examples =
+        [
+            new([red, blue], [new ChatMessage("user", "First image: <image>\nSecond image: <image>\nWhich image is red?"), new ChatMessage("assistant", "the first image")]),
+            new([blue], [new ChatMessage("user", "<image>\nWhat color is this image?"), new ChatMessage("assistant", "blue")]),
+        ];
+        Dictionary<string, torch.Tensor> Gradients(TrainingBatch batch, Dictionary<string, (double Sum, int Tokens)>? byKind = null)
+        {
+            model.zero_grad();
+            origins.zero_grad();
+            using (var loss = batch.Loss(examples, byKind)) loss.backward();
+            return model.named_parameters().Where(p => p.parameter.grad is not null).ToDictionary(p => p.name, p => p.parameter.grad!.clone());
+        }
+        var plain = Gradients(new TrainingBatch(model, Tokenizer));
+        var byKind = new Dictionary<string, (double Sum, int Tokens)>();
+        var withOrigins = Gradients(new TrainingBatch(model, Tokenizer, origins: origins, originWeight: 1), byKind);
+        // It reads the inputs of layers 1 and 2: layers 0 and 1 learn from it, layers 2 and 3 and the head only from answers.
+        foreach (var (name, g) in plain)
+        {
+            bool below = name.Contains(".layers.0.", StringComparison.Ordinal) || name.Contains(".layers.1.", StringComparison.Ordinal);
+            bool above = name.Contains(".layers.2.", StringComparison.Ordinal) || name.Contains(".layers.3.", StringComparison.Ordinal) || name.Contains("lm_head", StringComparison.Ordinal);
+            if (below && name.Contains("o_proj", StringComparison.Ordinal)) Assert.False(torch.allclose(g, withOrigins[name], rtol: 1e-3, atol: 1e-7), name);
+            if (above) Assert.True(torch.allclose(g, withOrigins[name], rtol: 1e-4, atol: 1e-7), name);
+        }
+        Assert.All(origins.parameters(), p => Assert.True(p.grad is not null && p.grad.abs().sum().item<float>() > 0));
+        // "which image" only where there are two; "global view or crop" on every vision token (3 views of 4 tokens each here)
+        Assert.Equal(2 * 3 * config.Resampler.NumVisTokens, byKind["origin_image_1"].Tokens);
+        Assert.Equal(3 * 3 * config.Resampler.NumVisTokens, byKind["origin_view_2"].Tokens);
+    }
+
+    [Fact]
     public void A_resumed_run_ends_where_an_uninterrupted_run_ends()
     {
         string work = Directory.CreateTempSubdirectory("xgenmm-train-").FullName;

@@ -17,8 +17,10 @@ namespace XGenMM.Model.Training;
 /// (<see cref="PatchLabels"/>), its loss added with <paramref name="patchLabelWeight"/>.</param>
 /// <param name="lossPerExample">Average the tokens of each example first, then the examples, so that a one-word answer
 /// ("left") counts as much as a fifteen-token description; otherwise every answer token counts the same.</param>
+/// <param name="origins">When given, also trains it to read, at the vision tokens of the decoder's early layers, which
+/// image and which view each came from (<see cref="TokenOriginHead"/>), its loss added with <paramref name="originWeight"/>.</param>
 public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, PatchLabelHead? patchLabels = null, double patchLabelWeight = 0,
-    bool lossPerExample = false)
+    bool lossPerExample = false, TokenOriginHead? origins = null, double originWeight = 0)
 {
     /// <summary>Target id of positions that carry no loss (cross_entropy's ignore_index).</summary>
     private const long IgnoreIndex = -100;
@@ -186,6 +188,8 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
         // Text and splicing, right-padded; targets[t] is the id at t+1 when that id is an assistant token.
         var rows = new List<Tensor>();
         var targets = new List<long[]>();
+        var laterImage = new List<long>();   // per position of every row: 1 = of a later image, 0 = of the first, IgnoreIndex = text
+        var globalView = new List<long>();   // likewise: 1 = of the global view, 0 = of a crop
         var tokensOf = new Dictionary<RgbImage, Tensor>(ReferenceEqualityComparer.Instance);
         for (int i = 0; i < unique.Count; i++) tokensOf[unique[i]] = imageTokens[i];
         foreach (var example in examples)
@@ -206,16 +210,23 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
                 {
                     pieces.Add(embeds.narrow(0, segment, i - segment));
                     for (int k = segment; k < i; k++) { positionIds.Add(ids[k]); positionTarget.Add(isTarget[k]); }
+                    laterImage.AddRange(Enumerable.Repeat(IgnoreIndex, i - segment));
+                    globalView.AddRange(Enumerable.Repeat(IgnoreIndex, i - segment));
                 }
                 if (i < ids.Length)
                 {
                     var vision = tokensOf[example.Images[imageIndex++]];
                     pieces.Add(vision);
                     for (int k = 0; k < vision.shape[0]; k++) { positionIds.Add(-1); positionTarget.Add(false); }
+                    // Which image only where there is more than one: otherwise "the first" is a constant, learnt by the bias.
+                    laterImage.AddRange(Enumerable.Repeat(example.Images.Count > 1 ? Math.Min(1, imageIndex - 1) : IgnoreIndex, (int)vision.shape[0]));
+                    globalView.AddRange(Enumerable.Range(0, (int)vision.shape[0]).Select(k => k < model.Config.Resampler.NumVisTokens ? 1L : 0L));
                 }
                 segment = i + 1;
             }
             rows.Add(torch.cat(pieces, 0));
+            laterImage.Add(long.MinValue);   // row end: the row's labels are padded to the common length below
+            globalView.Add(long.MinValue);
             var next = new long[positionIds.Count];
             for (int t = 0; t < next.Length; t++)
                 next[t] = t + 1 < next.Length && positionTarget[t + 1] ? positionIds[t + 1] : IgnoreIndex;
@@ -236,7 +247,9 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
         targetTensor = targetTensor.to(model.Device);
         var positions = Scalars.Arange(0, length, model.Device).unsqueeze(0).expand(rows.Count, -1);
         var bias = AttentionBias.Build(mask, length, text.SlidingWindow, model.DType);
-        var hidden = model.LanguageModel.Model.Forward(padded, positions, bias, cache: null);   // [B, S, D]
+        var layerInputs = origins is null ? null : new List<Tensor>();
+        var hidden = model.LanguageModel.Model.Forward(padded, positions, bias, cache: null, layerInputs: layerInputs);   // [B, S, D]
+        Tensor? originLoss = layerInputs is null ? null : OriginLoss(layerInputs, PadRows(laterImage, length), PadRows(globalView, length), byKind);
 
         // The head only on positions that have a target: the 32k-wide logits are the biggest tensor here.
         var flatTargets = targetTensor.view(-1);
@@ -262,6 +275,51 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
         }
         else loss = perToken.mean();
         if (patchLoss is not null) loss = loss.add(patchLoss.mul(patchLabelWeight.ToScalar()));
+        if (originLoss is not null) loss = loss.add(originLoss.mul(originWeight.ToScalar()));
         return loss.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Labels listed row after row, each row closed by long.MinValue, as [rows * length] with padding ignored.</summary>
+    private static long[] PadRows(List<long> labels, int length)
+    {
+        var result = new List<long>();
+        int start = 0;
+        for (int i = 0; i < labels.Count; i++)
+        {
+            if (labels[i] != long.MinValue) continue;
+            result.AddRange(labels.Skip(start).Take(i - start));
+            result.AddRange(Enumerable.Repeat(IgnoreIndex, length - (i - start)));
+            start = i + 1;
+        }
+        return result.ToArray();
+    }
+
+    /// <summary>The <see cref="TokenOriginHead"/> losses on the inputs of its read layers: later image (of the
+    /// multi-image examples) and global view, each a mean over the vision positions.</summary>
+    private Tensor OriginLoss(List<Tensor> layerInputs, long[] laterImage, long[] globalView, IDictionary<string, (double Sum, int Tokens)>? byKind)
+    {
+        var imageRows = Enumerable.Range(0, laterImage.Length).Where(i => laterImage[i] != IgnoreIndex).Select(i => (long)i).ToArray();
+        var viewRows = Enumerable.Range(0, globalView.Length).Where(i => globalView[i] != IgnoreIndex).Select(i => (long)i).ToArray();
+        var total = torch.zeros([], device: model.Device);
+        if (viewRows.Length == 0) return total;
+        var imageIndex = torch.tensor(imageRows, device: model.Device);
+        var viewIndex = torch.tensor(viewRows, device: model.Device);
+        var imageTargets = torch.tensor(imageRows.Select(i => laterImage[i]).ToArray(), device: model.Device);
+        var viewTargets = torch.tensor(viewRows.Select(i => globalView[i]).ToArray(), device: model.Device);
+        foreach (int layer in TokenOriginHead.ReadLayers.Where(l => l < layerInputs.Count))
+        {
+            var h = layerInputs[layer];
+            var flat = h.reshape(-1, h.shape[2]);
+            var (_, global) = origins!.Forward(flat.index_select(0, viewIndex));
+            var viewLoss = nn.functional.cross_entropy(global.to_type(ScalarType.Float32), viewTargets);
+            total = total.add(viewLoss);
+            if (byKind is not null) Accumulate(byKind, $"origin_view_{layer}", viewLoss.item<float>(), viewRows.Length);
+            if (imageRows.Length == 0) continue;
+            var (later, _) = origins.Forward(flat.index_select(0, imageIndex));
+            var imageLoss = nn.functional.cross_entropy(later.to_type(ScalarType.Float32), imageTargets);
+            total = total.add(imageLoss);
+            if (byKind is not null) Accumulate(byKind, $"origin_image_{layer}", imageLoss.item<float>(), imageRows.Length);
+        }
+        return total;
     }
 }

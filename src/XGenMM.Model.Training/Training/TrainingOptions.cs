@@ -22,6 +22,8 @@ public sealed record TrainingOptions
     public double PatchLabelWeight { get; init; }
     /// <summary>Each example's answer counts the same in the loss, however many tokens it has (<see cref="TrainingBatch"/>).</summary>
     public bool LossPerExample { get; init; }
+    /// <summary>Weight of the token-origin loss (<see cref="TokenOriginHead"/>); 0 = off.</summary>
+    public double OriginWeight { get; init; }
     public long Seed { get; init; } = 1234;
     /// <summary>Steps between progress reports that carry the loss per question type (the mean over those steps).</summary>
     public int ReportEvery { get; init; } = 20;

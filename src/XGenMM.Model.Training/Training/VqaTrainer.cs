@@ -30,11 +30,13 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         Action<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         using var head = options.PatchLabelWeight > 0 ? new PatchLabelHead(model.Config.Vision.HiddenSize, model.Config.Resampler.LangEmbeddingDim, model.Config.Vision.PatchesPerSide).to(model.Device) : null;
-        var batch = new TrainingBatch(model, tokenizer, head, options.PatchLabelWeight, options.LossPerExample);
-        var parameters = model.parameters().Concat(head?.parameters() ?? []).ToList();
-        using var optimizer = CreateOptimizer(model, options.LearningRate, options.VisionLearningRateScale, options.WeightDecay, head?.parameters());
+        using var origins = options.OriginWeight > 0 ? new TokenOriginHead(model.Config.Text.HiddenSize).to(model.Device) : null;
+        var batch = new TrainingBatch(model, tokenizer, head, options.PatchLabelWeight, options.LossPerExample, origins, options.OriginWeight);
+        var extra = (head?.parameters() ?? []).Concat(origins?.parameters() ?? []).ToList();
+        var parameters = model.parameters().Concat(extra).ToList();
+        using var optimizer = CreateOptimizer(model, options.LearningRate, options.VisionLearningRateScale, options.WeightDecay, extra.Count > 0 ? extra : null);
         var scales = new[] { options.VisionLearningRateScale, 1.0, 1.0 };
-        int start = workDirectory is null ? 0 : Resume(workDirectory, optimizer, head);
+        int start = workDirectory is null ? 0 : Resume(workDirectory, optimizer, head, origins);
         model.train();
         var recent = new Queue<double>();
         var byKind = new Dictionary<string, (double Sum, int Tokens)>(StringComparer.Ordinal);
@@ -67,7 +69,7 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
             progress?.Invoke(new TrainingProgress(step + 1, options.Steps, loss, lr, norm, examples / clock.Elapsed.TotalSeconds, clock.Elapsed, kinds, report));
             bool last = step + 1 == options.Steps;
             if (workDirectory is not null && (last || (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0)))
-                Save(workDirectory, optimizer, head, step + 1);
+                Save(workDirectory, optimizer, head, origins, step + 1);
         }
         model.eval();
         return recent.Count == 0 ? double.NaN : recent.Average();
@@ -91,17 +93,20 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
 
     private const string PatchLabelHeadFile = "patch_label_head.bin";
 
-    private void Save(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head, int step)
+    private const string TokenOriginHeadFile = "token_origin_head.bin";
+
+    private void Save(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head, TokenOriginHead? origins, int step)
     {
         Directory.CreateDirectory(directory);
         SafeTensorsWriter.SaveModel(model, directory, ScalarType.Float32);
         File.WriteAllText(Path.Combine(directory, "config.json"), model.Config.ToJson());
         optimizer.save_state_dict(Path.Combine(directory, OptimizerFile));
         head?.save(Path.Combine(directory, PatchLabelHeadFile));
+        origins?.save(Path.Combine(directory, TokenOriginHeadFile));
         File.WriteAllText(Path.Combine(directory, StateFile), JsonSerializer.Serialize(new TrainerState(step, options.Steps, options.Seed)));
     }
 
-    private int Resume(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head)
+    private int Resume(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head, TokenOriginHead? origins)
     {
         string statePath = Path.Combine(directory, StateFile);
         if (!File.Exists(statePath)) return 0;
@@ -110,6 +115,7 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         CheckpointLoader.Load(model, directory);
         optimizer.load_state_dict(Path.Combine(directory, OptimizerFile));
         head?.load(Path.Combine(directory, PatchLabelHeadFile));
+        origins?.load(Path.Combine(directory, TokenOriginHeadFile));
         return state.Step;
     }
 

@@ -36,8 +36,11 @@ public sealed class Phi3Model : nn.Module
     /// <param name="cache">KV cache to read and extend, or null for a single full pass.</param>
     /// <param name="hiddenStates">When given, receives the input embeddings and each layer's output except the last,
     /// then the final normed output (transformers' output_hidden_states convention).</param>
+    /// <param name="layerInputs">When given (training read-outs), receives the input of each layer still attached to the
+    /// graph, so that a loss on them reaches the layers below.</param>
     /// <returns>[B, T, D] final RMSNorm output (the lm_head input).</returns>
-    public Tensor Forward(Tensor inputsEmbeds, Tensor positionIds, Tensor attentionBias, IKvCache? cache, List<Tensor>? hiddenStates = null)
+    public Tensor Forward(Tensor inputsEmbeds, Tensor positionIds, Tensor attentionBias, IKvCache? cache, List<Tensor>? hiddenStates = null,
+        List<Tensor>? layerInputs = null)
     {
         using var scope = torch.NewDisposeScope();
         var (cos, sin) = _rope.CosSin(positionIds, inputsEmbeds.dtype);
@@ -45,6 +48,7 @@ public sealed class Phi3Model : nn.Module
         for (int i = 0; i < _layers.Count; i++)
         {
             if (hiddenStates is not null) hiddenStates.Add(h.detach().clone().MoveToOuterDisposeScope());
+            layerInputs?.Add(h.alias().MoveToOuterDisposeScope());
             var next = _layers[i].Forward(h, cos, sin, attentionBias, cache);
             if (!ReferenceEquals(h, inputsEmbeds)) h.Dispose();
             h = next;
