@@ -42,7 +42,8 @@ public static class NanoRecipe
 
     /// <summary>Examples that share scenes share the rendered image object, so <see cref="TrainingBatch"/> encodes it once.</summary>
     /// <param name="labels">Also render each scene's label map (<see cref="SceneRenderer.RenderLabels"/>) for the patch-label loss.</param>
-    public static IReadOnlyList<TrainingExample> ToExamples(IEnumerable<VqaSample> samples, bool labels = false)
+    /// <param name="mentions">Also list the shapes each question names (<see cref="Mentions"/>) for the mention loss.</param>
+    public static IReadOnlyList<TrainingExample> ToExamples(IEnumerable<VqaSample> samples, bool labels = false, bool mentions = false)
     {
         var list = samples.ToList();
         var scenes = list.SelectMany(s => s.Images).Distinct(ReferenceEqualityComparer.Instance).Cast<Scene>().ToList();
@@ -50,7 +51,32 @@ public static class NanoRecipe
         var rendered = new Dictionary<Scene, (Imaging.RgbImage Image, Imaging.RgbImage? Labels)>(ReferenceEqualityComparer.Instance);
         for (int i = 0; i < scenes.Count; i++) rendered[scenes[i]] = images[i];
         return list.Select(sample => new TrainingExample(sample.Images.Select(scene => rendered[scene].Image).ToList(), sample.Conversation, sample.QuestionType,
-            labels ? sample.Images.Select(scene => rendered[scene].Labels!).ToList() : null)).ToList();
+            labels ? sample.Images.Select(scene => rendered[scene].Labels!).ToList() : null, mentions ? Mentions(sample) : null)).ToList();
+    }
+
+    private static readonly System.Text.RegularExpressions.Regex NamedShape = new(
+        @"\b(?:the|a) (?:(" + string.Join('|', ShapeColor.All.Select(c => c.Name)) + ") )?(" +
+        string.Join('|', Enum.GetNames<ShapeKind>().Select(n => n.ToLowerInvariant())) + @"|object)\b",
+        System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+
+    /// <summary>The shapes the user's turns name ("the circle", "the red object", "a red square"), in order of appearance,
+    /// each with what its image says about it: the image that has it, its third across and down, colour and kind.</summary>
+    public static IReadOnlyList<Mention> Mentions(VqaSample sample)
+    {
+        var result = new List<Mention>();
+        foreach (var message in sample.Conversation.Where(m => m.Role == "user"))
+            foreach (System.Text.RegularExpressions.Match match in NamedShape.Matches(message.Content))
+            {
+                string? color = match.Groups[1].Success ? match.Groups[1].Value : null, noun = match.Groups[2].Value;
+                var candidates = sample.Images.SelectMany((scene, image) => scene.Shapes.Select(shape => (Scene: scene, Image: image, Shape: shape)))
+                    .Where(c => (color is null || c.Shape.Color.Name == color) && (noun == "object" || c.Shape.Kind.ToString().Equals(noun, StringComparison.OrdinalIgnoreCase)))
+                    .ToList();
+                if (candidates.Count != 1) continue;   // a question names only shapes that are unique where it asks
+                var (sc, im, sh) = candidates[0];
+                result.Add(new Mention(match.Value[(match.Value.IndexOf(' ') + 1)..], im, Math.Min(2, (int)(3 * sh.X / sc.Width)), Math.Min(2, (int)(3 * sh.Y / sc.Height)),
+                    Array.IndexOf(ShapeColor.All, sh.Color), (int)sh.Kind));
+            }
+        return result;
     }
 
     /// <summary>

@@ -19,6 +19,10 @@ using XGenMM.Model.Training.Data;
 //         [--pairs P] [--focus 1] [--per-example 1]        P two-image questions a step on the step's scenes; where
 //                                                          questions and every pair's relation; each answer's loss
 //                                                          counts the same, however long
+//         [--mentions W] [--heads-from WORK]               what the image says about each shape a question names,
+//                                                          read from the decoder's upper layers at the name, with
+//                                                          weight W; the training-only heads of an earlier run
+//         [--types T,U]                                    only these question types of the grouped data (probes)
 //         [--origin W]                                     which image and view each vision token is of, read from
 //                                                          the decoder's early layers, with weight W
 //   eval  --model DIR [--count N] [--seed S]               exact-match accuracy per question type, greedy
@@ -74,13 +78,15 @@ switch (args.FirstOrDefault())
             VisionLearningRateScale = double.Parse(Opt("--vision-lr-scale", "1"), CultureInfo.InvariantCulture),
             VisionFreezeSteps = IntOpt("--vision-freeze-steps", 0), WarmupSteps = Math.Min(200, steps / 10),
             PatchLabelWeight = double.Parse(Opt("--patch-labels", "0"), CultureInfo.InvariantCulture), LossPerExample = Opt("--per-example", "0") != "0",
-            OriginWeight = double.Parse(Opt("--origin", "0"), CultureInfo.InvariantCulture) };
+            OriginWeight = double.Parse(Opt("--origin", "0"), CultureInfo.InvariantCulture),
+            MentionWeight = double.Parse(Opt("--mentions", "0"), CultureInfo.InvariantCulture), HeadsFrom = opts.GetValueOrDefault("--heads-from") };
         var trainer = new VqaTrainer(model, tokenizer, options);
         bool curriculum = Opt("--curriculum", "1") != "0";
         int groups = IntOpt("--groups", 0), questions = IntOpt("--questions", 6), pairs = IntOpt("--pairs", 0);
         bool focus = Opt("--focus", "0") != "0";
+        var only = opts.TryGetValue("--types", out var t) ? t.Split(',').ToHashSet(StringComparer.Ordinal) : null;
         Func<int, IReadOnlyList<TrainingExample>> data = groups > 0
-            ? step => NanoRecipe.ToExamples(NanoRecipe.GroupedSamples(dataset, step, groups, questions, batchSize, offset, pairs, focus), options.PatchLabelWeight > 0)
+            ? step => NanoRecipe.ToExamples(NanoRecipe.GroupedSamples(dataset, step, groups, questions, batchSize, offset, pairs, focus).Where(x => only?.Contains(x.QuestionType) ?? true), options.PatchLabelWeight > 0, options.MentionWeight > 0)
             : step => Enumerable.Range(0, batchSize).AsParallel().AsOrdered()
                 .Select(slot => NanoRecipe.ToExample(curriculum ? NanoRecipe.CurriculumSample(dataset, step, steps, slot, batchSize) : dataset.Get(offset + step * batchSize + slot))).ToList();
         double loss = trainer.Train(data,

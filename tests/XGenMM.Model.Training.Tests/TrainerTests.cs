@@ -158,6 +158,31 @@ public sealed class TrainerTests
     }
 
     [Fact]
+    public void The_mention_read_out_finds_every_named_shape_in_the_tokens_and_trains_the_layers_below_it()
+    {
+        torch.manual_seed(7);
+        var config = TinyConfig() with { Text = TinyConfig().Text with { NumHiddenLayers = 4 } };
+        using var model = new XGenMMModel(config);
+        ModelInitialization.InitializeRandom(model, 7);
+        using var mentions = new MentionHead(config.Text.HiddenSize);
+        var dataset = new VqaDataset(15);
+        var samples = dataset.Take(24).ToList();
+        var examples = NanoRecipe.ToExamples(samples, mentions: true);
+        var byKind = new Dictionary<string, (double Sum, int Tokens)>();
+        var batch = new TrainingBatch(model, Tokenizer, mentions: mentions, mentionWeight: 1);
+        using (var loss = batch.Loss(examples, byKind)) loss.backward();
+        int named = samples.Sum(s => NanoRecipe.Mentions(s).Count);
+        Assert.True(named > 20);
+        Assert.Equal(named, byKind["mention_column_2"].Tokens);
+        Assert.Equal(named, byKind["mention_kind_3"].Tokens);
+        Assert.Equal(samples.Where(s => s.Images.Count > 1).Sum(s => NanoRecipe.Mentions(s).Count), byKind.GetValueOrDefault("mention_image_2").Tokens);
+        Assert.All(mentions.parameters(), p => Assert.True(p.grad is not null && p.grad.abs().sum().item<float>() > 0));
+        // a mention that is not in its example's text is an error, not a silent skip
+        var wrong = examples[0] with { Mentions = [new Mention("purple hexagon", 0, 0, 0, 0, 0)] };
+        Assert.Throws<ArgumentException>(() => batch.Loss([wrong]).Dispose());
+    }
+
+    [Fact]
     public void A_resumed_run_ends_where_an_uninterrupted_run_ends()
     {
         string work = Directory.CreateTempSubdirectory("xgenmm-train-").FullName;

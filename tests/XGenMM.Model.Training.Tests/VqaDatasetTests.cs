@@ -124,6 +124,36 @@ public sealed class VqaDatasetTests
         Assert.Throws<ArgumentException>(() => VqaDataset.WhichImage(a, a, red, first: true));
     }
 
+    [Fact]
+    public void Each_named_shape_of_a_question_is_listed_with_what_its_image_says_about_it()
+    {
+        var dataset = new VqaDataset(14);
+        var expected = new Dictionary<string, int>
+        {
+            ["color"] = 1, ["shape"] = 1, ["relation_lr"] = 2, ["relation_tb"] = 2, ["two_image"] = 1, ["multi_turn"] = 1, ["count"] = 0, ["describe"] = 0,
+            ["where_lr"] = 1, ["where_tb"] = 1,
+        };
+        var samples = dataset.Take(200).Concat(Enumerable.Range(0, 40).SelectMany(i => dataset.GetGroup(i, 40, focus: true))).ToList();
+        foreach (var s in samples)
+        {
+            var mentions = NanoRecipe.Mentions(s);
+            Assert.Equal(expected[s.QuestionType], mentions.Count);
+            foreach (var m in mentions)
+            {
+                var shape = s.Images[m.Image].Shapes.Single(x => x.Kind == (ShapeKind)m.Kind);
+                Assert.Equal(ShapeColor.All[m.Color], shape.Color);
+                Assert.Equal((int)(3 * shape.X / s.Images[m.Image].Width), m.Column);
+                Assert.Equal((int)(3 * shape.Y / s.Images[m.Image].Height), m.Row);
+                Assert.Contains("the " + m.Text, s.Conversation[0].Content.Replace("has a ", "has the ", StringComparison.Ordinal), StringComparison.Ordinal);
+            }
+            if (s.QuestionType == "two_image")
+                Assert.Equal(s.Answer == "the first image" ? 0 : 1, mentions[0].Image);
+        }
+        // "Is the A left or right of the B?" names A first
+        var relation = samples.First(s => s.QuestionType == "relation_lr");
+        Assert.StartsWith("<image>\nIs the " + NanoRecipe.Mentions(relation)[0].Text + " ", relation.Conversation[0].Content, StringComparison.Ordinal);
+    }
+
     private static void AssertAgrees(VqaSample s)
     {
         var shapes = s.Images[0].Shapes;

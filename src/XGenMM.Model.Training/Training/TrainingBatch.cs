@@ -19,9 +19,13 @@ namespace XGenMM.Model.Training;
 /// ("left") counts as much as a fifteen-token description; otherwise every answer token counts the same.</param>
 /// <param name="origins">When given, also trains it to read, at the vision tokens of the decoder's early layers, which
 /// image and which view each came from (<see cref="TokenOriginHead"/>), its loss added with <paramref name="originWeight"/>.</param>
+/// <param name="mentions">When given, examples with <see cref="TrainingExample.Mentions"/> also train it on the decoder's
+/// hidden states at each named shape (<see cref="MentionHead"/>), its loss added with <paramref name="mentionWeight"/>.</param>
 public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, PatchLabelHead? patchLabels = null, double patchLabelWeight = 0,
-    bool lossPerExample = false, TokenOriginHead? origins = null, double originWeight = 0)
+    bool lossPerExample = false, TokenOriginHead? origins = null, double originWeight = 0, MentionHead? mentions = null, double mentionWeight = 0)
 {
+    private readonly Dictionary<string, int[]> _mentionIds = new(StringComparer.Ordinal);
+
     /// <summary>Target id of positions that carry no loss (cross_entropy's ignore_index).</summary>
     private const long IgnoreIndex = -100;
     private static readonly Scalar IgnoreTarget = IgnoreIndex.ToScalar();
@@ -190,6 +194,7 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
         var targets = new List<long[]>();
         var laterImage = new List<long>();   // per position of every row: 1 = of a later image, 0 = of the first, IgnoreIndex = text
         var globalView = new List<long>();   // likewise: 1 = of the global view, 0 = of a crop
+        var mentionAt = new List<(int Row, int Position, Mention Mention, bool ManyImages)>();
         var tokensOf = new Dictionary<RgbImage, Tensor>(ReferenceEqualityComparer.Instance);
         for (int i = 0; i < unique.Count; i++) tokensOf[unique[i]] = imageTokens[i];
         foreach (var example in examples)
@@ -199,6 +204,7 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
             if (placeholders != example.Images.Count)
                 throw new PromptException($"A training example has {placeholders} <image> placeholder(s) but {example.Images.Count} image(s).");
             var embeds = model.LanguageModel.Model.EmbedTokens.forward(torch.tensor(ids.Select(i => (long)i).ToArray(), device: model.Device));
+            var textPosition = new int[ids.Length];   // where each text id lands once the vision tokens are spliced in
             var pieces = new List<Tensor>();
             var positionIds = new List<int>();   // the text id at each spliced position, or -1 for vision tokens
             var positionTarget = new List<bool>();
@@ -209,7 +215,7 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
                 if (i > segment)
                 {
                     pieces.Add(embeds.narrow(0, segment, i - segment));
-                    for (int k = segment; k < i; k++) { positionIds.Add(ids[k]); positionTarget.Add(isTarget[k]); }
+                    for (int k = segment; k < i; k++) { textPosition[k] = positionIds.Count; positionIds.Add(ids[k]); positionTarget.Add(isTarget[k]); }
                     laterImage.AddRange(Enumerable.Repeat(IgnoreIndex, i - segment));
                     globalView.AddRange(Enumerable.Repeat(IgnoreIndex, i - segment));
                 }
@@ -224,6 +230,9 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
                 }
                 segment = i + 1;
             }
+            if (mentions is not null && example.Mentions is not null)
+                foreach (var (id, m) in FindMentions(ids, isTarget, example.Mentions))
+                    mentionAt.Add((rows.Count, textPosition[id], m, example.Images.Count > 1));
             rows.Add(torch.cat(pieces, 0));
             laterImage.Add(long.MinValue);   // row end: the row's labels are padded to the common length below
             globalView.Add(long.MinValue);
@@ -247,9 +256,11 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
         targetTensor = targetTensor.to(model.Device);
         var positions = Scalars.Arange(0, length, model.Device).unsqueeze(0).expand(rows.Count, -1);
         var bias = AttentionBias.Build(mask, length, text.SlidingWindow, model.DType);
-        var layerInputs = origins is null ? null : new List<Tensor>();
+        var layerInputs = origins is null && mentions is null ? null : new List<Tensor>();
         var hidden = model.LanguageModel.Model.Forward(padded, positions, bias, cache: null, layerInputs: layerInputs);   // [B, S, D]
-        Tensor? originLoss = layerInputs is null ? null : OriginLoss(layerInputs, PadRows(laterImage, length), PadRows(globalView, length), byKind);
+        Tensor? originLoss = origins is null ? null : OriginLoss(layerInputs!, PadRows(laterImage, length), PadRows(globalView, length), byKind);
+        Tensor? mentionLoss = mentions is null || mentionAt.Count == 0 ? null
+            : MentionLoss(layerInputs!, mentionAt.Select(m => ((long)m.Row * length + m.Position, m.Mention, m.ManyImages)).ToList(), byKind);
 
         // The head only on positions that have a target: the 32k-wide logits are the biggest tensor here.
         var flatTargets = targetTensor.view(-1);
@@ -276,7 +287,55 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
         else loss = perToken.mean();
         if (patchLoss is not null) loss = loss.add(patchLoss.mul(patchLabelWeight.ToScalar()));
         if (originLoss is not null) loss = loss.add(originLoss.mul(originWeight.ToScalar()));
+        if (mentionLoss is not null) loss = loss.add(mentionLoss.mul(mentionWeight.ToScalar()));
         return loss.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The id index of the last token of each mention, searched in the user's text in order of appearance.</summary>
+    private IEnumerable<(int Id, Mention Mention)> FindMentions(int[] ids, bool[] isTarget, IReadOnlyList<Mention> found)
+    {
+        int cursor = 0;
+        foreach (var m in found)
+        {
+            if (!_mentionIds.TryGetValue(m.Text, out var words))
+                // "the " first: a word's tokens depend on the space before it, and the article is always there.
+                _mentionIds[m.Text] = words = tokenizer.Encode("the " + m.Text).Skip(1).ToArray();
+            int at = -1;
+            for (int i = cursor; i + words.Length <= ids.Length && at < 0; i++)
+                if (!isTarget[i] && ids.AsSpan(i, words.Length).SequenceEqual(words)) at = i;
+            if (at < 0) throw new ArgumentException($"The mention '{m.Text}' is not in the user's text of its example.", nameof(found));
+            cursor = at + words.Length;
+            yield return (cursor - 1, m);
+        }
+    }
+
+    /// <summary>The <see cref="MentionHead"/> losses on the inputs of its read layers at every mention: each label a
+    /// mean over the mentions (which image only over those of multi-image examples).</summary>
+    private Tensor MentionLoss(List<Tensor> layerInputs, List<(long Flat, Mention Mention, bool ManyImages)> at, IDictionary<string, (double Sum, int Tokens)>? byKind)
+    {
+        var index = torch.tensor(at.Select(a => a.Flat).ToArray(), device: model.Device);
+        long[][] labels =
+        [
+            at.Select(a => (long)a.Mention.Column).ToArray(), at.Select(a => (long)a.Mention.Row).ToArray(),
+            at.Select(a => (long)a.Mention.Color).ToArray(), at.Select(a => (long)a.Mention.Kind).ToArray(),
+            at.Select(a => a.ManyImages ? a.Mention.Image : IgnoreIndex).ToArray(),
+        ];
+        var targets = labels.Select(l => torch.tensor(l, device: model.Device)).ToArray();
+        var total = torch.zeros([], device: model.Device);
+        foreach (int layer in MentionHead.ReadLayers.Where(l => l < layerInputs.Count))
+        {
+            var h = layerInputs[layer];
+            var logits = mentions!.Forward(h.reshape(-1, h.shape[2]).index_select(0, index));
+            for (int i = 0; i < logits.Length; i++)
+            {
+                int counted = labels[i].Count(l => l != IgnoreIndex);
+                if (counted == 0) continue;   // cross_entropy of nothing but ignored targets is NaN
+                var part = nn.functional.cross_entropy(logits[i].to_type(ScalarType.Float32), targets[i], ignore_index: IgnoreIndex);
+                total = total.add(part);
+                if (byKind is not null) Accumulate(byKind, $"mention_{MentionHead.Names[i]}_{layer}", part.item<float>(), counted);
+            }
+        }
+        return total;
     }
 
     /// <summary>Labels listed row after row, each row closed by long.MinValue, as [rows * length] with padding ignored.</summary>

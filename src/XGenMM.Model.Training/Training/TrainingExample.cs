@@ -9,5 +9,7 @@ namespace XGenMM.Model.Training;
 /// </summary>
 /// <param name="LabelImages">Optional label maps of the images, same order (<see cref="Data.SceneRenderer.RenderLabels"/>),
 /// for the patch-label loss.</param>
+/// <param name="Mentions">Optional: the shapes the user's turns name, in order of appearance, for the mention loss
+/// (<see cref="MentionHead"/>).</param>
 public sealed record TrainingExample(IReadOnlyList<RgbImage> Images, IReadOnlyList<ChatMessage> Conversation, string Kind = "",
-    IReadOnlyList<RgbImage>? LabelImages = null);
+    IReadOnlyList<RgbImage>? LabelImages = null, IReadOnlyList<Mention>? Mentions = null);

@@ -24,6 +24,11 @@ public sealed record TrainingOptions
     public bool LossPerExample { get; init; }
     /// <summary>Weight of the token-origin loss (<see cref="TokenOriginHead"/>); 0 = off.</summary>
     public double OriginWeight { get; init; }
+    /// <summary>Weight of the mention loss (<see cref="MentionHead"/>); 0 = off.</summary>
+    public double MentionWeight { get; init; }
+    /// <summary>A work directory whose training-only heads a new run starts from (when it has them), instead of fresh ones:
+    /// for a run that continues from that one's weights with a new schedule.</summary>
+    public string? HeadsFrom { get; init; }
     public long Seed { get; init; } = 1234;
     /// <summary>Steps between progress reports that carry the loss per question type (the mean over those steps).</summary>
     public int ReportEvery { get; init; } = 20;
