@@ -22,6 +22,8 @@ using XGenMM.Model.Training.Data;
 //         [--mentions W] [--heads-from WORK]               what the image says about each shape a question names,
 //                                                          read from the decoder's upper layers at the name, with
 //                                                          weight W; the training-only heads of an earlier run
+//         [--restart-from WORK] [--stop-after N]           a new schedule from an earlier run's weights, optimizer
+//                                                          moments and heads; stop after N of its steps
 //         [--types T,U]                                    only these question types of the grouped data (probes)
 //         [--origin W]                                     which image and view each vision token is of, read from
 //                                                          the decoder's early layers, with weight W
@@ -79,7 +81,8 @@ switch (args.FirstOrDefault())
             VisionFreezeSteps = IntOpt("--vision-freeze-steps", 0), WarmupSteps = Math.Min(200, steps / 10),
             PatchLabelWeight = double.Parse(Opt("--patch-labels", "0"), CultureInfo.InvariantCulture), LossPerExample = Opt("--per-example", "0") != "0",
             OriginWeight = double.Parse(Opt("--origin", "0"), CultureInfo.InvariantCulture),
-            MentionWeight = double.Parse(Opt("--mentions", "0"), CultureInfo.InvariantCulture), HeadsFrom = opts.GetValueOrDefault("--heads-from") };
+            MentionWeight = double.Parse(Opt("--mentions", "0"), CultureInfo.InvariantCulture), HeadsFrom = opts.GetValueOrDefault("--heads-from"),
+            RestartFrom = opts.GetValueOrDefault("--restart-from"), StopAfter = opts.TryGetValue("--stop-after", out var stop) ? int.Parse(stop, CultureInfo.InvariantCulture) : null };
         var trainer = new VqaTrainer(model, tokenizer, options);
         bool curriculum = Opt("--curriculum", "1") != "0";
         int groups = IntOpt("--groups", 0), questions = IntOpt("--questions", 6), pairs = IntOpt("--pairs", 0);

@@ -183,6 +183,49 @@ public sealed class TrainerTests
     }
 
     [Fact]
+    public void A_run_stopped_part_way_and_resumed_ends_where_an_uninterrupted_run_ends_and_a_restart_takes_over_its_state()
+    {
+        string work = Directory.CreateTempSubdirectory("xgenmm-train-").FullName, restarted = Directory.CreateTempSubdirectory("xgenmm-train-").FullName,
+            copy = Directory.CreateTempSubdirectory("xgenmm-train-").FullName;
+        try
+        {
+            var options = new TrainingOptions { Steps = 6, BatchSize = 2, LearningRate = 3e-3, WarmupSteps = 2, CheckpointEvery = 0 };
+            using var straight = FreshModel(3);
+            new VqaTrainer(straight, Tokenizer, options).Train(step => ColorBatch(step, 2));
+            using var stopped = FreshModel(3);
+            new VqaTrainer(stopped, Tokenizer, options with { StopAfter = 4 }).Train(step => ColorBatch(step, 2), work);
+            Assert.Contains("\"Step\":4", File.ReadAllText(Path.Combine(work, "trainer_state.json")), StringComparison.Ordinal);
+            using var resumed = FreshModel(99);
+            new VqaTrainer(resumed, Tokenizer, options).Train(step => ColorBatch(step, 2), work);
+            AssertSameWeights(straight, resumed);
+
+            // A restart from that run's directory is that directory with its step set back to 0: weights, moments, heads.
+            var next = options with { Steps = 3, RestartFrom = work };
+            using var viaRestart = FreshModel(98);
+            new VqaTrainer(viaRestart, Tokenizer, next).Train(step => ColorBatch(step + 50, 2), restarted);
+            foreach (var f in Directory.GetFiles(work)) File.Copy(f, Path.Combine(copy, Path.GetFileName(f)));
+            File.WriteAllText(Path.Combine(copy, "trainer_state.json"), "{\"Step\":0,\"Steps\":3,\"Seed\":1234}");
+            using var viaCopy = FreshModel(97);
+            new VqaTrainer(viaCopy, Tokenizer, next with { RestartFrom = null }).Train(step => ColorBatch(step + 50, 2), copy);
+            AssertSameWeights(viaCopy, viaRestart);
+            Assert.Throws<DirectoryNotFoundException>(() => new VqaTrainer(viaCopy, Tokenizer, next with { RestartFrom = MissingRun() }).Train(step => ColorBatch(step, 2), null));
+        }
+        finally
+        {
+            foreach (var d in new[] { work, restarted, copy }) Directory.Delete(d, recursive: true);
+        }
+        static string MissingRun() => Path.Combine(Path.GetTempPath(), "xgenmm-no-such-run-" + Guid.NewGuid().ToString("N"));
+    }
+
+    private static void AssertSameWeights(XGenMMModel expected, XGenMMModel actual)
+    {
+        var a = CheckpointLoader.ExpectedTensors(expected);
+        var b = CheckpointLoader.ExpectedTensors(actual);
+        foreach (var (name, (p, _)) in a)
+            Assert.True(torch.allclose(p, b[name].Parameter, rtol: 1e-4, atol: 1e-6), name);
+    }
+
+    [Fact]
     public void A_resumed_run_ends_where_an_uninterrupted_run_ends()
     {
         string work = Directory.CreateTempSubdirectory("xgenmm-train-").FullName;

@@ -29,6 +29,11 @@ public sealed record TrainingOptions
     /// <summary>A work directory whose training-only heads a new run starts from (when it has them), instead of fresh ones:
     /// for a run that continues from that one's weights with a new schedule.</summary>
     public string? HeadsFrom { get; init; }
+    /// <summary>A work directory whose weights, optimizer moments and heads a new run (at step 0, this run's schedule) starts
+    /// from; a run already under way in its own work directory resumes from that instead.</summary>
+    public string? RestartFrom { get; init; }
+    /// <summary>Stop (and save) after this many steps of the schedule of <see cref="Steps"/>; null = run it to its end.</summary>
+    public int? StopAfter { get; init; }
     public long Seed { get; init; } = 1234;
     /// <summary>Steps between progress reports that carry the loss per question type (the mean over those steps).</summary>
     public int ReportEvery { get; init; } = 20;

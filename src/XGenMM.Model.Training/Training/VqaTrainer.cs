@@ -42,12 +42,14 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         using var optimizer = CreateOptimizer(model, options.LearningRate, options.VisionLearningRateScale, options.WeightDecay, extra.Count > 0 ? extra : null);
         var scales = new[] { options.VisionLearningRateScale, 1.0, 1.0 };
         int start = workDirectory is null ? 0 : Resume(workDirectory, optimizer, head, origins, mentions);
+        if (start == 0 && options.RestartFrom is { } restart) Resume(restart, optimizer, head, origins, mentions, requireState: false);
+        int end = Math.Min(options.Steps, options.StopAfter ?? options.Steps);
         model.train();
         var recent = new Queue<double>();
         var byKind = new Dictionary<string, (double Sum, int Tokens)>(StringComparer.Ordinal);
         var clock = Stopwatch.StartNew();
         int examples = 0;
-        for (int step = start; step < options.Steps; step++)
+        for (int step = start; step < end; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             double lr = options.LearningRateAt(step);
@@ -67,12 +69,12 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
             examples += data.Count;
             recent.Enqueue(loss);
             if (recent.Count > 20) recent.Dequeue();
-            bool report = (step + 1) % Math.Max(1, options.ReportEvery) == 0 || step + 1 == options.Steps;
+            bool report = (step + 1) % Math.Max(1, options.ReportEvery) == 0 || step + 1 == end;
             var kinds = report ? byKind.OrderBy(k => k.Key, StringComparer.Ordinal).ToDictionary(k => k.Key, k => k.Value.Sum / k.Value.Tokens, StringComparer.Ordinal)
                 : (IReadOnlyDictionary<string, double>)new Dictionary<string, double>();
             if (report) byKind.Clear();
             progress?.Invoke(new TrainingProgress(step + 1, options.Steps, loss, lr, norm, examples / clock.Elapsed.TotalSeconds, clock.Elapsed, kinds, report));
-            bool last = step + 1 == options.Steps;
+            bool last = step + 1 == end;
             if (workDirectory is not null && (last || (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0)))
                 Save(workDirectory, optimizer, head, origins, mentions, step + 1);
         }
@@ -112,10 +114,12 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         File.WriteAllText(Path.Combine(directory, StateFile), JsonSerializer.Serialize(new TrainerState(step, options.Steps, options.Seed)));
     }
 
-    private int Resume(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head, TokenOriginHead? origins, MentionHead? mentions)
+    private int Resume(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head, TokenOriginHead? origins, MentionHead? mentions,
+        bool requireState = true)
     {
         string statePath = Path.Combine(directory, StateFile);
-        if (!File.Exists(statePath)) return 0;
+        if (!File.Exists(statePath))
+            return requireState ? 0 : throw new DirectoryNotFoundException($"'{directory}' holds no training run to restart from.");
         var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath))
             ?? throw new InvalidDataException($"'{statePath}' is empty.");
         CheckpointLoader.Load(model, directory);
