@@ -27,6 +27,8 @@ using XGenMM.Model.Training.Data;
 //         [--types T,U]                                    only these question types of the grouped data (probes)
 //         [--origin W]                                     which image and view each vision token is of, read from
 //                                                          the decoder's early layers, with weight W
+//         [--carry W]                                      what each question named, read at every position of its
+//                                                          answer from the decoder's last layer input, weight W
 //   eval  --model DIR [--count N] [--seed S]               exact-match accuracy per question type, greedy
 //   preview --out DIR [--count N]                          writes sample images and conversations
 //   probe [--types color,shape] [--simple 1] [--steps N] [--vision-lr-scale X]
@@ -82,6 +84,7 @@ switch (args.FirstOrDefault())
             PatchLabelWeight = double.Parse(Opt("--patch-labels", "0"), CultureInfo.InvariantCulture), LossPerExample = Opt("--per-example", "0") != "0",
             OriginWeight = double.Parse(Opt("--origin", "0"), CultureInfo.InvariantCulture),
             MentionWeight = double.Parse(Opt("--mentions", "0"), CultureInfo.InvariantCulture), HeadsFrom = opts.GetValueOrDefault("--heads-from"),
+            CarryWeight = double.Parse(Opt("--carry", "0"), CultureInfo.InvariantCulture),
             RestartFrom = opts.GetValueOrDefault("--restart-from"), StopAfter = opts.TryGetValue("--stop-after", out var stop) ? int.Parse(stop, CultureInfo.InvariantCulture) : null };
         var trainer = new VqaTrainer(model, tokenizer, options);
         bool curriculum = Opt("--curriculum", "1") != "0";
@@ -89,7 +92,8 @@ switch (args.FirstOrDefault())
         bool focus = Opt("--focus", "0") != "0";
         var only = opts.TryGetValue("--types", out var t) ? t.Split(',').ToHashSet(StringComparer.Ordinal) : null;
         Func<int, IReadOnlyList<TrainingExample>> data = groups > 0
-            ? step => NanoRecipe.ToExamples(NanoRecipe.GroupedSamples(dataset, step, groups, questions, batchSize, offset, pairs, focus).Where(x => only?.Contains(x.QuestionType) ?? true), options.PatchLabelWeight > 0, options.MentionWeight > 0)
+            ? step => NanoRecipe.ToExamples(NanoRecipe.GroupedSamples(dataset, step, groups, questions, batchSize, offset, pairs, focus).Where(x => only?.Contains(x.QuestionType) ?? true), options.PatchLabelWeight > 0,
+                options.MentionWeight > 0 || options.CarryWeight > 0)
             : step => Enumerable.Range(0, batchSize).AsParallel().AsOrdered()
                 .Select(slot => NanoRecipe.ToExample(curriculum ? NanoRecipe.CurriculumSample(dataset, step, steps, slot, batchSize) : dataset.Get(offset + step * batchSize + slot))).ToList();
         double loss = trainer.Train(data,

@@ -183,6 +183,44 @@ public sealed class TrainerTests
     }
 
     [Fact]
+    public void The_answer_carry_read_out_reads_each_answer_position_for_its_turns_mentions_and_trains_only_the_layers_below_the_last()
+    {
+        torch.manual_seed(8);
+        var config = TinyConfig() with { Text = TinyConfig().Text with { NumHiddenLayers = 4 } };
+        using var model = new XGenMMModel(config);
+        ModelInitialization.InitializeRandom(model, 8);
+        using var carry = new AnswerCarryHead(config.Text.HiddenSize);
+        var samples = new VqaDataset(16).Take(40).Where(s => s.QuestionType != "multi_turn").ToList();
+        var examples = NanoRecipe.ToExamples(samples, mentions: true);
+        Dictionary<string, torch.Tensor> Gradients(TrainingBatch batch, Dictionary<string, (double Sum, int Tokens)>? byKind = null)
+        {
+            model.zero_grad();
+            carry.zero_grad();
+            using (var loss = batch.Loss(examples, byKind)) loss.backward();
+            return model.named_parameters().Where(p => p.parameter.grad is not null).ToDictionary(p => p.name, p => p.parameter.grad!.clone());
+        }
+        var plain = Gradients(new TrainingBatch(model, Tokenizer));
+        var byKind = new Dictionary<string, (double Sum, int Tokens)>();
+        var withCarry = Gradients(new TrainingBatch(model, Tokenizer, carry: carry, carryWeight: 1), byKind);
+        // One question a conversation here: slot 0 at every answer position of those that name a shape, slot 1 of those that name two.
+        int AnswerPositions(VqaSample s) => new TrainingBatch(model, Tokenizer).Tokenize(s.Conversation).IsTarget.Count(t => t);
+        int one = samples.Where(s => NanoRecipe.Mentions(s).Count >= 1).Sum(AnswerPositions), two = samples.Where(s => NanoRecipe.Mentions(s).Count >= 2).Sum(AnswerPositions);
+        Assert.True(two > 0 && one > two);
+        Assert.Equal(one, byKind["carry_kind_0"].Tokens);
+        Assert.Equal(two, byKind["carry_column_1"].Tokens);
+        Assert.Equal(samples.Where(s => s.Images.Count > 1 && NanoRecipe.Mentions(s).Count >= 1).Sum(AnswerPositions), byKind.GetValueOrDefault("carry_image_0").Tokens);
+        // It reads the input of the last layer: the layers below learn from it, the last and the head only from answers.
+        foreach (var (name, g) in plain)
+        {
+            bool last = name.Contains(".layers.3.", StringComparison.Ordinal) || name.Contains("lm_head", StringComparison.Ordinal);
+            if (last) Assert.True(torch.allclose(g, withCarry[name], rtol: 1e-4, atol: 1e-7), name);
+            else if (name.Contains(".layers.2.", StringComparison.Ordinal) && name.Contains("o_proj", StringComparison.Ordinal))
+                Assert.False(torch.allclose(g, withCarry[name], rtol: 1e-3, atol: 1e-7), name);
+        }
+        Assert.All(carry.parameters(), p => Assert.True(p.grad is not null && p.grad.abs().sum().item<float>() > 0));
+    }
+
+    [Fact]
     public void A_run_stopped_part_way_and_resumed_ends_where_an_uninterrupted_run_ends_and_a_restart_takes_over_its_state()
     {
         string work = Directory.CreateTempSubdirectory("xgenmm-train-").FullName, restarted = Directory.CreateTempSubdirectory("xgenmm-train-").FullName,

@@ -21,8 +21,12 @@ namespace XGenMM.Model.Training;
 /// image and which view each came from (<see cref="TokenOriginHead"/>), its loss added with <paramref name="originWeight"/>.</param>
 /// <param name="mentions">When given, examples with <see cref="TrainingExample.Mentions"/> also train it on the decoder's
 /// hidden states at each named shape (<see cref="MentionHead"/>), its loss added with <paramref name="mentionWeight"/>.</param>
+/// <param name="carry">When given, examples with <see cref="TrainingExample.Mentions"/> also train it to read, at every
+/// position that predicts an answer token, what that turn's question named (<see cref="AnswerCarryHead"/>), its loss added
+/// with <paramref name="carryWeight"/>.</param>
 public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, PatchLabelHead? patchLabels = null, double patchLabelWeight = 0,
-    bool lossPerExample = false, TokenOriginHead? origins = null, double originWeight = 0, MentionHead? mentions = null, double mentionWeight = 0)
+    bool lossPerExample = false, TokenOriginHead? origins = null, double originWeight = 0, MentionHead? mentions = null, double mentionWeight = 0,
+    AnswerCarryHead? carry = null, double carryWeight = 0)
 {
     private readonly Dictionary<string, int[]> _mentionIds = new(StringComparer.Ordinal);
 
@@ -195,6 +199,7 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
         var laterImage = new List<long>();   // per position of every row: 1 = of a later image, 0 = of the first, IgnoreIndex = text
         var globalView = new List<long>();   // likewise: 1 = of the global view, 0 = of a crop
         var mentionAt = new List<(int Row, int Position, Mention Mention, bool ManyImages)>();
+        var carryAt = new List<(int Row, int Position, int Slot, Mention Mention, bool ManyImages)>();
         var tokensOf = new Dictionary<RgbImage, Tensor>(ReferenceEqualityComparer.Instance);
         for (int i = 0; i < unique.Count; i++) tokensOf[unique[i]] = imageTokens[i];
         foreach (var example in examples)
@@ -230,9 +235,13 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
                 }
                 segment = i + 1;
             }
-            if (mentions is not null && example.Mentions is not null)
-                foreach (var (id, m) in FindMentions(ids, isTarget, example.Mentions))
-                    mentionAt.Add((rows.Count, textPosition[id], m, example.Images.Count > 1));
+            var named = (mentions is not null || carry is not null) && example.Mentions is not null
+                ? FindMentions(ids, isTarget, example.Mentions).ToList() : null;
+            if (mentions is not null && named is not null)
+                foreach (var (id, m) in named) mentionAt.Add((rows.Count, textPosition[id], m, example.Images.Count > 1));
+            if (carry is not null && named is not null)
+                foreach (var (position, slot, m) in CarryPositions(ids, isTarget, textPosition, named))
+                    carryAt.Add((rows.Count, position, slot, m, example.Images.Count > 1));
             rows.Add(torch.cat(pieces, 0));
             laterImage.Add(long.MinValue);   // row end: the row's labels are padded to the common length below
             globalView.Add(long.MinValue);
@@ -256,11 +265,13 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
         targetTensor = targetTensor.to(model.Device);
         var positions = Scalars.Arange(0, length, model.Device).unsqueeze(0).expand(rows.Count, -1);
         var bias = AttentionBias.Build(mask, length, text.SlidingWindow, model.DType);
-        var layerInputs = origins is null && mentions is null ? null : new List<Tensor>();
+        var layerInputs = origins is null && mentions is null && carry is null ? null : new List<Tensor>();
         var hidden = model.LanguageModel.Model.Forward(padded, positions, bias, cache: null, layerInputs: layerInputs);   // [B, S, D]
         Tensor? originLoss = origins is null ? null : OriginLoss(layerInputs!, PadRows(laterImage, length), PadRows(globalView, length), byKind);
         Tensor? mentionLoss = mentions is null || mentionAt.Count == 0 ? null
             : MentionLoss(layerInputs!, mentionAt.Select(m => ((long)m.Row * length + m.Position, m.Mention, m.ManyImages)).ToList(), byKind);
+        Tensor? carryLoss = carry is null || carryAt.Count == 0 ? null
+            : CarryLoss(layerInputs![AnswerCarryHead.ReadLayer(layerInputs.Count)], carryAt.Select(c => ((long)c.Row * length + c.Position, c.Slot, c.Mention, c.ManyImages)).ToList(), byKind);
 
         // The head only on positions that have a target: the 32k-wide logits are the biggest tensor here.
         var flatTargets = targetTensor.view(-1);
@@ -288,6 +299,7 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
         if (patchLoss is not null) loss = loss.add(patchLoss.mul(patchLabelWeight.ToScalar()));
         if (originLoss is not null) loss = loss.add(originLoss.mul(originWeight.ToScalar()));
         if (mentionLoss is not null) loss = loss.add(mentionLoss.mul(mentionWeight.ToScalar()));
+        if (carryLoss is not null) loss = loss.add(carryLoss.mul(carryWeight.ToScalar()));
         return loss.MoveToOuterDisposeScope();
     }
 
@@ -309,31 +321,76 @@ public sealed class TrainingBatch(XGenMMModel model, XGenMMTokenizer tokenizer, 
         }
     }
 
+    /// <summary>For each answer of a conversation (a run of target ids), the positions that predict its tokens, each with
+    /// the mentions of the user's text between the previous answer and it (slot 0, 1 in order; more are not read).</summary>
+    private static IEnumerable<(int Position, int Slot, Mention Mention)> CarryPositions(int[] ids, bool[] isTarget, int[] textPosition,
+        List<(int Id, Mention Mention)> named)
+    {
+        int previousEnd = 0;
+        for (int start = 0; start < ids.Length; start++)
+        {
+            if (!isTarget[start] || (start > 0 && isTarget[start - 1])) continue;
+            int end = start;
+            while (end < ids.Length && isTarget[end]) end++;
+            var asked = named.Where(n => n.Id >= previousEnd && n.Id < start).Take(AnswerCarryHead.Slots).ToList();
+            for (int t = start; t < end; t++)
+                for (int slot = 0; slot < asked.Count; slot++)
+                    yield return (textPosition[t] - 1, slot, asked[slot].Mention);
+            previousEnd = end;
+        }
+    }
+
+    /// <summary>Per entry of <see cref="MentionHead.Sizes"/>, the labels of <paramref name="at"/> (which image only for
+    /// multi-image examples: in a one-image conversation it is a constant, learnt by the bias).</summary>
+    private static long[][] MentionLabels(IReadOnlyList<(Mention Mention, bool ManyImages)> at) =>
+    [
+        at.Select(a => (long)a.Mention.Column).ToArray(), at.Select(a => (long)a.Mention.Row).ToArray(),
+        at.Select(a => (long)a.Mention.Color).ToArray(), at.Select(a => (long)a.Mention.Kind).ToArray(),
+        at.Select(a => a.ManyImages ? a.Mention.Image : IgnoreIndex).ToArray(),
+    ];
+
+    /// <summary>The sum over labels of each label's mean cross-entropy, reported as <paramref name="prefix"/>_name_<paramref name="suffix"/>.</summary>
+    private Tensor LabelLosses(Tensor[] logits, long[][] labels, string prefix, int suffix, IDictionary<string, (double Sum, int Tokens)>? byKind)
+    {
+        var total = torch.zeros([], device: model.Device);
+        for (int i = 0; i < logits.Length; i++)
+        {
+            int counted = labels[i].Count(l => l != IgnoreIndex);
+            if (counted == 0) continue;   // cross_entropy of nothing but ignored targets is NaN
+            var part = nn.functional.cross_entropy(logits[i].to_type(ScalarType.Float32), torch.tensor(labels[i], device: model.Device), ignore_index: IgnoreIndex);
+            total = total.add(part);
+            if (byKind is not null) Accumulate(byKind, $"{prefix}_{MentionHead.Names[i]}_{suffix}", part.item<float>(), counted);
+        }
+        return total;
+    }
+
     /// <summary>The <see cref="MentionHead"/> losses on the inputs of its read layers at every mention: each label a
     /// mean over the mentions (which image only over those of multi-image examples).</summary>
     private Tensor MentionLoss(List<Tensor> layerInputs, List<(long Flat, Mention Mention, bool ManyImages)> at, IDictionary<string, (double Sum, int Tokens)>? byKind)
     {
         var index = torch.tensor(at.Select(a => a.Flat).ToArray(), device: model.Device);
-        long[][] labels =
-        [
-            at.Select(a => (long)a.Mention.Column).ToArray(), at.Select(a => (long)a.Mention.Row).ToArray(),
-            at.Select(a => (long)a.Mention.Color).ToArray(), at.Select(a => (long)a.Mention.Kind).ToArray(),
-            at.Select(a => a.ManyImages ? a.Mention.Image : IgnoreIndex).ToArray(),
-        ];
-        var targets = labels.Select(l => torch.tensor(l, device: model.Device)).ToArray();
+        var labels = MentionLabels(at.Select(a => (a.Mention, a.ManyImages)).ToList());
         var total = torch.zeros([], device: model.Device);
         foreach (int layer in MentionHead.ReadLayers.Where(l => l < layerInputs.Count))
         {
             var h = layerInputs[layer];
-            var logits = mentions!.Forward(h.reshape(-1, h.shape[2]).index_select(0, index));
-            for (int i = 0; i < logits.Length; i++)
-            {
-                int counted = labels[i].Count(l => l != IgnoreIndex);
-                if (counted == 0) continue;   // cross_entropy of nothing but ignored targets is NaN
-                var part = nn.functional.cross_entropy(logits[i].to_type(ScalarType.Float32), targets[i], ignore_index: IgnoreIndex);
-                total = total.add(part);
-                if (byKind is not null) Accumulate(byKind, $"mention_{MentionHead.Names[i]}_{layer}", part.item<float>(), counted);
-            }
+            total = total.add(LabelLosses(mentions!.Forward(h.reshape(-1, h.shape[2]).index_select(0, index)), labels, "mention", layer, byKind));
+        }
+        return total;
+    }
+
+    /// <summary>The <see cref="AnswerCarryHead"/> losses on <paramref name="hidden"/> ([B, S, D], the input of its read
+    /// layer) at every answer position, per slot: each label a mean over the positions that have that slot.</summary>
+    private Tensor CarryLoss(Tensor hidden, List<(long Flat, int Slot, Mention Mention, bool ManyImages)> at, IDictionary<string, (double Sum, int Tokens)>? byKind)
+    {
+        var flat = hidden.reshape(-1, hidden.shape[2]);
+        var total = torch.zeros([], device: model.Device);
+        for (int slot = 0; slot < AnswerCarryHead.Slots; slot++)
+        {
+            var mine = at.Where(a => a.Slot == slot).ToList();
+            if (mine.Count == 0) continue;
+            var logits = carry!.Forward(flat.index_select(0, torch.tensor(mine.Select(a => a.Flat).ToArray(), device: model.Device)))[slot];
+            total = total.add(LabelLosses(logits, MentionLabels(mine.Select(a => (a.Mention, a.ManyImages)).ToList()), "carry", slot, byKind));
         }
         return total;
     }

@@ -26,6 +26,8 @@ public sealed record TrainingOptions
     public double OriginWeight { get; init; }
     /// <summary>Weight of the mention loss (<see cref="MentionHead"/>); 0 = off.</summary>
     public double MentionWeight { get; init; }
+    /// <summary>Weight of the answer-carry loss (<see cref="AnswerCarryHead"/>); 0 = off.</summary>
+    public double CarryWeight { get; init; }
     /// <summary>A work directory whose training-only heads a new run starts from (when it has them), instead of fresh ones:
     /// for a run that continues from that one's weights with a new schedule.</summary>
     public string? HeadsFrom { get; init; }

@@ -32,17 +32,18 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         using var head = options.PatchLabelWeight > 0 ? new PatchLabelHead(model.Config.Vision.HiddenSize, model.Config.Resampler.LangEmbeddingDim, model.Config.Vision.PatchesPerSide).to(model.Device) : null;
         using var origins = options.OriginWeight > 0 ? new TokenOriginHead(model.Config.Text.HiddenSize).to(model.Device) : null;
         using var mentions = options.MentionWeight > 0 ? new MentionHead(model.Config.Text.HiddenSize).to(model.Device) : null;
+        using var carry = options.CarryWeight > 0 ? new AnswerCarryHead(model.Config.Text.HiddenSize).to(model.Device) : null;
         var batch = new TrainingBatch(model, tokenizer, head, options.PatchLabelWeight, options.LossPerExample, origins, options.OriginWeight,
-            mentions, options.MentionWeight);
+            mentions, options.MentionWeight, carry, options.CarryWeight);
         if (options.HeadsFrom is { } from)
-            foreach (var (module, file) in new (nn.Module? Module, string File)[] { (head, PatchLabelHeadFile), (origins, TokenOriginHeadFile), (mentions, MentionHeadFile) })
+            foreach (var (module, file) in new (nn.Module? Module, string File)[] { (head, PatchLabelHeadFile), (origins, TokenOriginHeadFile), (mentions, MentionHeadFile), (carry, AnswerCarryHeadFile) })
                 if (module is not null && File.Exists(Path.Combine(from, file))) module.load(Path.Combine(from, file));
-        var extra = (head?.parameters() ?? []).Concat(origins?.parameters() ?? []).Concat(mentions?.parameters() ?? []).ToList();
+        var extra = (head?.parameters() ?? []).Concat(origins?.parameters() ?? []).Concat(mentions?.parameters() ?? []).Concat(carry?.parameters() ?? []).ToList();
         var parameters = model.parameters().Concat(extra).ToList();
         using var optimizer = CreateOptimizer(model, options.LearningRate, options.VisionLearningRateScale, options.WeightDecay, extra.Count > 0 ? extra : null);
         var scales = new[] { options.VisionLearningRateScale, 1.0, 1.0 };
-        int start = workDirectory is null ? 0 : Resume(workDirectory, optimizer, head, origins, mentions);
-        if (start == 0 && options.RestartFrom is { } restart) Resume(restart, optimizer, head, origins, mentions, requireState: false);
+        int start = workDirectory is null ? 0 : Resume(workDirectory, optimizer, head, origins, mentions, carry);
+        if (start == 0 && options.RestartFrom is { } restart) Resume(restart, optimizer, head, origins, mentions, carry, requireState: false);
         int end = Math.Min(options.Steps, options.StopAfter ?? options.Steps);
         model.train();
         var recent = new Queue<double>();
@@ -76,7 +77,7 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
             progress?.Invoke(new TrainingProgress(step + 1, options.Steps, loss, lr, norm, examples / clock.Elapsed.TotalSeconds, clock.Elapsed, kinds, report));
             bool last = step + 1 == end;
             if (workDirectory is not null && (last || (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0)))
-                Save(workDirectory, optimizer, head, origins, mentions, step + 1);
+                Save(workDirectory, optimizer, head, origins, mentions, carry, step + 1);
         }
         model.eval();
         return recent.Count == 0 ? double.NaN : recent.Average();
@@ -100,9 +101,10 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
 
     private const string PatchLabelHeadFile = "patch_label_head.bin";
 
-    private const string TokenOriginHeadFile = "token_origin_head.bin", MentionHeadFile = "mention_head.bin";
+    private const string TokenOriginHeadFile = "token_origin_head.bin", MentionHeadFile = "mention_head.bin",
+        AnswerCarryHeadFile = "answer_carry_head.bin";
 
-    private void Save(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head, TokenOriginHead? origins, MentionHead? mentions, int step)
+    private void Save(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head, TokenOriginHead? origins, MentionHead? mentions, AnswerCarryHead? carry, int step)
     {
         Directory.CreateDirectory(directory);
         SafeTensorsWriter.SaveModel(model, directory, ScalarType.Float32);
@@ -111,11 +113,12 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         head?.save(Path.Combine(directory, PatchLabelHeadFile));
         origins?.save(Path.Combine(directory, TokenOriginHeadFile));
         mentions?.save(Path.Combine(directory, MentionHeadFile));
+        carry?.save(Path.Combine(directory, AnswerCarryHeadFile));
         File.WriteAllText(Path.Combine(directory, StateFile), JsonSerializer.Serialize(new TrainerState(step, options.Steps, options.Seed)));
     }
 
     private int Resume(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head, TokenOriginHead? origins, MentionHead? mentions,
-        bool requireState = true)
+        AnswerCarryHead? carry, bool requireState = true)
     {
         string statePath = Path.Combine(directory, StateFile);
         if (!File.Exists(statePath))
@@ -127,6 +130,7 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         head?.load(Path.Combine(directory, PatchLabelHeadFile));
         origins?.load(Path.Combine(directory, TokenOriginHeadFile));
         mentions?.load(Path.Combine(directory, MentionHeadFile));
+        carry?.load(Path.Combine(directory, AnswerCarryHeadFile));
         return state.Step;
     }
 
