@@ -118,6 +118,16 @@ public sealed class TrainerTests
         Assert.True(nb > 2 * na);
     }
 
+    /// <summary>The model's gradients of one loss of <paramref name="batch"/> (a read-out <paramref name="head"/>'s zeroed first too).</summary>
+    private static Dictionary<string, torch.Tensor> Gradients(XGenMMModel model, torch.nn.Module head, TrainingBatch batch, IReadOnlyList<TrainingExample> examples,
+        Dictionary<string, (double Sum, int Tokens)>? byKind = null)
+    {
+        model.zero_grad();
+        head.zero_grad();
+        using (var loss = batch.Loss(examples, byKind)) loss.backward();
+        return model.named_parameters().Where(p => p.parameter.grad is not null).ToDictionary(p => p.name, p => p.parameter.grad!.clone());
+    }
+
     [Fact]
     public void The_token_origin_read_out_trains_the_decoder_layers_below_what_it_reads_and_no_others()
     {
@@ -133,16 +143,9 @@ public sealed class TrainerTests
             new([red, blue], [new ChatMessage("user", "First image: <image>\nSecond image: <image>\nWhich image is red?"), new ChatMessage("assistant", "the first image")]),
             new([blue], [new ChatMessage("user", "<image>\nWhat color is this image?"), new ChatMessage("assistant", "blue")]),
         ];
-        Dictionary<string, torch.Tensor> Gradients(TrainingBatch batch, Dictionary<string, (double Sum, int Tokens)>? byKind = null)
-        {
-            model.zero_grad();
-            origins.zero_grad();
-            using (var loss = batch.Loss(examples, byKind)) loss.backward();
-            return model.named_parameters().Where(p => p.parameter.grad is not null).ToDictionary(p => p.name, p => p.parameter.grad!.clone());
-        }
-        var plain = Gradients(new TrainingBatch(model, Tokenizer));
+        var plain = Gradients(model, origins, new TrainingBatch(model, Tokenizer), examples);
         var byKind = new Dictionary<string, (double Sum, int Tokens)>();
-        var withOrigins = Gradients(new TrainingBatch(model, Tokenizer, origins: origins, originWeight: 1), byKind);
+        var withOrigins = Gradients(model, origins, new TrainingBatch(model, Tokenizer, origins: origins, originWeight: 1), examples, byKind);
         // It reads the inputs of layers 1 and 2: layers 0 and 1 learn from it, layers 2 and 3 and the head only from answers.
         foreach (var (name, g) in plain)
         {
@@ -192,16 +195,9 @@ public sealed class TrainerTests
         using var carry = new AnswerCarryHead(config.Text.HiddenSize);
         var samples = new VqaDataset(16).Take(40).Where(s => s.QuestionType != "multi_turn").ToList();
         var examples = NanoRecipe.ToExamples(samples, mentions: true);
-        Dictionary<string, torch.Tensor> Gradients(TrainingBatch batch, Dictionary<string, (double Sum, int Tokens)>? byKind = null)
-        {
-            model.zero_grad();
-            carry.zero_grad();
-            using (var loss = batch.Loss(examples, byKind)) loss.backward();
-            return model.named_parameters().Where(p => p.parameter.grad is not null).ToDictionary(p => p.name, p => p.parameter.grad!.clone());
-        }
-        var plain = Gradients(new TrainingBatch(model, Tokenizer));
+        var plain = Gradients(model, carry, new TrainingBatch(model, Tokenizer), examples);
         var byKind = new Dictionary<string, (double Sum, int Tokens)>();
-        var withCarry = Gradients(new TrainingBatch(model, Tokenizer, carry: carry, carryWeight: 1), byKind);
+        var withCarry = Gradients(model, carry, new TrainingBatch(model, Tokenizer, carry: carry, carryWeight: 1), examples, byKind);
         // One question a conversation here: slot 0 at every answer position of those that name a shape, slot 1 of those that name two.
         int AnswerPositions(VqaSample s) => new TrainingBatch(model, Tokenizer).Tokenize(s.Conversation).IsTarget.Count(t => t);
         int one = samples.Where(s => NanoRecipe.Mentions(s).Count >= 1).Sum(AnswerPositions), two = samples.Where(s => NanoRecipe.Mentions(s).Count >= 2).Sum(AnswerPositions);

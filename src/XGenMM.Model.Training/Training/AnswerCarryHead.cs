@@ -32,14 +32,6 @@ public sealed class AnswerCarryHead : nn.Module
     public Tensor[][] Forward(Tensor hidden)
     {
         var logits = _read.forward(hidden);
-        int width = MentionHead.Sizes.Sum();
-        var result = new Tensor[Slots][];
-        for (int s = 0; s < Slots; s++)
-        {
-            result[s] = new Tensor[MentionHead.Sizes.Length];
-            for (int i = 0, at = s * width; i < MentionHead.Sizes.Length; at += MentionHead.Sizes[i], i++)
-                result[s][i] = logits.narrow(1, at, MentionHead.Sizes[i]);
-        }
-        return result;
+        return Enumerable.Range(0, Slots).Select(slot => MentionHead.Split(logits, slot * MentionHead.Sizes.Sum())).ToArray();
     }
 }

@@ -42,9 +42,14 @@ public sealed class MentionHead : nn.Module
     /// <returns>One [N, size] logit tensor per entry of <see cref="Sizes"/>.</returns>
     public Tensor[] Forward(Tensor hidden)
     {
-        var logits = _read.forward(hidden);
+        return Split(_read.forward(hidden), 0);
+    }
+
+    /// <summary>The columns of <paramref name="logits"/> from <paramref name="offset"/> on, one [N, size] view per entry of <see cref="Sizes"/>.</summary>
+    internal static Tensor[] Split(Tensor logits, int offset)
+    {
         var result = new Tensor[Sizes.Length];
-        for (int i = 0, at = 0; i < Sizes.Length; at += Sizes[i], i++) result[i] = logits.narrow(1, at, Sizes[i]);
+        for (int i = 0, at = offset; i < Sizes.Length; at += Sizes[i], i++) result[i] = logits.narrow(1, at, Sizes[i]);
         return result;
     }
 }

@@ -35,15 +35,18 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
         using var carry = options.CarryWeight > 0 ? new AnswerCarryHead(model.Config.Text.HiddenSize).to(model.Device) : null;
         var batch = new TrainingBatch(model, tokenizer, head, options.PatchLabelWeight, options.LossPerExample, origins, options.OriginWeight,
             mentions, options.MentionWeight, carry, options.CarryWeight);
+        // The training-only heads of this run, each with the file it is kept in beside the weights.
+        var heads = new (nn.Module? Module, string File)[] { (head, PatchLabelHeadFile), (origins, TokenOriginHeadFile), (mentions, MentionHeadFile), (carry, AnswerCarryHeadFile) }
+            .Where(h => h.Module is not null).Select(h => (Module: h.Module!, h.File)).ToArray();
         if (options.HeadsFrom is { } from)
-            foreach (var (module, file) in new (nn.Module? Module, string File)[] { (head, PatchLabelHeadFile), (origins, TokenOriginHeadFile), (mentions, MentionHeadFile), (carry, AnswerCarryHeadFile) })
-                if (module is not null && File.Exists(Path.Combine(from, file))) module.load(Path.Combine(from, file));
-        var extra = (head?.parameters() ?? []).Concat(origins?.parameters() ?? []).Concat(mentions?.parameters() ?? []).Concat(carry?.parameters() ?? []).ToList();
+            foreach (var (module, file) in heads)
+                if (File.Exists(Path.Combine(from, file))) module.load(Path.Combine(from, file));
+        var extra = heads.SelectMany(h => h.Module.parameters()).ToList();
         var parameters = model.parameters().Concat(extra).ToList();
         using var optimizer = CreateOptimizer(model, options.LearningRate, options.VisionLearningRateScale, options.WeightDecay, extra.Count > 0 ? extra : null);
         var scales = new[] { options.VisionLearningRateScale, 1.0, 1.0 };
-        int start = workDirectory is null ? 0 : Resume(workDirectory, optimizer, head, origins, mentions, carry);
-        if (start == 0 && options.RestartFrom is { } restart) Resume(restart, optimizer, head, origins, mentions, carry, requireState: false);
+        int start = workDirectory is null ? 0 : Resume(workDirectory, optimizer, heads);
+        if (start == 0 && options.RestartFrom is { } restart) Resume(restart, optimizer, heads, requireState: false);
         int end = Math.Min(options.Steps, options.StopAfter ?? options.Steps);
         model.train();
         var recent = new Queue<double>();
@@ -77,7 +80,7 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
             progress?.Invoke(new TrainingProgress(step + 1, options.Steps, loss, lr, norm, examples / clock.Elapsed.TotalSeconds, clock.Elapsed, kinds, report));
             bool last = step + 1 == end;
             if (workDirectory is not null && (last || (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0)))
-                Save(workDirectory, optimizer, head, origins, mentions, carry, step + 1);
+                Save(workDirectory, optimizer, heads, step + 1);
         }
         model.eval();
         return recent.Count == 0 ? double.NaN : recent.Average();
@@ -104,21 +107,18 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
     private const string TokenOriginHeadFile = "token_origin_head.bin", MentionHeadFile = "mention_head.bin",
         AnswerCarryHeadFile = "answer_carry_head.bin";
 
-    private void Save(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head, TokenOriginHead? origins, MentionHead? mentions, AnswerCarryHead? carry, int step)
+    private void Save(string directory, TorchSharp.Modules.AdamW optimizer, (nn.Module Module, string File)[] heads, int step)
     {
         Directory.CreateDirectory(directory);
         SafeTensorsWriter.SaveModel(model, directory, ScalarType.Float32);
         File.WriteAllText(Path.Combine(directory, "config.json"), model.Config.ToJson());
         optimizer.save_state_dict(Path.Combine(directory, OptimizerFile));
-        head?.save(Path.Combine(directory, PatchLabelHeadFile));
-        origins?.save(Path.Combine(directory, TokenOriginHeadFile));
-        mentions?.save(Path.Combine(directory, MentionHeadFile));
-        carry?.save(Path.Combine(directory, AnswerCarryHeadFile));
+        foreach (var (module, file) in heads) module.save(Path.Combine(directory, file));
         File.WriteAllText(Path.Combine(directory, StateFile), JsonSerializer.Serialize(new TrainerState(step, options.Steps, options.Seed)));
     }
 
-    private int Resume(string directory, TorchSharp.Modules.AdamW optimizer, PatchLabelHead? head, TokenOriginHead? origins, MentionHead? mentions,
-        AnswerCarryHead? carry, bool requireState = true)
+    private int Resume(string directory, TorchSharp.Modules.AdamW optimizer, (nn.Module Module, string File)[] heads,
+        bool requireState = true)
     {
         string statePath = Path.Combine(directory, StateFile);
         if (!File.Exists(statePath))
@@ -127,10 +127,7 @@ public sealed class VqaTrainer(XGenMMModel model, XGenMMTokenizer tokenizer, Tra
             ?? throw new InvalidDataException($"'{statePath}' is empty.");
         CheckpointLoader.Load(model, directory);
         optimizer.load_state_dict(Path.Combine(directory, OptimizerFile));
-        head?.load(Path.Combine(directory, PatchLabelHeadFile));
-        origins?.load(Path.Combine(directory, TokenOriginHeadFile));
-        mentions?.load(Path.Combine(directory, MentionHeadFile));
-        carry?.load(Path.Combine(directory, AnswerCarryHeadFile));
+        foreach (var (module, file) in heads) module.load(Path.Combine(directory, file));
         return state.Step;
     }
 
