@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the documented local benchmark: starts the gateway (Local mode: the whole cluster in one process) on
+# Runs the documented local benchmark: starts XGenMM.AppHost (Local mode: gateway and silo in one process) on
 # 127.0.0.1:5099 with the given model, runs loadtest/plans/local.plan against it, stops the gateway.
 #   loadtest/run-local-benchmark.sh [MODEL_DIR] [OUT_DIR]
 # MODEL_DIR defaults to models/xgenmm-nano; OUT_DIR to loadtest/results/<date>-local. MODEL_ID (default: the
@@ -10,13 +10,13 @@ model="${1:-models/xgenmm-nano}"
 out="${2:-loadtest/results/$(date -u +%F)-local}"
 port=5099
 
-dotnet build src/XGenMM.Gateway -c Release --nologo -v q
+dotnet build src/XGenMM.AppHost -c Release --nologo -v q
 dotnet build loadtest/XGenMM.LoadTest -c Release --nologo -v q
 
 log=$(mktemp)
-# The same as "dotnet run --project src/XGenMM.Gateway -c Release --no-build -- ...", minus the dotnet-run parent process,
+# The same as "dotnet run --project src/XGenMM.AppHost -c Release --no-build -- ...", minus the dotnet-run parent process,
 # so that the trap below stops the gateway itself.
-dotnet src/XGenMM.Gateway/bin/Release/net10.0/XGenMM.Gateway.dll --urls "http://127.0.0.1:$port" --Model:Path "$model" \
+dotnet src/XGenMM.AppHost/bin/Release/net10.0/XGenMM.AppHost.dll --urls "http://127.0.0.1:$port" --Model:Path "$model" \
   --Gateway:ModelId "${MODEL_ID:-$(basename "$model")}" --Tenants:File "$PWD/loadtest/plans/bench-tenants.json" --Logging:LogLevel:Default Warning >"$log" 2>&1 &
 gateway=$!
 trap 'kill $gateway 2>/dev/null; wait $gateway 2>/dev/null; rm -f "$log"' EXIT
@@ -26,6 +26,6 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 
-notes=(--run-note "Server: XGenMM.Gateway in Local mode (gateway + one silo with the vision and decoder roles in one process, TorchSharp on the CPU) serving $model on 127.0.0.1:$port; the load generator ran on the same $(nproc)-core machine.")
+notes=(--run-note "Server: XGenMM.AppHost (Local mode: gateway + one silo with the vision and decoder roles in one process, TorchSharp on the CPU) serving $model on 127.0.0.1:$port; the load generator ran on the same $(nproc)-core machine.")
 [ -n "${NOTE:-}" ] && notes+=(--run-note "$NOTE")
 dotnet loadtest/XGenMM.LoadTest/bin/Release/net10.0/xgenmm-loadtest.dll --plan loadtest/plans/local.plan --out "$out" "${notes[@]}"

@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The gateway image: src/XGenMM.Gateway (OpenAI-compatible API, SignalR hub, chat page) on the ASP.NET Core runtime.
-# It needs no GPU: in Gateway__Mode=Cluster it is an Orleans client of the silos. It reads the model directory only for
+# It needs no GPU and carries no libtorch: it is an Orleans client of the silos (Cluster mode). It reads the model directory only for
 # the tokenizer and configuration (Model__Path; mounted or downloaded, never in the image). Runs as uid 1654 and works
 # with a read-only root filesystem (/tmp writable).
 #   docker build -f deploy/docker/gateway.Dockerfile -t xgenmm/gateway:0.1.0 .
@@ -12,11 +12,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm && r
 WORKDIR /src
 COPY global.json Directory.Build.props Directory.Build.targets Directory.Packages.props ./
 COPY build/ build/
-COPY src/XGenMM.Model/XGenMM.Model.csproj src/XGenMM.Model/
-COPY src/XGenMM.Engine/XGenMM.Engine.csproj src/XGenMM.Engine/
+# The gateway is torch-free: its restore graph has no TorchSharp or libtorch (tests/XGenMM.Architecture.Tests).
+COPY src/XGenMM.Model.Core/XGenMM.Model.Core.csproj src/XGenMM.Model.Core/
 COPY src/XGenMM.Cluster.Abstractions/XGenMM.Cluster.Abstractions.csproj src/XGenMM.Cluster.Abstractions/
 COPY src/XGenMM.Cluster.Client/XGenMM.Cluster.Client.csproj src/XGenMM.Cluster.Client/
-COPY src/XGenMM.Cluster/XGenMM.Cluster.csproj src/XGenMM.Cluster/
+COPY src/XGenMM.ServiceDefaults/XGenMM.ServiceDefaults.csproj src/XGenMM.ServiceDefaults/
 COPY src/XGenMM.Gateway/XGenMM.Gateway.csproj src/XGenMM.Gateway/
 RUN dotnet restore src/XGenMM.Gateway/XGenMM.Gateway.csproj
 COPY src/ src/

@@ -12,10 +12,11 @@ WORKDIR /src
 # Restore from the project files alone first: the CUDA packages are large and this layer survives source edits.
 COPY global.json Directory.Build.props Directory.Build.targets Directory.Packages.props ./
 COPY build/ build/
+COPY src/XGenMM.Model.Core/XGenMM.Model.Core.csproj src/XGenMM.Model.Core/
 COPY src/XGenMM.Model/XGenMM.Model.csproj src/XGenMM.Model/
 COPY src/XGenMM.Engine/XGenMM.Engine.csproj src/XGenMM.Engine/
 COPY src/XGenMM.Cluster.Abstractions/XGenMM.Cluster.Abstractions.csproj src/XGenMM.Cluster.Abstractions/
-COPY src/XGenMM.Cluster.Client/XGenMM.Cluster.Client.csproj src/XGenMM.Cluster.Client/
+COPY src/XGenMM.ServiceDefaults/XGenMM.ServiceDefaults.csproj src/XGenMM.ServiceDefaults/
 COPY src/XGenMM.Cluster/XGenMM.Cluster.csproj src/XGenMM.Cluster/
 COPY src/XGenMM.Silo/XGenMM.Silo.csproj src/XGenMM.Silo/
 RUN dotnet restore src/XGenMM.Silo/XGenMM.Silo.csproj -p:TorchBackend=cuda

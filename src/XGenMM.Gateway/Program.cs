@@ -1,7 +1,6 @@
 using XGenMM.Gateway.Hosting;
 
-// With no configuration: a single-process cluster (co-hosted silo with both roles) on the embedded xgenmm-nano model,
-// the chat page at the printed URL and a development API key. With Gateway:Mode=Cluster: a gateway in front of remote
-// silos (docs/configuration.md).
+// The gateway in front of remote silos (Cluster mode): an Orleans client that needs Cluster:* and Tenants:* from
+// configuration (docs/configuration.md). The single-process system is src/XGenMM.AppHost.
 var app = GatewayApp.Build(args);
 app.Run();

@@ -1,7 +1,7 @@
-using Prometheus;
 using XGenMM.Cluster.Hosting;
+using XGenMM.ServiceDefaults;
 
-// An XGenMM silo: what it does (Silo:Roles, Silo:Gpus), how it joins (Orleans:*) and what it serves (Model:Path)
+// An XGenMM silo: what it does (Silo:Roles, Silo:Gpus), how it joins (Cluster:*) and what it serves (Model:Path)
 // all come from configuration (docs/configuration.md); HTTP on Silo:HttpPort for probes and metrics.
 var builder = WebApplication.CreateBuilder(args);
 var silo = builder.Configuration.GetSection("Silo").Get<SiloSettings>() ?? new SiloSettings();
@@ -13,9 +13,7 @@ builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSe
 
 var app = builder.Build();
 app.Services.GetRequiredService<EngineMetrics>();
-app.MapGet("/healthz", () => Results.Ok(new { status = "alive" }));
-app.MapGet("/readyz", (SiloState state) => state.Ready
-    ? Results.Ok(new { status = "ready" })
-    : Results.Json(new { status = state.Draining ? "draining" : state.FailedReason is null ? "starting" : "failed", reason = state.FailedReason }, statusCode: 503));
+app.MapXGenMMLiveness();
+app.MapXGenMMReadiness(app.Services.GetRequiredService<SiloState>());
 app.MapXGenMMMetrics();
 app.Run();

@@ -11,6 +11,7 @@ using XGenMM.Cluster.Abstractions;
 using XGenMM.Cluster.Abstractions.Telemetry;
 using XGenMM.Cluster.Client;
 using XGenMM.Cluster.Hosting;
+using XGenMM.ServiceDefaults;
 using XGenMM.Model.Tokenization;
 
 namespace XGenMM.Cluster.Tests;

@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using XGenMM.AppHost;
 using XGenMM.Gateway.Hosting;
 using XGenMM.Gateway.Tenants;
 
@@ -73,7 +74,7 @@ public class GatewayFixture : IAsyncLifetime
         settings["Gateway:RemoteImages:TimeoutSeconds"] = "3";
         Configure(settings);
 
-        App = GatewayApp.Build(["--urls", "http://127.0.0.1:0"], builder =>
+        App = LocalApp.Build(["--urls", "http://127.0.0.1:0"], builder =>
         {
             builder.Configuration.AddInMemoryCollection(settings);
             builder.Logging.SetMinimumLevel(LogLevel.Warning);

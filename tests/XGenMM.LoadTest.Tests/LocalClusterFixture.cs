@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using XGenMM.AppHost;
 using XGenMM.Gateway.Hosting;
 using XGenMM.Gateway.Tenants;
 using XGenMM.LoadTest.Cli;
@@ -51,7 +52,7 @@ public sealed class LocalClusterFixture : IAsyncLifetime
         AddTenant(settings, 1, "beta", BetaKey, images: 8);
         AddTenant(settings, 2, "solo", SoloKey, images: 1);
 
-        App = GatewayApp.Build(["--urls", "http://127.0.0.1:0"], builder =>
+        App = LocalApp.Build(["--urls", "http://127.0.0.1:0"], builder =>
         {
             builder.Configuration.AddInMemoryCollection(settings);
             builder.Logging.SetMinimumLevel(LogLevel.Warning);

@@ -1,41 +1,42 @@
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.FileProviders;
 using Microsoft.Extensions.Options;
 using OpenTelemetry.Trace;
 using Prometheus;
 using XGenMM.Cluster.Client;
-using XGenMM.Cluster.Hosting;
 using XGenMM.Gateway.Chat;
 using XGenMM.Gateway.Hubs;
 using XGenMM.Gateway.Images;
 using XGenMM.Gateway.OpenAi;
 using XGenMM.Gateway.Telemetry;
 using XGenMM.Gateway.Tenants;
+using XGenMM.ServiceDefaults;
 
 namespace XGenMM.Gateway.Hosting;
 
-/// <summary>Builds the gateway application; Program.cs runs it and the tests host it on loopback ports of their own.</summary>
+/// <summary>Builds the gateway application; Program.cs runs it, XGenMM.AppHost composes it with a silo (Local mode) and
+/// the tests host it on loopback ports of their own.</summary>
 public static class GatewayApp
 {
-    /// <summary>Local mode's defaults; anything configured wins over them.</summary>
-    private static readonly Dictionary<string, string?> LocalDefaults = new()
-    {
-        ["Silo:Roles"] = "vision,decoder",
-        ["Cluster:Clustering"] = "Localhost",
-    };
-
-    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    /// <summary>
+    /// The gateway alone: an Orleans client of remote silos (Cluster mode). With <paramref name="cohostSilo"/> the host
+    /// adds a silo to the same process (Local mode) before the gateway's services; the gateway then uses that silo's
+    /// grain factory instead of a client, and its readiness includes the silo's.
+    /// </summary>
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null, Action<WebApplicationBuilder>? cohostSilo = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         configure?.Invoke(builder);
         var gateway = builder.Configuration.GetSection("Gateway").Get<GatewayOptions>() ?? new GatewayOptions();
-        if (gateway.Mode == GatewayMode.Local)
-            builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = LocalDefaults });
+        var mode = cohostSilo is null ? GatewayMode.Cluster : GatewayMode.Local;
+        if (gateway.Mode is { } configured && configured != mode)
+            throw new InvalidOperationException(mode == GatewayMode.Cluster
+                ? "Gateway:Mode is Local, but this host has no silo: run src/XGenMM.AppHost for a single-process cluster, or set Gateway:Mode=Cluster."
+                : "Gateway:Mode is Cluster, but this host co-hosts a silo: run src/XGenMM.Gateway for a gateway in front of remote silos.");
 
         var services = builder.Services;
-        services.AddOptions<GatewayOptions>().Bind(builder.Configuration.GetSection("Gateway"));
+        services.AddOptions<GatewayOptions>().Bind(builder.Configuration.GetSection("Gateway")).PostConfigure(o => o.Mode = mode);
         services.AddOptions<RequestLimits>().Bind(builder.Configuration.GetSection("Gateway:Limits")).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<RemoteImageOptions>().Bind(builder.Configuration.GetSection("Gateway:RemoteImages")).ValidateDataAnnotations().ValidateOnStart();
         var limits = builder.Configuration.GetSection("Gateway:Limits").Get<RequestLimits>() ?? new RequestLimits();
@@ -43,8 +44,8 @@ public static class GatewayApp
         // Kestrel's own cap sits just above ours so that our check, with its JSON error, is the one that fires.
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = limits.MaxBodyBytes + 1);
 
-        if (gateway.Mode == GatewayMode.Local)
-            builder.UseOrleans(silo => silo.UseXGenMMClustering(builder.Configuration).AddXGenMMSilo(builder.Configuration));
+        if (cohostSilo is not null)
+            cohostSilo(builder);
         else
             builder.UseOrleansClient(client => client.UseXGenMMClustering(builder.Configuration));
         services.AddXGenMMClusterChat(builder.Configuration);
@@ -55,7 +56,7 @@ public static class GatewayApp
         string? developmentKey = null;
         if (tenants.Count == 0)
         {
-            if (gateway.Mode != GatewayMode.Local)
+            if (mode != GatewayMode.Local)
                 throw new InvalidOperationException("No tenants are configured: set Tenants:File (or Tenants:Tenants) in Cluster mode.");
             developmentKey = string.IsNullOrWhiteSpace(gateway.DevelopmentApiKey) ? TenantDirectory.NewKey() : gateway.DevelopmentApiKey;
             tenants.Add(new TenantEntry { Id = "dev", KeySha256 = [TenantDirectory.Hash(developmentKey)] });
@@ -81,7 +82,6 @@ public static class GatewayApp
         services.AddXGenMMTracing(builder.Configuration, tracing => tracing.AddAspNetCoreInstrumentation());
 
         var app = builder.Build();
-        if (gateway.Mode == GatewayMode.Local) app.Services.GetRequiredService<EngineMetrics>();
         app.Services.GetRequiredService<GatewayMetrics>();
 
         var web = new PhysicalFileProvider(Path.Combine(AppContext.BaseDirectory, "web"));
@@ -90,7 +90,7 @@ public static class GatewayApp
         app.UseAuthentication();
         app.UseAuthorization();
 
-        app.MapGet("/healthz", () => Results.Ok(new { status = "alive" }));
+        app.MapXGenMMLiveness();
         app.MapGet("/readyz", Readiness.CheckAsync);
         app.MapXGenMMMetrics();
         app.MapOpenAiApi();

@@ -4,7 +4,7 @@ namespace XGenMM.Gateway.Hosting;
 
 public enum GatewayMode
 {
-    /// <summary>Single process: the gateway co-hosts a silo with both roles on localhost clustering.</summary>
+    /// <summary>Single process: XGenMM.AppHost co-hosts a silo with both roles on localhost clustering.</summary>
     Local,
     /// <summary>Pure gateway: an Orleans client of remote silos (Cluster:* names the membership).</summary>
     Cluster,
@@ -13,7 +13,8 @@ public enum GatewayMode
 /// <summary>Bound from <c>Gateway</c>.</summary>
 public sealed class GatewayOptions
 {
-    public GatewayMode Mode { get; set; } = GatewayMode.Local;
+    /// <summary>Set by the host (XGenMM.Gateway: Cluster, XGenMM.AppHost: Local); a configured value must agree with it.</summary>
+    public GatewayMode? Mode { get; set; }
 
     /// <summary>The model id of the API (<c>/v1/models</c>, the <c>model</c> field); empty = the model directory's name.</summary>
     public string ModelId { get; set; } = "";

@@ -1,21 +1,16 @@
-using Microsoft.Extensions.Options;
 using XGenMM.Cluster.Client;
-using XGenMM.Cluster.Hosting;
+using XGenMM.ServiceDefaults;
 
 namespace XGenMM.Gateway.Hosting;
 
-/// <summary>Ready when requests can be served: in Local mode once the co-hosted silo's engines are loaded, in Cluster
-/// mode once at least one decoder that is not draining is registered.</summary>
+/// <summary>Ready when requests can be served: at least one decoder that is not draining is registered and, in Local mode,
+/// the co-hosted silo's engines are loaded.</summary>
 internal static class Readiness
 {
-    public static async Task<IResult> CheckAsync(HttpContext http, IOptions<GatewayOptions> options, IClusterChat cluster)
+    public static async Task<IResult> CheckAsync(HttpContext http, IClusterChat cluster)
     {
-        if (options.Value.Mode == GatewayMode.Local)
-        {
-            var state = http.RequestServices.GetRequiredService<SiloState>();
-            if (!state.Ready)
-                return Results.Json(new { status = state.Draining ? "draining" : state.FailedReason is null ? "starting" : "failed", reason = state.FailedReason }, statusCode: 503);
-        }
+        if (http.RequestServices.GetService<IHostReadiness>()?.Readiness is { Ready: false } host)
+            return Results.Json(new { status = host.Status, reason = host.Reason }, statusCode: 503);
         try
         {
             var decoders = await cluster.GetDecodersAsync(http.RequestAborted).WaitAsync(TimeSpan.FromSeconds(5), http.RequestAborted).ConfigureAwait(false);

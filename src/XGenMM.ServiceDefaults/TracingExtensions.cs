@@ -3,7 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using OpenTelemetry.Exporter;
 using OpenTelemetry.Trace;
 
-namespace XGenMM.Cluster.Hosting;
+namespace XGenMM.ServiceDefaults;
 
 /// <summary>
 /// OpenTelemetry traces of Orleans grain calls (gateway -> vision grain -> decoder grain, one trace per request thanks

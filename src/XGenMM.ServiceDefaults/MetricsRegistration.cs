@@ -4,7 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Prometheus;
 
-namespace XGenMM.Cluster.Hosting;
+namespace XGenMM.ServiceDefaults;
 
 /// <summary>
 /// One Prometheus registry per host, not prometheus-net's process-wide default: counters exported from engine totals

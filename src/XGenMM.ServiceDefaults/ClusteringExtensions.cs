@@ -1,0 +1,78 @@
+using System.Net;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Orleans.Configuration;
+using Orleans.Hosting;
+using StackExchange.Redis;
+
+namespace XGenMM.ServiceDefaults;
+
+/// <summary>Cluster membership settings. Bound from <c>Cluster</c> (not <c>Orleans</c>: Orleans reads that section itself).</summary>
+public sealed class OrleansSettings
+{
+    public string ClusterId { get; set; } = "xgenmm";
+    public string ServiceId { get; set; } = "xgenmm";
+    /// <summary>Redis or Localhost.</summary>
+    public string Clustering { get; set; } = "Localhost";
+    public string RedisConnectionString { get; set; } = "";
+    public int SiloPort { get; set; } = 11111;
+    public int GatewayPort { get; set; } = 30000;
+    public string AdvertisedIP { get; set; } = "";
+    public string SiloName { get; set; } = "";
+
+    public bool UsesRedis => string.Equals(Clustering, "Redis", StringComparison.OrdinalIgnoreCase);
+
+    public static OrleansSettings From(IConfiguration configuration)
+    {
+        var settings = configuration.GetSection("Cluster").Get<OrleansSettings>() ?? new OrleansSettings();
+        if (!settings.UsesRedis && !string.Equals(settings.Clustering, "Localhost", StringComparison.OrdinalIgnoreCase))
+            throw new InvalidOperationException($"Cluster:Clustering '{settings.Clustering}' is not one of Redis, Localhost.");
+        if (settings.UsesRedis && string.IsNullOrWhiteSpace(settings.RedisConnectionString))
+            throw new InvalidOperationException("Cluster:Clustering is Redis but Cluster:RedisConnectionString is empty.");
+        return settings;
+    }
+}
+
+/// <summary>How silos and clients of one XGenMM cluster find each other: the same settings on both sides.</summary>
+public static class ClusteringExtensions
+{
+    /// <summary>Clustering, ids and endpoints of a silo from <c>Cluster</c>: Redis membership or localhost development clustering.</summary>
+    public static ISiloBuilder UseXGenMMClustering(this ISiloBuilder silo, IConfiguration configuration)
+    {
+        var o = OrleansSettings.From(configuration);
+        if (o.UsesRedis)
+        {
+            silo.UseRedisClustering(r => r.ConfigurationOptions = ConfigurationOptions.Parse(o.RedisConnectionString));
+            silo.Configure<ClusterOptions>(c => { c.ClusterId = o.ClusterId; c.ServiceId = o.ServiceId; });
+            var ip = string.IsNullOrWhiteSpace(o.AdvertisedIP) ? IPAddress.Loopback : IPAddress.Parse(o.AdvertisedIP);
+            silo.ConfigureEndpoints(ip, o.SiloPort, o.GatewayPort, listenOnAnyHostAddress: !string.IsNullOrWhiteSpace(o.AdvertisedIP));
+        }
+        else
+        {
+            silo.UseLocalhostClustering(o.SiloPort, o.GatewayPort, serviceId: o.ServiceId, clusterId: o.ClusterId);
+        }
+        if (!string.IsNullOrWhiteSpace(o.SiloName)) silo.Configure<SiloOptions>(s => s.SiloName = o.SiloName);
+        // Trace context flows with grain calls, so one request is one trace from gateway to vision to decoder.
+        silo.AddActivityPropagation();
+        return silo;
+    }
+
+    /// <summary>The client side of <see cref="UseXGenMMClustering(ISiloBuilder, IConfiguration)"/>.</summary>
+    public static IClientBuilder UseXGenMMClustering(this IClientBuilder client, IConfiguration configuration)
+    {
+        var o = OrleansSettings.From(configuration);
+        if (o.UsesRedis)
+        {
+            client.UseRedisClustering(r => r.ConfigurationOptions = ConfigurationOptions.Parse(o.RedisConnectionString));
+            client.Configure<ClusterOptions>(c => { c.ClusterId = o.ClusterId; c.ServiceId = o.ServiceId; });
+        }
+        else
+        {
+            client.UseLocalhostClustering(o.GatewayPort, o.ServiceId, o.ClusterId);
+        }
+        client.Configure<ClientMessagingOptions>(m => m.CancelRequestOnTimeout = true);
+        client.AddActivityPropagation();
+        return client;
+    }
+}
