@@ -30,10 +30,6 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
     public IReadOnlyDictionary<string, DecodeEngine> Decoders => _decoders;
     public bool Loaded { get; private set; }
 
-    /// <summary>Vision grain key -> content key of its tokens in the vision engine's cache. Lets a second activation
-    /// of the same image (after a directory partition was lost with a silo) find the tokens without the bytes.</summary>
-    public System.Collections.Concurrent.ConcurrentDictionary<string, string> VisionContentKeys { get; } = new(StringComparer.Ordinal);
-
     private long _visionGrainHits;
 
     /// <summary>Encodes answered by a vision grain that already held the tokens: the engine never sees these repeats,

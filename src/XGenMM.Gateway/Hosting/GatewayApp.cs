@@ -65,6 +65,7 @@ public static class GatewayApp
         services.AddSingleton(new StartupBanner(developmentKey));
         services.AddHostedService<TenantLimitsPublisher>();
         services.AddHostedService<StartupAnnouncer>();
+        services.AddHostedService<DecoderLimitsRefresher>();
 
         services.AddXGenMMMetricsRegistry();
         services.AddSingleton<GatewayMetrics>();
