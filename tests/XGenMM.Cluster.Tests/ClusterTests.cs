@@ -1,7 +1,9 @@
 using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
 using Orleans.Runtime;
 using XGenMM.Cluster.Abstractions;
 using XGenMM.Cluster.Client;
+using XGenMM.Cluster.Hosting;
 using XGenMM.Engine.Decoding;
 using XGenMM.Engine.Vision;
 using XGenMM.Model;
@@ -63,6 +65,21 @@ public sealed class ClusterTests(ClusterFixture fixture)
             Assert.False(ClusterFixture.IsVisionSilo(siloNames[s.SiloAddress]));
             Assert.StartsWith(s.SiloAddress.ToParsableString() + "|", s.GrainId.Key.ToString(), StringComparison.Ordinal);
         });
+    }
+
+    [Fact(Timeout = 60_000)]
+    public void Each_silo_holds_only_the_parameters_of_its_roles()
+    {
+        foreach (var silo in fixture.Cluster.Silos)
+        {
+            var engines = silo.SiloHost.Services.GetRequiredService<EngineHost>();
+            var names = engines.LoadedParameterNames;
+            Assert.NotEmpty(names);
+            if (ClusterFixture.IsVisionSilo(silo.Name))
+                Assert.DoesNotContain(names, n => n.StartsWith("vlm.lang_model.", StringComparison.Ordinal));
+            else
+                Assert.All(names, n => Assert.StartsWith("vlm.lang_model.", n, StringComparison.Ordinal));
+        }
     }
 
     [Fact(Timeout = 120_000)]
