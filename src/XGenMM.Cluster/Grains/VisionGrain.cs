@@ -45,7 +45,7 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
             catch (EngineRejectedException e)
             {
                 DeactivateOnIdle();
-                throw new ClusterRejectedException(ClusterErrors.Map(e.Reason), e.Message);
+                throw new ClusterRejectedException(WireMaps.ToWire(e.Reason), e.Message);
             }
         }
         else engines.RecordVisionGrainHit();
@@ -61,7 +61,7 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
             DeactivateOnIdle();
             throw new ClusterRejectedException(RejectionKind.VisionTokensMissing, $"The vision tokens of '{this.GetPrimaryKeyString()}' are not on this silo any more; encode the image again.");
         }
-        return Task.FromResult(new VisionTokensPayload(_tokens.Data, _tokens.Rows, _tokens.Dim, (TokenFormat)_tokens.Format, _tokens.ContentKey));
+        return Task.FromResult(new VisionTokensPayload(_tokens.Data, _tokens.Rows, _tokens.Dim, WireMaps.ToWire(_tokens.Format), _tokens.ContentKey));
     }
 
     private static bool IsContentKey(string key) => key.Length == 64 && key.All(c => char.IsAsciiDigit(c) || c is >= 'a' and <= 'f');
