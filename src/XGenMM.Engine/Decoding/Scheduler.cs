@@ -5,8 +5,9 @@ namespace XGenMM.Engine.Decoding;
 
 /// <summary>
 /// Decides what each engine step does (the scheduler of vLLM v1's scheduler -> model runner -> output processor
-/// split): owns the waiting queue (weighted-fair across tenants), the KV slots and which sequence holds each, the
-/// parked prefixes kept for reuse, and the per-step prefill budget. Works on token counts and ids only; the plan it
+/// split): owns the waiting queue (weighted-fair across tenants, each held to its weighted share of the slots under
+/// contention), the KV slots and which sequence holds each, the parked prefixes kept for reuse, and the per-step
+/// prefill budget. Works on token counts and ids only; the plan it
 /// returns is carried out by <see cref="ModelRunner"/> and <see cref="OutputProcessor"/>.
 /// <see cref="Reserve"/>, <see cref="Enqueue"/>, <see cref="BeginDrain"/> and the counters are safe from any
 /// thread; everything else runs on the engine thread.
@@ -19,6 +20,7 @@ internal sealed class Scheduler
     private readonly PrefixIndex _parked = new();
     private readonly SortedSet<int> _freeSlots = [];
     private readonly Sequence?[] _bySlot;
+    private readonly Dictionary<string, int> _runningByTenant = new(StringComparer.Ordinal);
     private readonly object _admissionLock = new();
     private int _waitingCount;
     private long _waitingTokens;
@@ -141,7 +143,8 @@ internal sealed class Scheduler
         var admitted = new List<Sequence>();
         while (_waiting.Count > 0 && (_freeSlots.Count > 0 || _parked.Count > 0))
         {
-            var s = _waiting.Dequeue()!;
+            double activeWeight = ActiveWeight();
+            var s = _waiting.Dequeue(t => RunningOf(t) < _bySlot.Length * WeightOf(t) / activeWeight)!;
             LeaveWaiting(s);
             int slot;
             int reuse = 0;
@@ -163,6 +166,7 @@ internal sealed class Scheduler
             }
             s.Slot = slot;
             _bySlot[slot] = s;
+            _runningByTenant[s.Request.Tenant] = RunningOf(s.Request.Tenant) + 1;
             s.Length = reuse;
             s.ReusedTokens = reuse;
             s.State = Sequence.Phase.Prefilling;
@@ -172,6 +176,34 @@ internal sealed class Scheduler
             admitted.Add(s);
         }
         return admitted;
+    }
+
+    private int RunningOf(string tenant) => _runningByTenant.GetValueOrDefault(tenant);
+
+    private double WeightOf(string tenant) => _options.TenantWeights.TryGetValue(tenant, out var w) ? w : 1.0;
+
+    /// <summary>
+    /// Sum of the weights of the tenants that run or wait: a tenant's share of the slots is its weight over this.
+    /// Fair queueing alone orders admissions by cost, so a tenant with cheap requests could still hold nearly every
+    /// slot while another's expensive request waits for many of them to end. Admission therefore passes over a tenant
+    /// at or above its share while one below it waits; when none is below, fair order decides alone, so no slot
+    /// stays idle.
+    /// </summary>
+    private double ActiveWeight()
+    {
+        double total = 0;
+        foreach (var name in _runningByTenant.Keys) total += WeightOf(name);
+        foreach (var name in _waiting.WaitingTenants)
+            if (RunningOf(name) == 0) total += WeightOf(name);
+        return total;
+    }
+
+    private void LeaveSlot(Sequence s)
+    {
+        _bySlot[s.Slot] = null;
+        int left = RunningOf(s.Request.Tenant) - 1;
+        if (left > 0) _runningByTenant[s.Request.Tenant] = left;
+        else _runningByTenant.Remove(s.Request.Tenant);
     }
 
     /// <summary>
@@ -245,7 +277,7 @@ internal sealed class Scheduler
         int slot = s.Slot;
         if (slot >= 0 && ReferenceEquals(_bySlot[slot], s))
         {
-            _bySlot[slot] = null;
+            LeaveSlot(s);
             int valid = s.State == Sequence.Phase.Running ? s.Length : 0;
             if (_options.PrefixReuse && reason != DecodeFinishReason.Cancelled && valid >= _options.MinPrefixReuseTokens)
             {
@@ -268,7 +300,7 @@ internal sealed class Scheduler
         for (int slot = 0; slot < _bySlot.Length; slot++)
         {
             if (_bySlot[slot] is not { } s) continue;
-            _bySlot[slot] = null;
+            LeaveSlot(s);
             _freeSlots.Add(slot);
             s.State = Sequence.Phase.Done;
             all.Add(s);
