@@ -79,6 +79,7 @@ internal sealed class EngineStatistics
             ItlP99Seconds = itl99,
             GeneratedTokensTotal = generated,
             PrefixReusedTokensTotal = scheduler.ReusedTokensTotal,
+            PreemptionsTotal = Scheduler.PreemptionsTotal,
             Draining = scheduler.Draining,
         };
     }

@@ -31,6 +31,8 @@ internal sealed partial class OutputProcessor(XGenMMTokenizer tokenizer, EngineS
     /// rule fires (the caller then releases the slot and calls <see cref="Finish"/>).</summary>
     public DecodeFinishReason? Accept(Sequence s, ReadOnlySpan<float> logits)
     {
+        // Before sampling: the repetition penalty must not yet see the token sampled now.
+        var (logprob, top) = s.Request.TopLogprobs is int n ? Logprobs(s, logits, n) : (null, null);
         int token = s.Sampler!.Next(logits);
         long now = Stopwatch.GetTimestamp();
         bool first = s.FirstTokenTimestamp == 0;
@@ -63,8 +65,50 @@ internal sealed partial class OutputProcessor(XGenMMTokenizer tokenizer, EngineS
         }
         if (finish is null && s.Completion.Count >= s.Request.MaxNewTokens) finish = DecodeFinishReason.Length;
         if (finish is not null) text += s.Stops!.Push(s.Decoder!.Flush()) + s.Stops.Flush();
-        s.Events.Writer.TryWrite(new DecodeEvent { TokenId = token, Text = text, Index = index });
+        s.Events.Writer.TryWrite(new DecodeEvent
+        {
+            TokenId = token, Text = text, Index = index,
+            Logprob = logprob?[token], TopLogprobs = top,
+        });
         return finish;
+    }
+
+    /// <summary>
+    /// The log-softmax of the logits the sampler draws from (repetition penalty applied, divided by the temperature;
+    /// greedy counts as temperature 1), and its <paramref name="n"/> most likely tokens. Top-k and top-p are left out:
+    /// they cut the candidates, not the model's distribution. Only for sequences that asked, so others pay nothing.
+    /// </summary>
+    private (double[] Logprobs, TokenLogprob[] Top) Logprobs(Sequence s, ReadOnlySpan<float> logits, int n)
+    {
+        var sampling = s.Request.Sampling;
+        var x = logits.ToArray();
+        if (sampling.RepetitionPenalty != 1f)
+        {
+            float penalty = sampling.RepetitionPenalty;
+            foreach (int id in s.Request.PromptIds.Concat(s.Completion).ToHashSet())
+                if ((uint)id < (uint)x.Length) x[id] = x[id] < 0 ? x[id] * penalty : x[id] / penalty;
+        }
+        double invT = sampling.IsGreedy ? 1.0 : 1.0 / sampling.Temperature;
+        float max = x.Max();
+        double sum = 0;
+        foreach (float v in x) sum += Math.Exp((v - max) * invT);
+        double logZ = Math.Log(sum);
+        var logprobs = new double[x.Length];
+        for (int i = 0; i < x.Length; i++) logprobs[i] = (x[i] - max) * invT - logZ;
+
+        // The n best by insertion into a sorted window: n is at most 20, the vocabulary tens of thousands.
+        var best = new int[n];
+        int count = 0;
+        for (int i = 0; i < x.Length && n > 0; i++)
+        {
+            if (count == n && !(x[i] > x[best[n - 1]])) continue;
+            int j = count < n ? count++ : n - 1;
+            while (j > 0 && x[best[j - 1]] < x[i]) { best[j] = best[j - 1]; j--; }
+            best[j] = i;
+        }
+        var top = new TokenLogprob[count];
+        for (int k = 0; k < count; k++) top[k] = new TokenLogprob(best[k], tokenizer.Decode([best[k]]), logprobs[best[k]]);
+        return (logprobs, top);
     }
 
     /// <summary>Ends the stream of a sequence that has given up its slot: the final event (none for a cancellation,
@@ -85,7 +129,14 @@ internal sealed partial class OutputProcessor(XGenMMTokenizer tokenizer, EngineS
         LogFinished(s.Request.RequestId, s.Request.Tenant, reason, generated, timings.TimeToFirstTokenSeconds * 1000, timings.EndToEndSeconds * 1000);
         try
         {
-            completed(new DecodeCompletion(s.Request.RequestId, s.Request.Tenant, reason, usage, timings, s.ItlSamples.Skip(1).ToArray()));
+            completed(new DecodeCompletion(s.Request.RequestId, s.Request.Tenant, reason, usage, timings, s.ItlSamples.Skip(1).ToArray())
+            {
+                PromptTokens = s.PromptPositions,
+                GeneratedTokens = generated,
+                QueueSeconds = timings.QueueSeconds,
+                PrefillSeconds = timings.PrefillSeconds,
+                DecodeSeconds = s.FirstTokenTimestamp == 0 ? 0 : Sequence.Seconds(s.FirstTokenTimestamp, now),
+            });
         }
 #pragma warning disable CA1031 // a metrics handler must never take the engine down
         catch (Exception e) { LogHandlerFailed(e); }

@@ -14,6 +14,8 @@ internal sealed class RequestValidator(int vocabSize, int embeddingDim, int cont
         if (string.IsNullOrEmpty(request.RequestId)) throw new EngineRejectedException(RejectionReason.Invalid, "A request id is required.");
         if (request.PromptIds.Count == 0) throw new EngineRejectedException(RejectionReason.Invalid, "The prompt is empty.");
         if (request.MaxNewTokens < 1) throw new EngineRejectedException(RejectionReason.Invalid, $"max new tokens must be at least 1 (got {request.MaxNewTokens}).");
+        if (request.TopLogprobs is < 0 or > DecodeRequest.MaxTopLogprobs)
+            throw new EngineRejectedException(RejectionReason.Invalid, $"top logprobs must be 0..{DecodeRequest.MaxTopLogprobs} (got {request.TopLogprobs}).");
         try { request.Sampling.Validate(); }
         catch (ArgumentOutOfRangeException e) { throw new EngineRejectedException(RejectionReason.Invalid, e.Message); }
         foreach (int id in request.PromptIds.Concat(request.ResumeTokenIds))

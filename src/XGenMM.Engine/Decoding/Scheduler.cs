@@ -42,6 +42,9 @@ internal sealed class Scheduler
     public bool Draining => _draining;
     public int ParkedSlots => _parked.Count;
     public long ReusedTokensTotal => Interlocked.Read(ref _reusedTotal);
+    /// <summary>Sequences whose slot was taken back before they ended: always 0, this scheduler never preempts (a
+    /// sequence keeps its slot to the end; admission waits instead).</summary>
+    public static long PreemptionsTotal => 0;
     /// <summary>Width of the latest decode step (see <see cref="DecodeLoad.DecodeRows"/>).</summary>
     public int LastDecodeWidth { get; private set; }
     /// <summary>Slot holders in slot order (null = free or parked).</summary>
