@@ -226,9 +226,9 @@ public sealed class SchedulerTests
         var gone = Submit(scheduler, Request("gone", 5));
         gone.Cancelled = true;
         var plan = Step(scheduler, Now(1));
-        Assert.Equal([new Dropped(gone, null)], plan.Dropped);
+        Assert.Equal([new DroppedRequest(gone, null)], plan.Dropped);
         Assert.Empty(Step(scheduler, Now(1.5)).Dropped);
-        Assert.Equal([new Dropped(late, RejectionReason.Expired)], Step(scheduler, Now(2.5)).Dropped);
+        Assert.Equal([new DroppedRequest(late, RejectionReason.Expired)], Step(scheduler, Now(2.5)).Dropped);
         Assert.Equal((0, 0L), scheduler.WaitingCounters);
         Assert.InRange(scheduler.NextWakeDelay(Now()), TimeSpan.FromMilliseconds(250), TimeSpan.FromMilliseconds(250));
     }
@@ -243,7 +243,7 @@ public sealed class SchedulerTests
         var b = Submit(scheduler, Request("b", 5));
         a.Cancelled = true;
         var plan = Step(scheduler);
-        Assert.Equal([new Stopped(a, false)], plan.Stopped);
+        Assert.Equal([new StoppedSequence(a, false)], plan.Stopped);
         Assert.Equal([b], plan.Admitted);
         Assert.Equal(0, b.Slot);
         Assert.Empty(plan.Decodes);
@@ -258,8 +258,8 @@ public sealed class SchedulerTests
         Step(scheduler);
         var b = Submit(scheduler, Request("b", 5));
         var plan = Step(scheduler, cancelAll: true);
-        Assert.Equal([new Stopped(a, true)], plan.Stopped);
-        Assert.Equal([new Dropped(b, RejectionReason.ShuttingDown)], plan.Dropped);
+        Assert.Equal([new StoppedSequence(a, true)], plan.Stopped);
+        Assert.Equal([new DroppedRequest(b, RejectionReason.ShuttingDown)], plan.Dropped);
         Assert.Empty(plan.Decodes);
         Assert.Equal(0, Running(scheduler));
     }

@@ -97,13 +97,13 @@ internal sealed class Scheduler
     {
         while (_incoming.TryDequeue(out var incoming)) _waiting.Enqueue(incoming, incoming.Request.Tenant);
         var dropped = DropWaiting(now, cancelAll);
-        var stopped = new List<Stopped>();
+        var stopped = new List<StoppedSequence>();
         foreach (var s in _bySlot)
         {
             if (s is null) continue;
-            if (s.Cancelled) stopped.Add(new Stopped(s, false));
+            if (s.Cancelled) stopped.Add(new StoppedSequence(s, false));
             // Cut by the engine, not by its caller: the engine says so, so that a cluster moves the generation.
-            else if (cancelAll) stopped.Add(new Stopped(s, true));
+            else if (cancelAll) stopped.Add(new StoppedSequence(s, true));
         }
         foreach (var s in stopped) Release(s.Sequence, DecodeFinishReason.Cancelled);
 
@@ -124,14 +124,14 @@ internal sealed class Scheduler
         return new StepPlan(dropped, stopped, copies, admitted, PlanPrefills(now), decodes, width);
     }
 
-    private List<Dropped> DropWaiting(long now, bool cancelAll)
+    private List<DroppedRequest> DropWaiting(long now, bool cancelAll)
     {
-        var dropped = new List<Dropped>();
+        var dropped = new List<DroppedRequest>();
         foreach (var s in _waiting.Items)
         {
-            if (s.Cancelled) dropped.Add(new Dropped(s, null));
-            else if (cancelAll) dropped.Add(new Dropped(s, RejectionReason.ShuttingDown));
-            else if (Stopwatch.GetElapsedTime(s.ArrivalTimestamp, now) > _options.QueueTimeToLive) dropped.Add(new Dropped(s, RejectionReason.Expired));
+            if (s.Cancelled) dropped.Add(new DroppedRequest(s, null));
+            else if (cancelAll) dropped.Add(new DroppedRequest(s, RejectionReason.ShuttingDown));
+            else if (Stopwatch.GetElapsedTime(s.ArrivalTimestamp, now) > _options.QueueTimeToLive) dropped.Add(new DroppedRequest(s, RejectionReason.Expired));
         }
         foreach (var d in dropped)
         {
