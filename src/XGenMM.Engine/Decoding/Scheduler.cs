@@ -7,8 +7,8 @@ namespace XGenMM.Engine.Decoding;
 /// Decides what each engine step does (the scheduler of vLLM v1's scheduler -> model runner -> output processor
 /// split): owns the waiting queue (weighted-fair across tenants, each held to its weighted share of the slots under
 /// contention), the KV slots and which sequence holds each, the parked prefixes kept for reuse, and the per-step
-/// prefill budget. Works on token counts and ids only; the plan it
-/// returns is carried out by <see cref="ModelRunner"/> and <see cref="OutputProcessor"/>.
+/// prefill budget. Works on token counts and ids only, so it is tested without a model; the plan it returns is
+/// carried out by <see cref="ModelRunner"/> and <see cref="OutputProcessor"/>.
 /// <see cref="Reserve"/>, <see cref="Enqueue"/>, <see cref="BeginDrain"/> and the counters are safe from any
 /// thread; everything else runs on the engine thread.
 /// </summary>
