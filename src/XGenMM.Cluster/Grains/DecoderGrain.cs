@@ -42,6 +42,7 @@ internal sealed class DecoderGrain(EngineHost engines, IGrainFactory grains, Sil
             StopStrings = request.StopStrings,
             Priority = WireMaps.ToEngine(request.Priority),
             ResumeTokenIds = request.ResumeTokenIds,
+            TopLogprobs = request.TopLogprobs,
         };
         IAsyncEnumerator<DecodeEvent> stream;
         try
@@ -76,6 +77,8 @@ internal sealed class DecoderGrain(EngineHost engines, IGrainFactory grains, Sil
                     Usage = e.Usage is { } u ? new UsageReport(u.PromptTokens, u.ImageTokens, u.CompletionTokens, u.CachedTokens) : null,
                     Timings = e.Timings is { } t ? new TimingReport(t.QueueSeconds, t.TimeToFirstTokenSeconds, t.EndToEndSeconds, t.PrefillSeconds) : null,
                     Decoder = e.IsFinal ? decoder : null,
+                    Logprob = e.Logprob,
+                    TopLogprobs = e.TopLogprobs?.Select(t => new TokenLogprobReport(t.TokenId, t.Text, t.Logprob)).ToArray(),
                 };
             }
         }
