@@ -6,58 +6,9 @@ using Microsoft.AspNetCore.Http.Connections;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.SignalR.Client;
 using Microsoft.Extensions.DependencyInjection;
+using XGenMM.Gateway.Contracts;
 
 namespace XGenMM.LoadTest.Clients;
-
-// The hub's wire contract (src/XGenMM.Gateway/Hubs/ChatHub.cs), declared here so that the tool depends on the
-// protocol and not on the gateway's assembly. Property names match the server's: camelCase in JSON, as written in
-// MessagePack's contractless maps.
-
-/// <summary>A message of a hub turn.</summary>
-public sealed class HubMessage
-{
-    public string? Role { get; set; }
-    public string? Content { get; set; }
-    public byte[][]? Images { get; set; }
-}
-
-/// <summary>The argument of the hub's <c>Chat</c> stream.</summary>
-public sealed class HubTurn
-{
-    public string? ConversationId { get; set; }
-    public HubMessage[]? Messages { get; set; }
-    public int? MaxTokens { get; set; }
-    public float? Temperature { get; set; }
-    public float? TopP { get; set; }
-    public long? Seed { get; set; }
-    public string[]? Stop { get; set; }
-    public bool IgnoreEos { get; set; }
-}
-
-public sealed class HubUsage
-{
-    public int PromptTokens { get; set; }
-    public int ImageTokens { get; set; }
-    public int CompletionTokens { get; set; }
-    public int CachedTokens { get; set; }
-    public int TotalTokens { get; set; }
-}
-
-public sealed class HubTimings
-{
-    public double QueueSeconds { get; set; }
-    public double TimeToFirstTokenSeconds { get; set; }
-    public double EndToEndSeconds { get; set; }
-}
-
-/// <summary>One item of the hub's stream; the last carries the finish reason and usage.</summary>
-public sealed class HubDelta
-{
-    public string? Text { get; set; }
-    public string? FinishReason { get; set; }
-    public HubUsage? Usage { get; set; }
-    public HubTimings? Timings { get; set; }
-}
 
 /// <summary>
 /// The SignalR hub <c>/hubs/chat</c> over WebSockets with the official .NET client. Each simulated user holds its own

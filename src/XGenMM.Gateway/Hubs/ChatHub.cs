@@ -3,37 +3,13 @@ using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.Options;
 using XGenMM.Gateway.Chat;
+using XGenMM.Gateway.Contracts;
 using XGenMM.Gateway.Hosting;
 using XGenMM.Gateway.OpenAi;
 using XGenMM.Gateway.Telemetry;
 using XGenMM.Gateway.Tenants;
 
 namespace XGenMM.Gateway.Hubs;
-
-/// <summary>A message of a hub turn. Images are bytes: base64 strings in the JSON protocol, binary in MessagePack.</summary>
-public sealed class HubMessage
-{
-    public string? Role { get; set; }
-    public string? Content { get; set; }
-    public byte[][]? Images { get; set; }
-}
-
-/// <summary>What a client sends to <see cref="ChatHub.Chat"/>: the conversation so far and the sampling settings.</summary>
-public sealed class HubTurn
-{
-    public string? ConversationId { get; set; }
-    public HubMessage[]? Messages { get; set; }
-    public int? MaxTokens { get; set; }
-    public float? Temperature { get; set; }
-    public float? TopP { get; set; }
-    public long? Seed { get; set; }
-    public string[]? Stop { get; set; }
-    /// <summary>Generate exactly maxTokens (benchmarks).</summary>
-    public bool IgnoreEos { get; set; }
-}
-
-/// <summary>One server-to-client stream item: text to append; the last one has the finish reason, usage and timings.</summary>
-public sealed record HubDelta(string Text, string? FinishReason, TurnUsage? Usage, TurnTimings? Timings);
 
 /// <summary>
 /// Streaming chat over SignalR at <c>/hubs/chat</c>. A client invokes <c>Chat</c> as a stream; cancelling the stream
@@ -104,7 +80,7 @@ public sealed class ChatHub(ChatService chat, ServedModel model, IOptions<Reques
                             throw Error(e);
                         }
                         var d = deltas.Current;
-                        yield return new HubDelta(d.Text, d.FinishReason, d.Usage, d.Timings);
+                        yield return ToWire(d);
                     }
                 }
                 finally
@@ -181,4 +157,18 @@ public sealed class ChatHub(ChatService chat, ServedModel model, IOptions<Reques
         metrics.Reject(e);
         return new HubException($"{e.Status} {e.Code ?? e.Type}: {e.Message}");
     }
+
+    private static HubDelta ToWire(ChatDelta d) => new()
+    {
+        Text = d.Text,
+        FinishReason = d.FinishReason,
+        Usage = d.Usage is { } u ? new HubUsage
+        {
+            PromptTokens = u.PromptTokens, ImageTokens = u.ImageTokens, CompletionTokens = u.CompletionTokens, CachedTokens = u.CachedTokens, TotalTokens = u.TotalTokens,
+        } : null,
+        Timings = d.Timings is { } t ? new HubTimings
+        {
+            QueueSeconds = t.QueueSeconds, TimeToFirstTokenSeconds = t.TimeToFirstTokenSeconds, EndToEndSeconds = t.EndToEndSeconds,
+        } : null,
+    };
 }
