@@ -23,6 +23,11 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
     GatewayMetrics metrics, ILogger<ChatService> logger)
 {
     private readonly RequestLimits _limits = limits.Value;
+    private readonly PromptBound _bound = new(model.Tokenizer);
+    private long _tokenizerCalls;
+
+    /// <summary>Prompts tokenised so far: tests read it to prove a refusal came before the tokenizer.</summary>
+    internal long TokenizerCalls => Interlocked.Read(ref _tokenizerCalls);
 
     /// <summary>Admits the turn and waits for its first token; the returned stream starts with that token.</summary>
     public async Task<ChatGeneration> StartAsync(ChatTurn turn, CancellationToken cancellationToken)
@@ -92,6 +97,13 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             throw OpenAiException.Invalid($"'messages' has {turn.Messages.Count} messages; the limit is {_limits.MaxMessages}.", "messages", "too_many_messages");
         if (turn.Images.Count > _limits.MaxImagesPerRequest)
             throw OpenAiException.Invalid($"The request has {turn.Images.Count} images; the limit is {_limits.MaxImagesPerRequest} per request.", "messages", "too_many_images");
+        long weight = 0;
+        foreach (var message in turn.Messages)
+            foreach (var part in message.Parts)
+                if (part.Text is not null) weight += PromptBound.Weight(part.Text);
+        long atLeast = _bound.MinTokens(weight);
+        if (atLeast > _limits.MaxPromptTokens)
+            throw OpenAiException.Invalid($"The prompt is at least {atLeast} tokens; the limit is {_limits.MaxPromptTokens}.", "messages", "context_length_exceeded");
         var imageLimits = new ImageLimits { MaxBytes = _limits.MaxImageBytes, MaxPixels = _limits.MaxImagePixels, MaxSide = _limits.MaxImageSide };
         for (int i = 0; i < turn.Images.Count; i++)
         {
@@ -129,6 +141,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             messages.Add(new ChatMessage(message.Role, content.ToString()));
         }
         // The fixed system prompt of xGen-MM when the conversation brings none (spec: "used everywhere").
+        Interlocked.Increment(ref _tokenizerCalls);
         var ids = model.Tokenizer.Encode(ChatTemplate.Render(messages, addGenerationPrompt: true, addDefaultSystemPrompt: true));
         int textTokens = ids.Count - turn.Images.Count;
         if (textTokens > _limits.MaxPromptTokens)
