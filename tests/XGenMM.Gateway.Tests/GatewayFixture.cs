@@ -42,6 +42,9 @@ public class GatewayFixture : IAsyncLifetime
 
     protected virtual void Configure(Dictionary<string, string?> settings) { }
 
+    /// <summary>Runs last on the host builder (after the fixture's settings and log level).</summary>
+    protected virtual void ConfigureBuilder(WebApplicationBuilder builder) { }
+
     public async ValueTask InitializeAsync()
     {
         OrleansGatewayPort = FreePort();
@@ -78,6 +81,7 @@ public class GatewayFixture : IAsyncLifetime
         {
             builder.Configuration.AddInMemoryCollection(settings);
             builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            ConfigureBuilder(builder);
         });
         await App.StartAsync();
         var address = App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();

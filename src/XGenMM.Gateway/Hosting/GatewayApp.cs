@@ -79,7 +79,9 @@ public static class GatewayApp
             o.MaximumParallelInvocationsPerClient = limits.MaxStreamsPerConnection + 1;
         }).AddMessagePackProtocol();
 
-        services.AddXGenMMTracing(builder.Configuration, tracing => tracing.AddAspNetCoreInstrumentation());
+        services.AddXGenMMTracing(builder.Configuration, tracing => tracing.AddAspNetCoreInstrumentation(o => o.EnrichWithHttpRequest = SecretRedaction.EnrichRequest));
+        // Last before Build: it wraps the logger providers registered so far (the hub's key arrives as ?access_token=).
+        services.AddXGenMMLogRedaction();
 
         var app = builder.Build();
         app.Services.GetRequiredService<GatewayMetrics>();
