@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts a local multi-process XGenMM cluster on loopback: redis-server (membership), N vision silos, M decoder
-# silos and the gateway (when built). Stop it with `deploy/local/cluster.sh stop`.
+# silos and the gateway (when built), every HTTP port on 127.0.0.1 only. Stop it with `deploy/local/cluster.sh stop`.
 #   deploy/local/cluster.sh start [vision=1] [decoders=2]     MODEL=/path/to/checkpoint (default: embedded nano)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,7 +18,7 @@ start() {
   local common=(Cluster__Clustering=Redis Cluster__RedisConnectionString=127.0.0.1:$REDIS_PORT Cluster__ClusterId=local Model__Path="${MODEL:-}")
   local n=0
   launch() { # name roles
-    env "${common[@]}" Silo__Roles="$2" Silo__HttpPort=$((18080 + n)) Cluster__SiloPort=$((11111 + n)) Cluster__GatewayPort=$((30000 + n)) \
+    env "${common[@]}" Silo__Roles="$2" Silo__HttpAddress=127.0.0.1 Silo__HttpPort=$((18080 + n)) Cluster__SiloPort=$((11111 + n)) Cluster__GatewayPort=$((30000 + n)) \
       Cluster__SiloName="$1" dotnet src/XGenMM.Silo/bin/Release/net10.0/XGenMM.Silo.dll >"$RUN/$1.log" 2>&1 &
     echo $! >"$RUN/$1.pid"
     echo "silo $1 ($2): http://127.0.0.1:$((18080 + n))/readyz  log $RUN/$1.log"
@@ -32,7 +32,7 @@ start() {
     local hash
     hash=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
     printf '{"tenants":[{"id":"local","keySha256":["%s"]}]}\n' "$hash" >"$RUN/tenants.json"
-    env "${common[@]}" Gateway__Mode=Cluster Tenants__File="$RUN/tenants.json" ASPNETCORE_HTTP_PORTS=8080 dotnet src/XGenMM.Gateway/bin/Release/net10.0/XGenMM.Gateway.dll >"$RUN/gateway.log" 2>&1 &
+    env "${common[@]}" Gateway__Mode=Cluster Tenants__File="$RUN/tenants.json" ASPNETCORE_URLS=http://127.0.0.1:8080 dotnet src/XGenMM.Gateway/bin/Release/net10.0/XGenMM.Gateway.dll >"$RUN/gateway.log" 2>&1 &
     echo $! >"$RUN/gateway.pid"
     echo "gateway: http://127.0.0.1:8080/  log $RUN/gateway.log"
     echo "API key (tenant 'local'): $key"

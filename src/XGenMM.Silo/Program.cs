@@ -2,10 +2,12 @@ using XGenMM.Cluster.Hosting;
 using XGenMM.ServiceDefaults;
 
 // An XGenMM silo: what it does (Silo:Roles, Silo:Gpus), how it joins (Cluster:*) and what it serves (Model:Path)
-// all come from configuration (docs/configuration.md); HTTP on Silo:HttpPort for probes and metrics.
+// all come from configuration (docs/configuration.md); HTTP on Silo:HttpAddress:Silo:HttpPort for probes and metrics.
 var builder = WebApplication.CreateBuilder(args);
 var silo = builder.Configuration.GetSection("Silo").Get<SiloSettings>() ?? new SiloSettings();
-builder.WebHost.ConfigureKestrel(k => k.ListenAnyIP(silo.HttpPort));
+if (!System.Net.IPAddress.TryParse(silo.HttpAddress, out var httpAddress))
+    throw new InvalidOperationException($"Silo:HttpAddress must be an IP address (0.0.0.0 for every interface); got '{silo.HttpAddress}'.");
+builder.WebHost.ConfigureKestrel(k => k.Listen(httpAddress, silo.HttpPort));
 builder.Services.AddXGenMMTracing(builder.Configuration);
 builder.UseOrleans(orleans => orleans.UseXGenMMClustering(builder.Configuration).AddXGenMMSilo(builder.Configuration));
 // SIGTERM: readiness flips and decoders drain (up to the drain timeout) before the silo leaves the cluster.

@@ -59,6 +59,7 @@ public sealed class WiringTests
             {
                 Assert.Contains(Arr(service, "spec.ports"), p => Str(p, "name") == Str(endpoint, "port"));
                 Assert.Equal("/metrics", Str(endpoint, "path"));
+                if (Component(sm) == "gateway") Assert.Equal("management", Str(endpoint, "port"));
             }
             Assert.Equal([Scenario.Namespace], (At(sm, "spec.namespaceSelector.matchNames") as JsonArray)!.Select(n => n!.ToString()));
         }
@@ -67,7 +68,10 @@ public sealed class WiringTests
             var selector = StringMap(At(pm, "spec.selector.matchLabels"));
             var workload = Assert.Single(workloads, w => Selects(selector, PodLabels(w)));
             foreach (var endpoint in Arr(pm, "spec.podMetricsEndpoints"))
+            {
                 Assert.Contains(Arr(PodSpec(workload), "containers"), c => Arr(c, "ports").Any(p => Str(p, "name") == Str(endpoint, "port")));
+                if (Component(pm) == "gateway") Assert.Equal("management", Str(endpoint, "port"));
+            }
         }
         // Topology spread and anti-affinity count the workload's own pods.
         foreach (var w in workloads)
@@ -120,6 +124,8 @@ public sealed class WiringTests
             Assert.Equal("status.podIP", Str(Env(c)["Cluster__AdvertisedIP"], "valueFrom.fieldRef.fieldPath"));
             Assert.Equal("metadata.name", Str(Env(c)["Cluster__SiloName"], "valueFrom.fieldRef.fieldPath"));
             AssertProbes(c);
+            // The silo binds loopback unless told otherwise; in a pod the kubelet and Prometheus come to the pod IP.
+            Assert.Equal("0.0.0.0", EnvValue(c, "Silo__HttpAddress"));
             Assert.Contains(EnvValue(c, "Model__DType"), new[] { "float32", "float16", "bfloat16" });
         }
         Assert.Superset(new HashSet<string>(["vision", "decoder"]), roles);
@@ -154,7 +160,11 @@ public sealed class WiringTests
         var c = Container(r.Gateway, "gateway");
         Assert.Equal("Cluster", EnvValue(c, "Gateway__Mode"));
         Assert.Equal(int.Parse(EnvValue(c, "ASPNETCORE_HTTP_PORTS"), CultureInfo.InvariantCulture), ContainerPort(c, "http"));
-        AssertProbes(c);
+        // Metrics and probes on their own port, which the Ingress never routes (below).
+        Assert.Equal(int.Parse(EnvValue(c, "Management__Port"), CultureInfo.InvariantCulture), ContainerPort(c, "management"));
+        Assert.NotEqual(ContainerPort(c, "http"), ContainerPort(c, "management"));
+        Assert.Equal("0.0.0.0", EnvValue(c, "Management__Address"));
+        AssertProbes(c, "management");
         Assert.False(string.IsNullOrEmpty(EnvValue(c, "Gateway__ModelId")));
 
         // Tenants: the file the gateway reads is the key of the mounted Secret.
@@ -173,11 +183,17 @@ public sealed class WiringTests
         // The Service and Ingress reach the gateway's http port; SignalR gets sticky sessions and long timeouts.
         var service = r.Get("Service", Name(r.Gateway));
         Assert.Equal("http", Str(service, "spec.ports.0.targetPort"));
+        Assert.Contains(Arr(service, "spec.ports"), p => Str(p, "name") == "management" && Str(p, "targetPort") == "management");
         foreach (var ingress in r.OfKind("Ingress"))
         {
             var backend = Obj(ingress, "spec.rules.0.http.paths.0.backend.service");
             Assert.Equal(Name(service), Str(backend, "name"));
             Assert.Contains(Arr(service, "spec.ports"), p => Str(p, "name") == Str(backend, "port.name"));
+            // Every path of every rule reaches the public port only.
+            foreach (var rule in Arr(ingress, "spec.rules"))
+                foreach (var path in Arr(rule, "http.paths"))
+                    Assert.Equal("http", Str(path, "backend.service.port.name"));
+            Assert.Null(At(ingress, "spec.defaultBackend"));
             var annotations = StringMap(At(ingress, "metadata.annotations"));
             Assert.Equal("cookie", annotations["nginx.ingress.kubernetes.io/affinity"]);
             Assert.True(int.Parse(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"], CultureInfo.InvariantCulture) >= 3600);
@@ -331,11 +347,13 @@ public sealed class WiringTests
                 foreach (var mount in Arr(c, "volumeMounts"))
                     Assert.Contains(Arr(PodSpec(d), "volumes"), v => Str(v, "name") == Str(mount, "name"));
             }
-            // Scrape hints (for Prometheus without the operator) point at the port that serves /metrics.
+            // Scrape hints (for Prometheus without the operator) point at the port that serves /metrics: the gateway's
+            // management port (its public port answers 404 there), a silo's http port.
             var annotations = StringMap(At(d, "spec.template.metadata.annotations"));
             if (annotations.TryGetValue("prometheus.io/port", out var scrapePort))
             {
-                Assert.Equal(ContainerPort(Arr(PodSpec(d), "containers").First(), "http").ToString(CultureInfo.InvariantCulture), scrapePort);
+                string metricsPort = Component(d) == "gateway" ? "management" : "http";
+                Assert.Equal(ContainerPort(Arr(PodSpec(d), "containers").First(), metricsPort).ToString(CultureInfo.InvariantCulture), scrapePort);
                 Assert.Equal("/metrics", annotations["prometheus.io/path"]);
             }
             Assert.Equal(scenario != "hostpath-cache-cpu-silos-existing-tenants", annotations.ContainsKey("prometheus.io/scrape"));
@@ -345,12 +363,14 @@ public sealed class WiringTests
         }
     }
 
-    internal static void AssertProbes(JsonObject container)
+    internal static void AssertProbes(JsonObject container, string port = "http")
     {
         Assert.Equal("/healthz", Str(container, "livenessProbe.httpGet.path"));
         Assert.Equal("/readyz", Str(container, "readinessProbe.httpGet.path"));
         Assert.Equal("/healthz", Str(container, "startupProbe.httpGet.path"));
-        Assert.Equal("http", Str(container, "readinessProbe.httpGet.port"));
+        Assert.Equal(port, Str(container, "readinessProbe.httpGet.port"));
+        Assert.Equal(port, Str(container, "livenessProbe.httpGet.port"));
+        Assert.Equal(port, Str(container, "startupProbe.httpGet.port"));
     }
 
     private static int GpuCount(JsonObject container, string section) =>

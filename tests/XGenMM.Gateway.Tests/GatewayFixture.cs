@@ -42,6 +42,9 @@ public class GatewayFixture : IAsyncLifetime
 
     protected virtual void Configure(Dictionary<string, string?> settings) { }
 
+    /// <summary>Runs last on the host builder (after the fixture's settings and log level).</summary>
+    protected virtual void ConfigureBuilder(WebApplicationBuilder builder) { }
+
     public async ValueTask InitializeAsync()
     {
         OrleansGatewayPort = FreePort();
@@ -78,10 +81,14 @@ public class GatewayFixture : IAsyncLifetime
         {
             builder.Configuration.AddInMemoryCollection(settings);
             builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            ConfigureBuilder(builder);
         });
         await App.StartAsync();
-        var address = App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        BaseAddress = new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal));
+        // The public address: not the management port's, when the fixture has one.
+        string? management = settings.GetValueOrDefault("Management:Port");
+        var address = App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses
+            .First(a => management is null || !a.EndsWith(":" + management, StringComparison.Ordinal));
+        BaseAddress = new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal));
         ModelId = App.Services.GetRequiredService<ServedModel>().Id;
         using var http = Client();
         for (int i = 0; i < 600; i++)

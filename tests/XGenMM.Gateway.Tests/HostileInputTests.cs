@@ -3,7 +3,11 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http.Connections;
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.AspNetCore.SignalR.Client;
 using SkiaSharp;
+using XGenMM.Gateway.Hubs;
 
 namespace XGenMM.Gateway.Tests;
 
@@ -55,6 +59,9 @@ public sealed class HostileInputTests(GatewayFixture gateway)
     private static Action<JsonObject> Set(string name, JsonNode? value) => b => b[name] = value;
 
     private static byte[] PngBytes(int w, int h) => TestImages.Png(w, h, SKColors.Blue);
+
+    private static HttpRequestMessage Get(string path) =>
+        new(HttpMethod.Get, path) { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", GatewayFixture.AlphaKey) } };
 
     public static TheoryData<HostileCase> Cases()
     {
@@ -167,6 +174,77 @@ public sealed class HostileInputTests(GatewayFixture gateway)
                 HttpStatusCode.NotFound, "unknown_url"),
             C("usage for 0 days", _ => new HttpRequestMessage(HttpMethod.Get, "/v1/usage?days=0") { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", GatewayFixture.AlphaKey) } },
                 Bad, "invalid_request_error"),
+            C("usage for 367 days", _ => Get("/v1/usage?days=367"), Bad, "invalid_request_error"),
+            C("usage for -1 days", _ => Get("/v1/usage?days=-1"), Bad, "invalid_request_error"),
+            C("usage days not a number", _ => Get("/v1/usage?days=abc"), Bad, "invalid_request_error"),
+            C("usage days beyond int", _ => Get("/v1/usage?days=99999999999999999999"), Bad, "invalid_request_error"),
+            C("unknown model id", _ => Get("/v1/models/gpt-4o"), HttpStatusCode.NotFound, "model_not_found"),
+            C("4 KB model id", _ => Get("/v1/models/" + new string('m', 4096)), HttpStatusCode.NotFound, "model_not_found"),
+            C("4 KB unknown path", _ => Get("/v1/" + new string('p', 4096)), HttpStatusCode.NotFound, "unknown_url"),
+            C("encoded dot-dot slash path", _ => Get("/v1/%2e%2e%2fmetrics"), HttpStatusCode.NotFound, "unknown_url"),
+            C("GET on chat completions", _ => Get("/v1/chat/completions"), HttpStatusCode.NotFound, "unknown_url"),
+            C("DELETE on models", _ => new HttpRequestMessage(HttpMethod.Delete, "/v1/models") { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", GatewayFixture.AlphaKey) } },
+                HttpStatusCode.NotFound, "unknown_url"),
+            // Header injection and odd credentials in every header the gateway reads
+            C("Basic credentials", _ => { var r = Post("{}", null); r.Headers.TryAddWithoutValidation("Authorization", "Basic YWxwaGE6a2V5"); return r; }, HttpStatusCode.Unauthorized, "invalid_api_key"),
+            C("bearer with trailing junk", _ => { var r = Post("{}", null); r.Headers.TryAddWithoutValidation("Authorization", "Bearer " + GatewayFixture.AlphaKey + " extra"); return r; }, HttpStatusCode.Unauthorized, "invalid_api_key"),
+            C("two Authorization headers", _ => { var r = Post("{}", null); r.Headers.TryAddWithoutValidation("Authorization", ["Bearer sk-nope", "Bearer " + GatewayFixture.AlphaKey]); return r; }, HttpStatusCode.Unauthorized, "invalid_api_key"),
+            C("64 KB Authorization header", _ => { var r = Post("{}", null); r.Headers.TryAddWithoutValidation("Authorization", "Bearer " + new string('k', 16 * 1024)); return r; }, HttpStatusCode.Unauthorized, "invalid_api_key"),
+            C("key as access_token on /v1", _ => new HttpRequestMessage(HttpMethod.Get, "/v1/models?access_token=" + GatewayFixture.AlphaKey), HttpStatusCode.Unauthorized, "invalid_api_key"),
+            C("hub negotiate without a key", _ => new HttpRequestMessage(HttpMethod.Post, "/hubs/chat/negotiate?negotiateVersion=1"), HttpStatusCode.Unauthorized, "missing_api_key"),
+            C("hub negotiate with a wrong access_token", _ => new HttpRequestMessage(HttpMethod.Post, "/hubs/chat/negotiate?negotiateVersion=1&access_token=sk-nope"), HttpStatusCode.Unauthorized, "invalid_api_key"),
+            C("hub negotiate with two access_tokens", _ => new HttpRequestMessage(HttpMethod.Post, "/hubs/chat/negotiate?access_token=sk-nope&access_token=" + GatewayFixture.AlphaKey),
+                HttpStatusCode.Unauthorized, "invalid_api_key"),
+            C("X-Conversation-Id of 64 KB with a bad body", _ => { var r = Post("{\"model\":1}"); r.Headers.TryAddWithoutValidation("X-Conversation-Id", new string('c', 16 * 1024)); return r; }, Bad, "invalid_type"),
+            C("Content-Type text/plain with a bad body", _ => { var r = Post("{\"model\":1}"); r.Content!.Headers.ContentType = new MediaTypeHeaderValue("text/plain"); return r; }, Bad, "invalid_type"),
+            // Bodies of every JSON kind but an object, and JSON extensions
+            C("body is a string", _ => Post("\"hello\""), Bad, "invalid_json"),
+            C("body is null", _ => Post("null"), Bad, "invalid_json"),
+            C("body is a number", _ => Post("42"), Bad, "invalid_json"),
+            C("comment in JSON", m => Post("{/* hi */\"model\":\"" + m + "\"}"), Bad, "invalid_json"),
+            C("trailing comma", m => Post("{\"model\":\"" + m + "\",}"), Bad, "invalid_json"),
+            C("single quotes", _ => Post("{'model':'m'}"), Bad, "invalid_json"),
+            C("NaN literal", m => Post("{\"model\":\"" + m + "\",\"temperature\":NaN}"), Bad, "invalid_json"),
+            C("UTF-16 body", m => Raw(Encoding.Unicode.GetBytes("{\"model\":\"" + m + "\"}")), Bad, "invalid_json"),
+            C("nesting 33 deep in an unknown field", m => Post("{\"model\":\"" + m + "\",\"x\":" + new string('[', 33) + new string(']', 33) + "}"), Bad, "invalid_json"),
+            C("lone surrogate in content", m => Post("{\"model\":\"" + m + "\",\"messages\":[{\"role\":\"user\",\"content\":\"\\ud800 x\"}]}"), Bad, "invalid_string"),
+            C("reversed surrogates in role", m => Post("{\"model\":\"" + m + "\",\"messages\":[{\"role\":\"\\udc00\\ud800\",\"content\":\"x\"}]}"), Bad, "invalid_string"),
+            C("lone surrogate in model", _ => Post("{\"model\":\"\\udfff\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}"), Bad, "invalid_string"),
+            C("lone surrogate in a property name", m => Post("{\"model\":\"" + m + "\",\"\\ud800\":1,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}"), Bad, "invalid_json"),
+            // Wrong shapes, second round
+            C("messages of nulls", Body(Set("messages", new JsonArray(null, null))), Bad, "invalid_type"),
+            C("message without role", Body(Messages(new JsonObject { ["content"] = "hi" })), Bad, "invalid_request_error"),
+            C("user content null", Body(Messages(new JsonObject { ["role"] = "user", ["content"] = null })), Bad, "invalid_type"),
+            C("content part is a string", Body(Messages(new JsonObject { ["role"] = "user", ["content"] = new JsonArray("hi") })), Bad, "invalid_type"),
+            C("image_url without url", Body(Messages(UserParts(new JsonObject { ["type"] = "image_url", ["image_url"] = new JsonObject() }))), Bad, "invalid_request_error"),
+            C("image_url url is a number", Body(Messages(UserParts(new JsonObject { ["type"] = "image_url", ["image_url"] = new JsonObject { ["url"] = 7 } }))), Bad, "invalid_type"),
+            C("empty data URL", Body(Messages(UserParts(ImagePart("data:image/png;base64,"), TextPart("what?")))), (HttpStatusCode)422, "invalid_image"),
+            C("stream is a string", Body(Set("stream", "yes")), Bad, "invalid_type"),
+            C("include_usage is a string", Body(b => { b["stream"] = true; b["stream_options"] = new JsonObject { ["include_usage"] = "yes" }; }), Bad, "invalid_type"),
+            C("stream_options is a string", Body(b => { b["stream"] = true; b["stream_options"] = "yes"; }), Bad, "invalid_type"),
+            C("temperature 1e400", m => Post("{\"model\":\"" + m + "\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":1e400}"), Bad, "invalid_type"),
+            C("presence_penalty 3", Body(Set("presence_penalty", 3)), Bad, "invalid_request_error"),
+            C("frequency_penalty is a string", Body(Set("frequency_penalty", "high")), Bad, "invalid_type"),
+            C("max_tokens one over the limit", Body(Set("max_tokens", 257)), Bad, "invalid_request_error"),
+            C("stop sequence of 65 characters", Body(Set("stop", new string('s', 65))), Bad, "invalid_request_error"),
+            C("stop array with a number", Body(Set("stop", new JsonArray("a", 1))), Bad, "invalid_type"),
+            C("user is a number", Body(Set("user", 5)), Bad, "invalid_type"),
+            C("functions", Body(Set("functions", new JsonArray(new JsonObject { ["name"] = "f" }))), Bad, "unsupported_parameter"),
+            C("tool_choice", Body(Set("tool_choice", "auto")), Bad, "unsupported_parameter"),
+            C("function_call", Body(Set("function_call", "auto")), Bad, "unsupported_parameter"),
+            C("audio", Body(Set("audio", new JsonObject { ["voice"] = "x" })), Bad, "unsupported_parameter"),
+            C("response_format is a string", Body(Set("response_format", "json")), Bad, "invalid_type"),
+            C("response_format without type", Body(Set("response_format", new JsonObject())), Bad, "invalid_request_error"),
+            // Huge but legal bodies (under the 4 MB limit)
+            C("3.9 MB of whitespace around a body without a model", _ => Post(new string(' ', 3_900_000) + "{\"messages\":[]}"), Bad, "invalid_request_error"),
+            C("3.9 MB prompt", Body(Messages(new JsonObject { ["role"] = "user", ["content"] = new string('a', 3_900_000) })), Bad, "context_length_exceeded"),
+            C("3.9 MB model name", Body(Set("model", new string('m', 3_900_000))), HttpStatusCode.NotFound, "model_not_found"),
+            C("3.9 MB role", Body(Messages(new JsonObject { ["role"] = new string('r', 3_900_000), ["content"] = "x" })), Bad, "invalid_request_error"),
+            C("3.9 MB part type", Body(Messages(UserParts(new JsonObject { ["type"] = new string('t', 3_900_000) }))), Bad, "invalid_request_error"),
+            C("5000 content parts", Body(Messages(new JsonObject { ["role"] = "user", ["content"] = new JsonArray(Enumerable.Range(0, 5000).Select(_ => (JsonNode)TextPart("xy z")).ToArray()) })),
+                Bad, "context_length_exceeded"),
+            C("64 messages of 60 KB", Body(b => b["messages"] = new JsonArray(Enumerable.Range(0, 64).Select(_ => (JsonNode)new JsonObject { ["role"] = "user", ["content"] = new string('q', 60_000) }).ToArray())),
+                Bad, "context_length_exceeded"),
         ]);
     }
 
@@ -188,7 +266,81 @@ public sealed class HostileInputTests(GatewayFixture gateway)
     }
 
     [Fact]
-    public void The_suite_has_at_least_forty_cases() => Assert.True(Cases().Count >= 40, $"{Cases().Count} cases");
+    public void The_suite_has_at_least_a_hundred_cases() => Assert.True(Cases().Count + HubCases().Count >= 100, $"{Cases().Count} HTTP and {HubCases().Count} hub cases");
+
+    /// <summary>One hostile hub turn: the hub error must carry its status and code.</summary>
+    public sealed record HubCase(string Name, Func<HubTurn?> Turn, string Expected)
+    {
+        public override string ToString() => Name;
+    }
+
+    private static HubTurn HubAsk(Action<HubTurn> patch)
+    {
+        var turn = new HubTurn { Messages = [new HubMessage { Role = "user", Content = "What is this?" }], MaxTokens = 4, Temperature = 0 };
+        patch(turn);
+        return turn;
+    }
+
+    public static TheoryData<HubCase> HubCases()
+    {
+        var random = new byte[4096];
+        new Random(9).NextBytes(random);
+        var png = TestImages.Png(64, 48, SKColors.Red);
+        HubCase H(string name, Func<HubTurn?> turn, string expected) => new(name, turn, expected);
+        return new TheoryData<HubCase>(
+        [
+            H("null turn", () => null, "400 invalid_request_error"),
+            H("messages null", () => HubAsk(t => t.Messages = null), "400 invalid_request_error"),
+            H("messages empty", () => HubAsk(t => t.Messages = []), "400 invalid_request_error"),
+            H("65 messages", () => HubAsk(t => t.Messages = [.. Enumerable.Range(0, 65).Select(_ => new HubMessage { Role = "user", Content = "x" })]), "400 too_many_messages"),
+            H("null message", () => HubAsk(t => t.Messages = [null!]), "400 invalid_request_error"),
+            H("unknown role", () => HubAsk(t => t.Messages![0].Role = "wizard"), "400 invalid_request_error"),
+            H("role null", () => HubAsk(t => t.Messages![0].Role = null), "400 invalid_request_error"),
+            H("role developer", () => HubAsk(t => t.Messages![0].Role = "developer"), "400 invalid_request_error"),
+            H("maxTokens 0", () => HubAsk(t => t.MaxTokens = 0), "400 invalid_request_error"),
+            H("maxTokens over the limit", () => HubAsk(t => t.MaxTokens = 100_000), "400 invalid_request_error"),
+            H("temperature negative", () => HubAsk(t => t.Temperature = -1), "400 invalid_request_error"),
+            H("temperature 3", () => HubAsk(t => t.Temperature = 3), "400 invalid_request_error"),
+            H("topP 0", () => HubAsk(t => t.TopP = 0), "400 invalid_request_error"),
+            H("topP 2", () => HubAsk(t => t.TopP = 2), "400 invalid_request_error"),
+            H("five stop sequences", () => HubAsk(t => t.Stop = ["a", "b", "c", "d", "e"]), "400 invalid_request_error"),
+            H("empty stop sequence", () => HubAsk(t => t.Stop = [""]), "400 invalid_request_error"),
+            H("null stop sequence", () => HubAsk(t => t.Stop = [null!]), "400 invalid_request_error"),
+            H("stop sequence of 65 characters", () => HubAsk(t => t.Stop = [new string('s', 65)]), "400 invalid_request_error"),
+            H("conversationId of 129 characters", () => HubAsk(t => t.ConversationId = new string('c', 129)), "400 invalid_request_error"),
+            H("literal <image> in content", () => HubAsk(t => t.Messages![0].Content = "look <image> here"), "400 invalid_request_error"),
+            H("four images (limit 3)", () => HubAsk(t => t.Messages![0].Images = [png, png, png, png]), "400 too_many_images"),
+            H("null image", () => HubAsk(t => t.Messages![0].Images = [null!]), "400 invalid_request_error"),
+            H("random bytes as image", () => HubAsk(t => t.Messages![0].Images = [random]), "422 invalid_image"),
+            H("empty image", () => HubAsk(t => t.Messages![0].Images = [[]]), "422 invalid_image"),
+            H("image in an assistant message", () => HubAsk(t => t.Messages = [new HubMessage { Role = "assistant", Content = "x", Images = [png] }, new HubMessage { Role = "user", Content = "and?" }]),
+                "400 invalid_request_error"),
+            H("3.9 MB prompt", () => HubAsk(t => t.Messages![0].Content = new string('a', 3_900_000)), "400 context_length_exceeded"),
+            H("64 messages of 60 KB", () => HubAsk(t => t.Messages = [.. Enumerable.Range(0, 64).Select(_ => new HubMessage { Role = "user", Content = new string('q', 60_000) })]), "400 context_length_exceeded"),
+        ]);
+    }
+
+    [Theory(Timeout = 60_000)]
+    [MemberData(nameof(HubCases))]
+    public async Task A_hostile_hub_turn_gets_its_status_and_the_connection_keeps_serving(HubCase hostile)
+    {
+        await using var connection = new HubConnectionBuilder().WithUrl(new Uri(gateway.BaseAddress, "/hubs/chat"), o =>
+        {
+            o.AccessTokenProvider = () => Task.FromResult<string?>(GatewayFixture.AlphaKey);
+            o.Transports = HttpTransportType.WebSockets;
+        }).Build();
+        await connection.StartAsync(Ct);
+        var error = await Assert.ThrowsAsync<HubException>(async () => { await foreach (var _ in connection.StreamAsync<HubDelta>("Chat", hostile.Turn(), Ct)) { } });
+        // The client wraps the hub's "STATUS code: message" in its own sentence.
+        Assert.True(error.Message.Contains("HubException: " + hostile.Expected + ":", StringComparison.Ordinal), $"{hostile.Name}: {error.Message}");
+        // The same connection serves a normal turn afterwards, and the process is healthy.
+        var deltas = new List<HubDelta>();
+        await foreach (var d in connection.StreamAsync<HubDelta>("Chat", HubAsk(t => t.MaxTokens = 1), Ct)) deltas.Add(d);
+        Assert.NotNull(deltas[^1].FinishReason);
+        using var http = gateway.Client();
+        using var health = await http.GetAsync("/healthz", Ct);
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+    }
 
     [Fact(Timeout = 180_000)]
     public async Task A_storm_of_hostile_requests_does_not_disturb_another_tenants_stream()

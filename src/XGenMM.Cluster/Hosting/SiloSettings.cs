@@ -11,6 +11,9 @@ public sealed class SiloSettings
     public string Gpus { get; set; } = "";
     [Range(0, 3600)] public int DrainTimeoutSeconds { get; set; } = 60;
     [Range(1, 65535)] public int HttpPort { get; set; } = 8080;
+    /// <summary>The address of <see cref="HttpPort"/>: loopback unless configured (a silo on a shared machine exposes
+    /// nothing); containers and the chart set 0.0.0.0 so that the kubelet and Prometheus reach the pod IP.</summary>
+    public string HttpAddress { get; set; } = "127.0.0.1";
 
     public IReadOnlyList<string> Devices() =>
         string.IsNullOrWhiteSpace(Gpus)

@@ -23,6 +23,11 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
     GatewayMetrics metrics, ILogger<ChatService> logger)
 {
     private readonly RequestLimits _limits = limits.Value;
+    private readonly PromptBound _bound = new(model.Tokenizer);
+    private long _tokenizerCalls;
+
+    /// <summary>Prompts tokenised so far: tests read it to prove a refusal came before the tokenizer.</summary>
+    internal long TokenizerCalls => Interlocked.Read(ref _tokenizerCalls);
 
     /// <summary>Admits the turn and waits for its first token; the returned stream starts with that token.</summary>
     public async Task<ChatGeneration> StartAsync(ChatTurn turn, CancellationToken cancellationToken)
@@ -94,6 +99,13 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         if (turn.Messages.Count == 0) throw OpenAiException.Invalid("'messages' must contain at least one message.", "messages");
         if (turn.Messages.Count > _limits.MaxMessages)
             throw OpenAiException.Invalid($"'messages' has {turn.Messages.Count} messages; the limit is {_limits.MaxMessages}.", "messages", "too_many_messages");
+        long weight = 0;
+        foreach (var message in turn.Messages)
+            foreach (var part in message.Parts)
+                if (part.Text is not null) weight += PromptBound.Weight(part.Text);
+        long atLeast = _bound.MinTokens(weight);
+        if (atLeast > _limits.MaxPromptTokens)
+            throw OpenAiException.Invalid($"The prompt is at least {atLeast} tokens; the limit is {_limits.MaxPromptTokens}.", "messages", "context_length_exceeded");
         var imageLimits = new ImageLimits { MaxBytes = _limits.MaxImageBytes, MaxPixels = _limits.MaxImagePixels, MaxSide = _limits.MaxImageSide };
         for (int i = 0; i < turn.Images.Count; i++)
         {
@@ -131,6 +143,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             messages.Add(new ChatMessage(message.Role, content.ToString()));
         }
         // The fixed system prompt of xGen-MM when the conversation brings none (spec: "used everywhere").
+        Interlocked.Increment(ref _tokenizerCalls);
         var ids = model.Tokenizer.Encode(ChatTemplate.Render(messages, addGenerationPrompt: true, addDefaultSystemPrompt: true));
         int textTokens = ids.Count - turn.Images.Count;
         if (textTokens > _limits.MaxPromptTokens)

@@ -43,6 +43,8 @@ public static class GatewayApp
 
         // Kestrel's own cap sits just above ours so that our check, with its JSON error, is the one that fires.
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = limits.MaxBodyBytes + 1);
+        var management = builder.AddXGenMMManagementPort();
+        services.AddSingleton(management);
 
         if (cohostSilo is not null)
             cohostSilo(builder);
@@ -68,11 +70,14 @@ public static class GatewayApp
             o.MaximumParallelInvocationsPerClient = limits.MaxStreamsPerConnection + 1;
         }).AddMessagePackProtocol();
 
-        services.AddXGenMMTracing(builder.Configuration, tracing => tracing.AddAspNetCoreInstrumentation());
+        services.AddXGenMMTracing(builder.Configuration, tracing => tracing.AddAspNetCoreInstrumentation(o => o.EnrichWithHttpRequest = SecretRedaction.EnrichRequest));
+        // Last before Build: it wraps the logger providers registered so far (the hub's key arrives as ?access_token=).
+        services.AddXGenMMLogRedaction();
 
         var app = builder.Build();
         app.Services.GetRequiredService<GatewayMetrics>();
 
+        app.UseXGenMMManagementPort(management);
         var web = new PhysicalFileProvider(Path.Combine(AppContext.BaseDirectory, "web"));
         app.UseDefaultFiles(new DefaultFilesOptions { FileProvider = web });
         app.UseStaticFiles(new StaticFileOptions { FileProvider = web });

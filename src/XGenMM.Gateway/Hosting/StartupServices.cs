@@ -9,7 +9,8 @@ namespace XGenMM.Gateway.Hosting;
 public sealed record StartupBanner(string? DevelopmentApiKey);
 
 /// <summary>Prints where the gateway listens, the served model and, in Local mode, the development API key.</summary>
-internal sealed class StartupAnnouncer(IServer server, StartupBanner banner, ServedModel model, IHostApplicationLifetime lifetime) : IHostedService
+internal sealed class StartupAnnouncer(IServer server, StartupBanner banner, ServedModel model, IHostApplicationLifetime lifetime,
+    XGenMM.ServiceDefaults.ManagementOptions management) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -18,7 +19,11 @@ internal sealed class StartupAnnouncer(IServer server, StartupBanner banner, Ser
             var addresses = server.Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
             Console.WriteLine();
             Console.WriteLine($"XGenMM gateway serving model '{model.Id}' from {model.Directory}");
-            foreach (var address in addresses) Console.WriteLine($"  chat page and API: {address}");
+            foreach (var address in addresses)
+            {
+                bool isManagement = management.Port > 0 && Uri.TryCreate(address.Replace("*", "localhost", StringComparison.Ordinal).Replace("+", "localhost", StringComparison.Ordinal), UriKind.Absolute, out var uri) && uri.Port == management.Port;
+                Console.WriteLine(isManagement ? $"  metrics and probes: {address}" : $"  chat page and API: {address}");
+            }
             if (banner.DevelopmentApiKey is { } key)
                 Console.WriteLine($"  development API key (tenant 'dev'): {key}");
             Console.WriteLine();

@@ -29,7 +29,23 @@ public static class ChatCompletionParser
         }
         using (document)
         {
-            var root = document.RootElement;
+            try
+            {
+                return Read(document.RootElement, limits);
+            }
+            catch (InvalidOperationException e)
+            {
+                // JsonElement throws this for a string escape that is not UTF-16 text (a lone surrogate such as
+                // "\ud800"), wherever the reader meets it; every field we read goes through Text first, this catches
+                // the rest (property names compared by TryGetProperty).
+                throw OpenAiException.Invalid($"The request body has a string that is not valid Unicode: {e.Message}", null, "invalid_json");
+            }
+        }
+    }
+
+    private static ChatCompletionRequest Read(JsonElement root, RequestLimits limits)
+    {
+        {
             if (root.ValueKind != JsonValueKind.Object) throw OpenAiException.Invalid("The request body must be a JSON object.", null, "invalid_json");
 
             string model = RequiredString(root, "model");
@@ -89,13 +105,13 @@ public static class ChatCompletionParser
             var stop = new List<string>();
             if (root.TryGetProperty("stop", out var stopElement) && stopElement.ValueKind != JsonValueKind.Null)
             {
-                if (stopElement.ValueKind == JsonValueKind.String) stop.Add(stopElement.GetString()!);
+                if (stopElement.ValueKind == JsonValueKind.String) stop.Add(Text(stopElement, "stop"));
                 else if (stopElement.ValueKind == JsonValueKind.Array)
                 {
                     foreach (var item in stopElement.EnumerateArray())
                     {
                         if (item.ValueKind != JsonValueKind.String) throw TypeError("stop", "a string or an array of strings");
-                        stop.Add(item.GetString()!);
+                        stop.Add(Text(item, "stop"));
                     }
                 }
                 else throw TypeError("stop", "a string or an array of strings");
@@ -107,7 +123,7 @@ public static class ChatCompletionParser
             if (root.TryGetProperty("user", out var userElement) && userElement.ValueKind != JsonValueKind.Null)
             {
                 if (userElement.ValueKind != JsonValueKind.String) throw TypeError("user", "a string");
-                user = userElement.GetString();
+                user = Text(userElement, "user");
             }
 
             bool ignoreEos = OptionalBool(root, "ignore_eos") ?? false;
@@ -145,7 +161,7 @@ public static class ChatCompletionParser
         switch (content.ValueKind)
         {
             case JsonValueKind.String:
-                parts.Add(TurnPart.OfText(content.GetString()!));
+                parts.Add(TurnPart.OfText(Text(content, path + ".content")));
                 break;
             case JsonValueKind.Null when role == "assistant":
                 break;
@@ -163,7 +179,7 @@ public static class ChatCompletionParser
                     else if (type == "image_url")
                     {
                         if (!part.TryGetProperty("image_url", out var imageUrl)) throw OpenAiException.Invalid($"{partPath}.image_url is required.", partPath + ".image_url");
-                        string url = imageUrl.ValueKind == JsonValueKind.String ? imageUrl.GetString()!
+                        string url = imageUrl.ValueKind == JsonValueKind.String ? Text(imageUrl, partPath + ".image_url")
                             : imageUrl.ValueKind == JsonValueKind.Object ? RequiredString(imageUrl, "url", partPath + ".image_url.url")
                             : throw TypeError(partPath + ".image_url", "an object with a url");
                         if (limits.RefuseImage(images.Count, partPath) is { } tooMany) throw tooMany;
@@ -210,7 +226,23 @@ public static class ChatCompletionParser
         path ??= name;
         if (!obj.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null) throw OpenAiException.Invalid($"'{path}' is required.", path);
         if (value.ValueKind != JsonValueKind.String) throw TypeError(path, "a string");
-        return value.GetString()!;
+        return Text(value, path);
+    }
+
+    /// <summary>
+    /// A string value. JSON escapes can spell UTF-16 that is not text (a lone or reversed surrogate, "\udc00\ud800"),
+    /// which the body's UTF-8 check cannot see and GetString refuses with an InvalidOperationException (a 500 before).
+    /// </summary>
+    private static string Text(JsonElement value, string path)
+    {
+        try
+        {
+            return value.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw OpenAiException.Invalid($"'{path}' is not valid Unicode text (it has an unpaired surrogate escape such as \\ud800).", path, "invalid_string");
+        }
     }
 
     private static bool? OptionalBool(JsonElement obj, string name, string? path = null)

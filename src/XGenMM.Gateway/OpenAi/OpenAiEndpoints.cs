@@ -29,10 +29,12 @@ public static class OpenAiEndpoints
 
     private static object ModelCard(ServedModel model) => new { id = model.Id, @object = "model", created = model.Created, owned_by = "xgenmm" };
 
-    private static async Task<IResult> Usage(HttpContext http, IGrainFactory grains, int? days)
+    private static async Task<IResult> Usage(HttpContext http, IGrainFactory grains, string? days)
     {
-        int span = days ?? 7;
-        if (span is < 1 or > 366) return OpenAiException.Invalid("'days' must be between 1 and 366.", "days").ToResult();
+        // A string, parsed here: an int? parameter made "days=abc" a 400 with an empty body from the binder.
+        int span = 7;
+        if (days is not null && (!int.TryParse(days, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out span) || span is < 1 or > 366))
+            return OpenAiException.Invalid("'days' must be an integer between 1 and 366.", "days").ToResult();
         string tenant = http.User.TenantId();
         var ledger = await grains.GetGrain<ITenantGrain>(tenant).GetUsage(span).ConfigureAwait(false);
         return Results.Json(new
