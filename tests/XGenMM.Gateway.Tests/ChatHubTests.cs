@@ -5,7 +5,6 @@ using Microsoft.AspNetCore.Http.Connections;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.SignalR.Client;
 using Microsoft.Extensions.DependencyInjection;
-using XGenMM.Gateway.Contracts;
 using XGenMM.Gateway.Hubs;
 
 namespace XGenMM.Gateway.Tests;
