@@ -95,5 +95,10 @@ public sealed class OpenAiClientTests(NanoGatewayFixture gateway)
         Assert.Equal(400, (int)tooMany["status"]!);
         Assert.Equal("invalid_request_error", (string?)tooMany["type"]);
         Assert.Equal("max_tokens", (string?)tooMany["param"]);
+        var invalidImage = result["errors"]!["invalidImage"]!;
+        Assert.True((bool)invalidImage["isBadRequestError"]!, $"an undecodable image raises BadRequestError: {invalidImage}");
+        Assert.Equal(400, (int)invalidImage["status"]!);
+        Assert.Equal("invalid_request_error", (string?)invalidImage["type"]);
+        Assert.Equal("invalid_image", (string?)invalidImage["code"]);
     }
 }

@@ -103,7 +103,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             {
                 throw e.Reason is ImageErrorReason.TooLarge or ImageErrorReason.TooManyPixels
                     ? OpenAiException.TooLarge($"Image {i + 1}: {e.Message}", "image_too_large", "messages")
-                    : OpenAiException.Unprocessable($"Image {i + 1}: {e.Message}", "invalid_image", "messages");
+                    : OpenAiException.InvalidImage($"Image {i + 1}: {e.Message}");
             }
         }
 
@@ -185,7 +185,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
     {
         RejectionKind.TooLong => OpenAiException.Invalid(e.Message, "messages", "context_length_exceeded"),
         RejectionKind.Invalid => OpenAiException.Invalid(e.Message, null, "invalid_request"),
-        RejectionKind.BadImage => OpenAiException.Unprocessable(e.Message, "invalid_image", "messages"),
+        RejectionKind.BadImage => OpenAiException.InvalidImage(e.Message),
         RejectionKind.Overloaded => OpenAiException.Unavailable(e.Message, "overloaded", 2),
         RejectionKind.Expired => OpenAiException.Unavailable(e.Message, "queue_timeout", 2),
         RejectionKind.ShuttingDown => OpenAiException.Unavailable(e.Message, "shutting_down", 1),
@@ -194,7 +194,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         _ => OpenAiException.Unavailable(e.Message, "cluster_unavailable", 2),
     };
 
-    private static OpenAiException QuotaError(AdmissionTicket ticket) => ticket.Rejection switch
+    internal static OpenAiException QuotaError(AdmissionTicket ticket) => ticket.Rejection switch
     {
         QuotaRejection.TooManyImages => OpenAiException.Invalid(ticket.Message ?? "Too many images for this tenant.", "messages", "too_many_images"),
         QuotaRejection.RequestsPerMinute => OpenAiException.RateLimited(ticket.Message ?? "Requests per minute exceeded.", "rate_limit_requests", ticket.RetryAfterSeconds),

@@ -94,6 +94,12 @@ async function main() {
   // Errors as the client raises them.
   const badKey = await expectError(() => new OpenAI({ apiKey: 'not-a-key', baseURL: input.baseURL, maxRetries: 0 }).chat.completions.create(ask(input.question)));
   const tooManyTokens = await expectError(() => client.chat.completions.create(ask(input.question, { max_tokens: 1_000_000 })));
+  // An image that cannot be decoded: 400 (BadRequestError) as OpenAI and vLLM answer it, the reason in the code.
+  const notAPicture = `data:image/png;base64,${Buffer.from('this is not a picture').toString('base64')}`;
+  const invalidImage = await expectError(() => client.chat.completions.create({
+    ...ask(input.question),
+    messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: notAPicture } }, { type: 'text', text: input.question }] }],
+  }));
   const badStreamKey = await expectError(async () => {
     const s = await new OpenAI({ apiKey: 'not-a-key', baseURL: input.baseURL, maxRetries: 0 }).chat.completions.create(ask(input.question, { stream: true }));
     for await (const _ of s) { /* drain */ }
@@ -122,7 +128,7 @@ async function main() {
       cutStream: cutStreamText,
       cutStreamFinishReason: cutStreamFinish,
     },
-    errors: { badKey, tooManyTokens, badStreamKey },
+    errors: { badKey, tooManyTokens, badStreamKey, invalidImage },
   };
 }
 
