@@ -25,54 +25,61 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
     private readonly RequestLimits _limits = limits.Value;
 
     /// <summary>Admits the turn and waits for its first token; the returned stream starts with that token.</summary>
-    public async Task<ChatGeneration> StartAsync(ChatTurn turn, CancellationToken cancellationToken)
+    public async Task<ChatGeneration> StartAsync(ChatTurn turn, CancellationToken cancellationToken) =>
+        (await StartAsync(turn, 1, cancellationToken).ConfigureAwait(false))[0];
+
+    /// <summary>
+    /// Admits the turn once for <paramref name="choices"/> generations of the same prompt (OpenAI's <c>n</c>) and waits
+    /// for the first token of each. The tenant is charged as for that many requests' tokens (one admission, one
+    /// concurrent stream); with a seed, choice i samples with seed + i so that the choices differ yet repeat.
+    /// </summary>
+    public async Task<IReadOnlyList<ChatGeneration>> StartAsync(ChatTurn turn, int choices, CancellationToken cancellationToken)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(choices, 1);
         long arrived = Stopwatch.GetTimestamp();
         try
         {
             int[] promptIds = BuildPrompt(turn);
             int textTokens = promptIds.Length - turn.Images.Count;
-            long estimate = textTokens + turn.MaxTokens;
+            long estimate = (textTokens + (long)turn.MaxTokens) * choices;
             var tenant = grains.GetGrain<ITenantGrain>(turn.Tenant);
             var ticket = await Cluster(() => tenant.Admit(turn.Images.Count, estimate), cancellationToken).ConfigureAwait(false);
             if (!ticket.Admitted) throw QuotaError(ticket);
-            var lease = new Lease(tenant, ticket.LeaseId!, estimate);
+            var lease = new Lease(tenant, ticket.LeaseId!, estimate, choices);
+            var started = new List<IAsyncEnumerator<GenerationChunk>>(choices);
             try
             {
                 var images = await EncodeImagesAsync(turn, cancellationToken).ConfigureAwait(false);
-                var request = new GenerationRequest
+                string requestId = "chatcmpl-" + Guid.NewGuid().ToString("N");
+                string conversation = turn.ConversationId ?? ConversationKey(turn);
+                for (int i = 0; i < choices; i++)
                 {
-                    RequestId = "chatcmpl-" + Guid.NewGuid().ToString("N"),
-                    Tenant = turn.Tenant,
-                    ConversationId = turn.ConversationId ?? ConversationKey(turn),
-                    PromptIds = promptIds,
-                    Images = images,
-                    MaxNewTokens = turn.MaxTokens,
-                    Sampling = new SamplingParameters(turn.Temperature, turn.TopP, Seed: turn.Seed),
-                    StopStrings = [.. turn.Stop],
-                    StopTokenIds = turn.IgnoreEos ? [] : null,
-                };
-                var chunks = cluster.GenerateAsync(request, ct => EncodeImagesAsync(turn, ct), cancellationToken).GetAsyncEnumerator(cancellationToken);
-                bool any;
-                try
-                {
-                    any = await Cluster(async () => await chunks.MoveNextAsync().ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+                    var request = new GenerationRequest
+                    {
+                        // The decoder keys its work by request id: each choice is a generation of its own.
+                        RequestId = i == 0 ? requestId : $"{requestId}-{i}",
+                        Tenant = turn.Tenant,
+                        // One conversation key: the choices land on one decoder and share the prompt's prefix there.
+                        ConversationId = conversation,
+                        PromptIds = promptIds,
+                        Images = images,
+                        MaxNewTokens = turn.MaxTokens,
+                        Sampling = new SamplingParameters(turn.Temperature, turn.TopP, Seed: turn.Seed is ulong seed ? unchecked(seed + (ulong)i) : null),
+                        StopStrings = [.. turn.Stop],
+                        StopTokenIds = turn.IgnoreEos ? [] : null,
+                    };
+                    started.Add(cluster.GenerateAsync(request, ct => EncodeImagesAsync(turn, ct), cancellationToken).GetAsyncEnumerator(cancellationToken));
                 }
-                catch
-                {
-                    await chunks.DisposeAsync().ConfigureAwait(false);
-                    throw;
-                }
-                if (!any)
-                {
-                    await chunks.DisposeAsync().ConfigureAwait(false);
+                var first = await Task.WhenAll(started.Select(chunks => Cluster(async () => await chunks.MoveNextAsync().ConfigureAwait(false), cancellationToken)))
+                    .ConfigureAwait(false);
+                if (first.Any(any => !any))
                     throw new OpenAiException(503, "server_error", "The decoder ended the stream without a token.", "empty_stream", retryAfterSeconds: 1);
-                }
-                return new ChatGeneration(this, turn, request.RequestId, chunks, lease, arrived, textTokens);
+                return [.. started.Select((chunks, i) => new ChatGeneration(this, turn, requestId, i, chunks, lease.Part(), arrived, textTokens))];
             }
             catch
             {
-                await lease.ReturnAsync(new UsageReport(0, 0, 0, 0)).ConfigureAwait(false);
+                foreach (var chunks in started) await DisposeQuietlyAsync(chunks).ConfigureAwait(false);
+                await lease.AbandonAsync().ConfigureAwait(false);
                 throw;
             }
         }
@@ -81,6 +88,18 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             metrics.Reject(e);
             LogRejected(turn.Tenant, e.Status, e.Code ?? e.Type, e.Message);
             throw;
+        }
+    }
+
+    private static async Task DisposeQuietlyAsync(IAsyncEnumerator<GenerationChunk> chunks)
+    {
+        try
+        {
+            await chunks.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or OrleansException or TimeoutException or ClusterRejectedException)
+        {
+            // A choice that failed to start may report its failure again on disposal; the first report is the one answered.
         }
     }
 
@@ -220,12 +239,44 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
 
     internal GatewayMetrics Metrics => metrics;
 
-    internal sealed class Lease(ITenantGrain tenant, string id, long estimate)
+    /// <summary>
+    /// A tenant's lease for one admitted turn of one or more choices: each choice's generation returns its part with
+    /// what it spent, and the lease goes back to the tenant once, with the sum, when the last part is in.
+    /// </summary>
+    internal sealed class Lease(ITenantGrain tenant, string id, long estimate, int parts)
     {
+        private readonly Lock _gate = new();
+        private readonly int _parts = parts;
+        private int _outstanding = parts, _handedOut;
+        private long _prompt, _image, _completion, _cached;
         private int _returned;
 
+        /// <summary>The part of the next choice; every part must be returned exactly once.</summary>
+        public LeasePart Part()
+        {
+            if (Interlocked.Increment(ref _handedOut) > _parts) throw new InvalidOperationException("More choices than the lease was taken for.");
+            return new LeasePart(this);
+        }
+
+        internal async Task ReturnPartAsync(UsageReport usage)
+        {
+            bool last;
+            lock (_gate)
+            {
+                _prompt += usage.PromptTokens;
+                _image += usage.ImageTokens;
+                _completion += usage.CompletionTokens;
+                _cached += usage.CachedTokens;
+                last = --_outstanding == 0;
+            }
+            if (last) await ReturnAsync(new UsageReport((int)_prompt, (int)_image, (int)_completion, (int)_cached)).ConfigureAwait(false);
+        }
+
+        /// <summary>Nothing was generated (the turn failed before its first tokens): the lease goes back empty.</summary>
+        public Task AbandonAsync() => ReturnAsync(new UsageReport(0, 0, 0, 0));
+
         /// <summary>Gives the tenant's lease back with what was really spent; never throws (a lost lease expires by itself).</summary>
-        public async Task ReturnAsync(UsageReport usage)
+        private async Task ReturnAsync(UsageReport usage)
         {
             if (Interlocked.Exchange(ref _returned, 1) == 1) return;
             try
@@ -237,6 +288,15 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
                 // The tenant grain's lease times out on its own; usage of this one request is then counted as estimated.
             }
         }
+    }
+
+    /// <summary>One choice's share of a <see cref="Lease"/>, returned once whichever way the choice ends.</summary>
+    internal sealed class LeasePart(Lease lease)
+    {
+        private int _returned;
+
+        public Task ReturnAsync(UsageReport usage) =>
+            Interlocked.Exchange(ref _returned, 1) == 1 ? Task.CompletedTask : lease.ReturnPartAsync(usage);
     }
 
     [LoggerMessage(EventId = 701, Level = LogLevel.Information, Message = "Tenant {Tenant}: request refused with {Status} {Code}: {Reason}")]
@@ -255,17 +315,18 @@ public sealed class ChatGeneration : IAsyncEnumerable<ChatDelta>, IAsyncDisposab
     private readonly ChatService _service;
     private readonly ChatTurn _turn;
     private readonly IAsyncEnumerator<GenerationChunk> _chunks;
-    private readonly ChatService.Lease _lease;
+    private readonly ChatService.LeasePart _lease;
     private readonly long _arrived;
     private readonly int _textTokens;
     private int _produced, _enumerated;
     private bool _finished;
 
-    internal ChatGeneration(ChatService service, ChatTurn turn, string requestId, IAsyncEnumerator<GenerationChunk> chunks, ChatService.Lease lease, long arrived, int textTokens)
+    internal ChatGeneration(ChatService service, ChatTurn turn, string requestId, int index, IAsyncEnumerator<GenerationChunk> chunks, ChatService.LeasePart lease, long arrived, int textTokens)
     {
         _service = service;
         _turn = turn;
         RequestId = requestId;
+        Index = index;
         _chunks = chunks;
         _lease = lease;
         _arrived = arrived;
@@ -273,7 +334,10 @@ public sealed class ChatGeneration : IAsyncEnumerable<ChatDelta>, IAsyncDisposab
         _service.Metrics.ActiveStreams.WithLabels(turn.Protocol).Inc();
     }
 
+    /// <summary>The id of the whole completion (every choice of one request shares it).</summary>
     public string RequestId { get; }
+    /// <summary>The choice's index in the completion (OpenAI's <c>choices[].index</c>).</summary>
+    public int Index { get; }
     public long Created { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
     public async IAsyncEnumerator<ChatDelta> GetAsyncEnumerator(CancellationToken cancellationToken = default)
