@@ -148,7 +148,17 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             messages.Add(new ChatMessage(message.Role, content.ToString()));
         }
         // The fixed system prompt of xGen-MM when the conversation brings none (spec: "used everywhere").
-        var ids = model.Tokenizer.Encode(ChatTemplate.Render(messages, addGenerationPrompt: true, addDefaultSystemPrompt: true));
+        string prompt;
+        try
+        {
+            prompt = model.ChatTemplate.Apply(messages, addGenerationPrompt: true, addDefaultSystemPrompt: true);
+        }
+        catch (ChatTemplateException e)
+        {
+            // The checkpoint's template refused the conversation (raise_exception), e.g. roles out of order.
+            throw OpenAiException.Invalid($"The model's chat template refused the conversation: {e.Message}", "messages", "invalid_request");
+        }
+        var ids = model.Tokenizer.Encode(prompt);
         int textTokens = ids.Count - turn.Images.Count;
         if (textTokens > _limits.MaxPromptTokens)
             throw OpenAiException.Invalid($"The prompt is {textTokens} tokens; the limit is {_limits.MaxPromptTokens}.", "messages", "context_length_exceeded");

@@ -5,8 +5,8 @@ using XGenMM.Model.Tokenization;
 namespace XGenMM.Gateway.Hosting;
 
 /// <summary>
-/// What the gateway needs of the model without loading its weights: the id it is served under, the tokenizer (prompts
-/// are tokenized here, once, so decoders receive ids) and the context length.
+/// What the gateway needs of the model without loading its weights: the id it is served under, the tokenizer and chat
+/// template (prompts are rendered and tokenized here, once, so decoders receive ids) and the context length.
 /// </summary>
 public sealed class ServedModel
 {
@@ -15,6 +15,7 @@ public sealed class ServedModel
         Directory = directory;
         Id = string.IsNullOrWhiteSpace(configuredId) ? new DirectoryInfo(directory).Name : configuredId;
         Tokenizer = XGenMMTokenizer.FromDirectory(directory);
+        ChatTemplate = ChatTemplate.FromDirectory(directory);
         ContextLength = XGenMMConfig.FromDirectory(directory).Text.MaxPositionEmbeddings;
         Created = new DateTimeOffset(File.GetLastWriteTimeUtc(Path.Combine(directory, "config.json"))).ToUnixTimeSeconds();
     }
@@ -22,6 +23,8 @@ public sealed class ServedModel
     public string Directory { get; }
     public string Id { get; }
     public XGenMMTokenizer Tokenizer { get; }
+    /// <summary>The checkpoint's own chat template, compiled at start (a template this server cannot render stops the start).</summary>
+    public ChatTemplate ChatTemplate { get; }
     public int ContextLength { get; }
     public long Created { get; }
 
