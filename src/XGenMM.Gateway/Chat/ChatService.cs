@@ -232,18 +232,35 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         _ => OpenAiException.RateLimited(ticket.Message ?? "Quota exceeded.", "rate_limit", ticket.RetryAfterSeconds),
     };
 
-    internal void Record(ChatTurn turn, string finish, TurnUsage usage, double ttft, double e2e, double queue, IReadOnlyList<double> gaps)
+    /// <summary>
+    /// Records a finished request. Prefill and decode times are the decoder's when it reports them; otherwise they are
+    /// read off the stream as the gateway saw it (prefill = time to first token less queue time, decode = the rest).
+    /// </summary>
+    internal void Record(ChatTurn turn, string finish, TurnUsage usage, double ttft, double e2e, TimingReport? engine, IReadOnlyList<double> gaps)
     {
-        metrics.TimeToFirstToken.WithLabels(turn.Protocol).Observe(ttft);
-        metrics.EndToEnd.WithLabels(turn.Protocol).Observe(e2e);
-        metrics.QueueTime.Observe(queue);
-        var itl = metrics.InterTokenLatency.WithLabels(turn.Protocol);
+        string name = model.Id;
+        double queue = engine?.QueueSeconds ?? 0;
+        double prefill = engine is { PrefillSeconds: > 0 } ? engine.PrefillSeconds : Math.Max(0, ttft - queue);
+        double decode = engine is { EndToEndSeconds: > 0 } ? Math.Max(0, engine.EndToEndSeconds - engine.TimeToFirstTokenSeconds) : Math.Max(0, e2e - ttft);
+        metrics.TimeToFirstToken.WithLabels(name, turn.Protocol).Observe(ttft);
+        metrics.EndToEnd.WithLabels(name, turn.Protocol).Observe(e2e);
+        metrics.QueueTime.WithLabels(name, turn.Protocol).Observe(queue);
+        metrics.PrefillTime.WithLabels(name, turn.Protocol).Observe(prefill);
+        metrics.DecodeTime.WithLabels(name, turn.Protocol).Observe(decode);
+        metrics.RequestPromptTokens.WithLabels(name, turn.Protocol).Observe(usage.PromptTokens);
+        metrics.RequestGenerationTokens.WithLabels(name, turn.Protocol).Observe(usage.CompletionTokens);
+        var itl = metrics.InterTokenLatency.WithLabels(name, turn.Protocol);
         foreach (var gap in gaps) itl.Observe(gap);
-        metrics.PromptTokens.WithLabels(turn.Tenant).Inc(usage.PromptTokens - usage.ImageTokens);
-        metrics.ImageTokens.WithLabels(turn.Tenant).Inc(usage.ImageTokens);
-        metrics.GenerationTokens.WithLabels(turn.Tenant).Inc(usage.CompletionTokens);
-        metrics.Success.WithLabels(turn.Tenant, finish).Inc();
+        metrics.PrefixCacheQueries.WithLabels(name).Inc(usage.PromptTokens);
+        metrics.PrefixCacheHits.WithLabels(name).Inc(usage.CachedTokens);
+        metrics.PromptTokens.WithLabels(turn.Tenant, name).Inc(usage.PromptTokens - usage.ImageTokens);
+        metrics.ImageTokens.WithLabels(turn.Tenant, name).Inc(usage.ImageTokens);
+        metrics.GenerationTokens.WithLabels(turn.Tenant, name).Inc(usage.CompletionTokens);
+        metrics.Success.WithLabels(turn.Tenant, finish, name).Inc();
     }
+
+    /// <summary>A request that ended before its last token (the client went away): counted as an abort.</summary>
+    internal void RecordAbort(ChatTurn turn) => metrics.Success.WithLabels(turn.Tenant, "abort", model.Id).Inc();
 
     internal void RecordFailure(OpenAiException error) => metrics.Reject(error);
 
@@ -368,7 +385,7 @@ public sealed class ChatGeneration : IAsyncEnumerable<ChatDelta>, IAsyncDisposab
                 var timings = new TurnTimings(chunk.Timings?.QueueSeconds ?? 0, ttft, e2e);
                 string finish = chunk.Finish switch { FinishKind.Length => "length", FinishKind.Cancelled => "abort", _ => "stop" };
                 _finished = true;
-                _service.Record(_turn, finish, usage, ttft, e2e, timings.QueueSeconds, gaps);
+                _service.Record(_turn, finish, usage, ttft, e2e, chunk.Timings, gaps);
                 await _lease.ReturnAsync(new UsageReport(usage.PromptTokens - usage.ImageTokens, usage.ImageTokens, usage.CompletionTokens, usage.CachedTokens)).ConfigureAwait(false);
                 yield return new ChatDelta(chunk.Text, finish, usage, timings);
                 yield break;
@@ -413,7 +430,7 @@ public sealed class ChatGeneration : IAsyncEnumerable<ChatDelta>, IAsyncDisposab
         }
         if (!_finished)
         {
-            _service.Metrics.Success.WithLabels(_turn.Tenant, "abort").Inc();
+            _service.RecordAbort(_turn);
             await _lease.ReturnAsync(new UsageReport(_textTokens, 0, _produced, 0)).ConfigureAwait(false);
         }
     }
