@@ -40,7 +40,13 @@ public sealed record GenerationRequest
     /// <summary>0 low, 1 normal, 2 high.</summary>
     [Id(9)] public int Priority { get; init; } = 1;
     [Id(10)] public int[] ResumeTokenIds { get; init; } = [];
+    /// <summary>Log probabilities on each token: null = none; 0..20 = the sampled token's and that many alternatives.</summary>
+    [Id(11)] public int? TopLogprobs { get; init; }
 }
+
+/// <summary>One candidate token and its log probability (natural log, of the distribution sampled from).</summary>
+[GenerateSerializer, Immutable, Alias("xgenmm.TokenLogprobReport")]
+public sealed record TokenLogprobReport(int TokenId, string Text, double Logprob);
 
 public enum FinishKind
 {
@@ -67,6 +73,10 @@ public sealed record GenerationChunk
     [Id(5)] public TimingReport? Timings { get; init; }
     /// <summary>The decoder that produced it (for affinity and diagnostics).</summary>
     [Id(6)] public string? Decoder { get; init; }
+    /// <summary>When the request asked for log probabilities: the sampled token's.</summary>
+    [Id(7)] public double? Logprob { get; init; }
+    /// <summary>When the request asked for alternatives: the most likely tokens at this position, best first.</summary>
+    [Id(8)] public TokenLogprobReport[]? TopLogprobs { get; init; }
 
     public bool IsFinal => Finish is not null;
 }

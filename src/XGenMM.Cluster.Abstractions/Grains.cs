@@ -1,8 +1,9 @@
 namespace XGenMM.Cluster.Abstractions;
 
 /// <summary>
-/// One image of one tenant scope, keyed "{scope}/{sha256 of the bytes}": lives on a vision silo; identical images in
-/// flight share the activation and one encode; the decoder pulls the tokens from it directly.
+/// One image of one tenant scope, keyed by its content key (hex SHA-256 of scope, model fingerprint and bytes, computed
+/// once by the gateway): lives on a vision silo; identical images in flight share the activation and one encode; the
+/// decoder pulls the tokens from it directly.
 /// </summary>
 public interface IVisionGrain : IGrainWithStringKey
 {

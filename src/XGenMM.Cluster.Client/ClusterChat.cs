@@ -1,6 +1,5 @@
 using System.IO.Hashing;
 using System.Runtime.CompilerServices;
-using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -21,13 +20,10 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
     private DecoderLoadReport[] _decoders = [];
     private DateTimeOffset _fetched = DateTimeOffset.MinValue;
 
-    /// <summary>The vision grain key of an image: tenant scope plus SHA-256 of its bytes.</summary>
-    public static string VisionGrainKey(string tenantScope, ReadOnlySpan<byte> image) =>
-        $"{tenantScope}/{Convert.ToHexStringLower(SHA256.HashData(image))}";
-
-    public async Task<ImageRef> EncodeImageAsync(string tenantScope, byte[] image, CancellationToken cancellationToken = default)
+    public async Task<ImageRef> EncodeImageAsync(string contentKey, byte[] image, CancellationToken cancellationToken = default)
     {
-        var grain = grains.GetGrain<IVisionGrain>(VisionGrainKey(tenantScope, image));
+        ArgumentException.ThrowIfNullOrEmpty(contentKey);
+        var grain = grains.GetGrain<IVisionGrain>(contentKey);
         for (int attempt = 1; ; attempt++)
         {
             try

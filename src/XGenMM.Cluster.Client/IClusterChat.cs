@@ -5,9 +5,11 @@ namespace XGenMM.Cluster.Client;
 /// <summary>What a gateway needs from the cluster: encode images, stream generations, see the decoders.</summary>
 public interface IClusterChat
 {
-    /// <summary>Encodes an image on a vision silo (or finds it cached) for a tenant scope.</summary>
+    /// <summary>Encodes an image on a vision silo (or finds it cached). <paramref name="contentKey"/> is the image's one
+    /// identity (tenant scope, model fingerprint and bytes, hashed once by the caller: ImageContentKey in
+    /// XGenMM.Model.Core); it names the vision grain and the engine's cache entry.</summary>
     /// <exception cref="ClusterRejectedException">BadImage, Overloaded.</exception>
-    Task<ImageRef> EncodeImageAsync(string tenantScope, byte[] image, CancellationToken cancellationToken = default);
+    Task<ImageRef> EncodeImageAsync(string contentKey, byte[] image, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Streams a generation from the best decoder. If a decoder fails, the generation moves to another one, replaying

@@ -19,18 +19,26 @@ public sealed class XGenMMModel : nn.Module
     public Device Device { get; }
     public ScalarType DType { get; }
 
-    public SiglipVisionTransformer VisionEncoder => _vlm.VisionEncoder;
-    public PerceiverResampler VisionTokenizer => _vlm.VisionTokenizer;
-    public Phi3ForCausalLM LanguageModel => _vlm.LangModel;
+    /// <summary>The halves this instance holds; the others were never built (see <see cref="ModelParts"/>).</summary>
+    public ModelParts Parts { get; }
 
-    public XGenMMModel(XGenMMConfig config, Device? device = null, ScalarType dtype = ScalarType.Float32) : base(nameof(XGenMMModel))
+    public SiglipVisionTransformer VisionEncoder => _vlm.VisionEncoder ?? throw Absent(ModelParts.Vision);
+    public PerceiverResampler VisionTokenizer => _vlm.VisionTokenizer ?? throw Absent(ModelParts.Vision);
+    public Phi3ForCausalLM LanguageModel => _vlm.LangModel ?? throw Absent(ModelParts.Language);
+
+    public XGenMMModel(XGenMMConfig config, Device? device = null, ScalarType dtype = ScalarType.Float32, ModelParts parts = ModelParts.All) : base(nameof(XGenMMModel))
     {
+        if ((parts & ModelParts.All) == 0) throw new ArgumentOutOfRangeException(nameof(parts), parts, "A model needs at least one part.");
         Config = config;
         Device = device ?? torch.CPU;
         DType = dtype;
-        _vlm = new Vlm(config, Device, dtype);
+        Parts = parts & ModelParts.All;
+        _vlm = new Vlm(config, Device, dtype, Parts);
         register_module("vlm", _vlm);
     }
+
+    private InvalidOperationException Absent(ModelParts part) =>
+        new($"This model was built with parts {Parts}, without {part}: a silo loads only what its roles use.");
 
     /// <summary>pixels [V, 3, S, S] (normalised) -> SigLIP last_hidden_state [V, P, C].</summary>
     public Tensor EncodeVision(Tensor pixels)
@@ -84,18 +92,24 @@ public sealed class XGenMMModel : nn.Module
 
     private sealed class Vlm : nn.Module
     {
-        public SiglipVisionTransformer VisionEncoder { get; }
-        public PerceiverResampler VisionTokenizer { get; }
-        public Phi3ForCausalLM LangModel { get; }
+        public SiglipVisionTransformer? VisionEncoder { get; }
+        public PerceiverResampler? VisionTokenizer { get; }
+        public Phi3ForCausalLM? LangModel { get; }
 
-        public Vlm(XGenMMConfig config, Device device, ScalarType dtype) : base("XGenMMPerceiver")
+        public Vlm(XGenMMConfig config, Device device, ScalarType dtype, ModelParts parts) : base("XGenMMPerceiver")
         {
-            VisionEncoder = new SiglipVisionTransformer(config.Vision, device, dtype);
-            VisionTokenizer = new PerceiverResampler(config.Resampler, device, dtype);
-            LangModel = new Phi3ForCausalLM(config.Text, device, dtype);
-            register_module("vision_encoder", VisionEncoder);
-            register_module("vision_tokenizer", VisionTokenizer);
-            register_module("lang_model", LangModel);
+            if (parts.HasFlag(ModelParts.Vision))
+            {
+                VisionEncoder = new SiglipVisionTransformer(config.Vision, device, dtype);
+                VisionTokenizer = new PerceiverResampler(config.Resampler, device, dtype);
+                register_module("vision_encoder", VisionEncoder);
+                register_module("vision_tokenizer", VisionTokenizer);
+            }
+            if (parts.HasFlag(ModelParts.Language))
+            {
+                LangModel = new Phi3ForCausalLM(config.Text, device, dtype);
+                register_module("lang_model", LangModel);
+            }
         }
     }
 }

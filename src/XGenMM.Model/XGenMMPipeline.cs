@@ -31,16 +31,18 @@ public sealed class XGenMMPipeline : IDisposable
         Preprocessor = new AnyResPreprocessor(model.Config.Preprocessor);
     }
 
-    /// <summary>Loads config, weights and tokenizer from a Hugging Face checkpoint directory.</summary>
-    public static XGenMMPipeline Load(string directory, Device? device = null, ScalarType dtype = ScalarType.Float32, IProgress<CheckpointLoadProgress>? progress = null)
+    /// <summary>Loads config, weights and tokenizer from a Hugging Face checkpoint directory; with
+    /// <paramref name="parts"/>, only those halves of the model (the other half's tensors are never read).</summary>
+    public static XGenMMPipeline Load(string directory, Device? device = null, ScalarType dtype = ScalarType.Float32, IProgress<CheckpointLoadProgress>? progress = null,
+        ModelParts parts = ModelParts.All)
     {
         var config = XGenMMConfig.FromDirectory(directory);
         var tokenizer = XGenMMTokenizer.FromDirectory(directory);
         var template = ChatTemplate.FromDirectory(directory);
-        var model = new XGenMMModel(config, device, dtype);
+        var model = new XGenMMModel(config, device, dtype, parts);
         try
         {
-            CheckpointLoader.Load(model, directory, progress);
+            CheckpointLoader.Load(model, directory, progress, skip: name => !model.Parts.Holds(name));
         }
         catch
         {

@@ -7,6 +7,8 @@ using XGenMM.Cluster.Abstractions;
 using XGenMM.Cluster.Client;
 using XGenMM.Cluster.Hosting;
 using XGenMM.Model;
+using XGenMM.Model.Configuration;
+using XGenMM.Model.Imaging;
 using XGenMM.Model.Tokenization;
 
 namespace XGenMM.Cluster.Tests;
@@ -20,6 +22,11 @@ public sealed class ClusterFixture : IAsyncLifetime
     public InProcessTestCluster Cluster { get; private set; } = null!;
     public ClusterChat Chat { get; private set; } = null!;
     public XGenMMTokenizer Tokenizer { get; } = XGenMMTokenizer.FromDirectory(Fixtures.GoldenTinyAnyRes);
+
+    private static readonly string ImageFingerprint = ImageContentKey.ModelFingerprint(XGenMMConfig.FromDirectory(Fixtures.GoldenTinyAnyRes));
+
+    /// <summary>An image's content key for a tenant scope, as the gateway computes it.</summary>
+    public static string Key(string scope, byte[] image) => ImageContentKey.Compute(image, scope, ImageFingerprint);
 
     public static bool IsVisionSilo(string siloName) => siloName is "Silo_0" or "Silo_1";
 

@@ -1,7 +1,9 @@
 using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
 using Orleans.Runtime;
 using XGenMM.Cluster.Abstractions;
 using XGenMM.Cluster.Client;
+using XGenMM.Cluster.Hosting;
 using XGenMM.Engine.Decoding;
 using XGenMM.Engine.Vision;
 using XGenMM.Model;
@@ -43,7 +45,7 @@ public sealed class ClusterTests(ClusterFixture fixture)
         var images = new[] { "COCO_val2014_000000486568.jpg", "synthetic_1000x300.png" }.Select(Image).ToList();
         foreach (var scope in Scopes)
             foreach (var image in images)
-                await fixture.Chat.EncodeImageAsync(scope, image, Ct);
+                await fixture.Chat.EncodeImageAsync(ClusterFixture.Key(scope, image), image, Ct);
         var decoders = await fixture.Chat.GetDecodersAsync(Ct);
         Assert.Equal(2, decoders.Length);
         foreach (var d in decoders) await Collect(fixture.Chat.GenerateAsync(Request($"p-{d.DecoderKey}", fixture.Prompt("Hi"), 2), null, Ct));
@@ -65,12 +67,27 @@ public sealed class ClusterTests(ClusterFixture fixture)
         });
     }
 
+    [Fact(Timeout = 60_000)]
+    public void Each_silo_holds_only_the_parameters_of_its_roles()
+    {
+        foreach (var silo in fixture.Cluster.Silos)
+        {
+            var engines = silo.SiloHost.Services.GetRequiredService<EngineHost>();
+            var names = engines.LoadedParameterNames;
+            Assert.NotEmpty(names);
+            if (ClusterFixture.IsVisionSilo(silo.Name))
+                Assert.DoesNotContain(names, n => n.StartsWith("vlm.lang_model.", StringComparison.Ordinal));
+            else
+                Assert.All(names, n => Assert.StartsWith("vlm.lang_model.", n, StringComparison.Ordinal));
+        }
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task A_generation_through_the_grains_equals_the_in_process_engine()
     {
         var bytes = Image("COCO_val2014_000000486568.jpg");
         var prompt = fixture.Prompt("What is in the image?", 1);
-        var image = await fixture.Chat.EncodeImageAsync("parity", bytes, Ct);
+        var image = await fixture.Chat.EncodeImageAsync(ClusterFixture.Key("parity", bytes), bytes, Ct);
         var (clusterTokens, final) = await Collect(fixture.Chat.GenerateAsync(Request("parity", prompt, 40, [image]), null, Ct));
 
         using var pipeline = XGenMMPipeline.Load(Fixtures.GoldenTinyAnyRes);
@@ -149,7 +166,7 @@ public sealed class ClusterTests(ClusterFixture fixture)
     [Fact(Timeout = 60_000)]
     public async Task Typed_rejections_cross_the_cluster()
     {
-        var bad = await Assert.ThrowsAsync<ClusterRejectedException>(() => fixture.Chat.EncodeImageAsync("t", [1, 2, 3], Ct));
+        var bad = await Assert.ThrowsAsync<ClusterRejectedException>(() => fixture.Chat.EncodeImageAsync(ClusterFixture.Key("t", [1, 2, 3]), [1, 2, 3], Ct));
         Assert.Equal(RejectionKind.BadImage, bad.Kind);
         var tooLong = await Assert.ThrowsAsync<ClusterRejectedException>(() => Collect(fixture.Chat.GenerateAsync(Request("long", fixture.Prompt("Hi"), 5000), null, Ct)));
         Assert.Equal(RejectionKind.TooLong, tooLong.Kind);

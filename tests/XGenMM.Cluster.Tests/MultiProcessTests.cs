@@ -82,9 +82,9 @@ public sealed class MultiProcessTests
 
             var tokenizer = XGenMMTokenizer.FromDirectory(Fixtures.GoldenTinyAnyRes);
             var imageBytes = File.ReadAllBytes(Path.Combine(Fixtures.GoldenTinyAnyRes, "synthetic_1000x300.png"));
-            var image = await chat.EncodeImageAsync("mp", imageBytes, Ct);
+            var image = await chat.EncodeImageAsync(ClusterFixture.Key("mp", imageBytes), imageBytes, Ct);
             // What a gateway does when the tokens of its images were lost with a silo: encode again.
-            async Task<ImageRef[]> Reencode(int i, CancellationToken ct) => i % 2 == 0 ? [await chat.EncodeImageAsync("mp", imageBytes, ct)] : [];
+            async Task<ImageRef[]> Reencode(int i, CancellationToken ct) => i % 2 == 0 ? [await chat.EncodeImageAsync(ClusterFixture.Key("mp", imageBytes), imageBytes, ct)] : [];
             const int Tokens = 300;
             GenerationRequest Request(int i) => new()
             {

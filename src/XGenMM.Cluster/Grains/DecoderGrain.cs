@@ -28,7 +28,7 @@ internal sealed class DecoderGrain(EngineHost engines, IGrainFactory grains, Sil
             RequestId = request.RequestId,
             Tenant = request.Tenant,
             PromptIds = request.PromptIds,
-            Images = images.Select(p => new VisionTokens(p.Data, p.Rows, p.Dim, (VisionTokenFormat)p.Format, p.ContentKey)).ToArray(),
+            Images = images.Select(p => new VisionTokens(p.Data, p.Rows, p.Dim, WireMaps.ToEngine(p.Format), p.ContentKey)).ToArray(),
             MaxNewTokens = request.MaxNewTokens,
             Sampling = new SamplingOptions
             {
@@ -40,8 +40,9 @@ internal sealed class DecoderGrain(EngineHost engines, IGrainFactory grains, Sil
             },
             StopTokenIds = request.StopTokenIds ?? new DecodeRequest { RequestId = "", PromptIds = [] }.StopTokenIds,
             StopStrings = request.StopStrings,
-            Priority = (RequestPriority)Math.Clamp(request.Priority, 0, 2),
+            Priority = WireMaps.ToEngine(request.Priority),
             ResumeTokenIds = request.ResumeTokenIds,
+            TopLogprobs = request.TopLogprobs,
         };
         IAsyncEnumerator<DecodeEvent> stream;
         try
@@ -50,7 +51,7 @@ internal sealed class DecoderGrain(EngineHost engines, IGrainFactory grains, Sil
         }
         catch (EngineRejectedException e)
         {
-            throw new ClusterRejectedException(ClusterErrors.Map(e.Reason), e.Message);
+            throw new ClusterRejectedException(WireMaps.ToWire(e.Reason), e.Message);
         }
         string decoder = this.GetPrimaryKeyString();
         try
@@ -65,17 +66,19 @@ internal sealed class DecoderGrain(EngineHost engines, IGrainFactory grains, Sil
                 }
                 catch (EngineRejectedException ex)
                 {
-                    throw new ClusterRejectedException(ClusterErrors.Map(ex.Reason), ex.Message);
+                    throw new ClusterRejectedException(WireMaps.ToWire(ex.Reason), ex.Message);
                 }
                 yield return new GenerationChunk
                 {
                     TokenId = e.TokenId,
                     Text = e.Text,
                     Index = e.Index,
-                    Finish = e.Finish is { } f ? (FinishKind)f : null,
+                    Finish = e.Finish is { } f ? WireMaps.ToWire(f) : null,
                     Usage = e.Usage is { } u ? new UsageReport(u.PromptTokens, u.ImageTokens, u.CompletionTokens, u.CachedTokens) : null,
                     Timings = e.Timings is { } t ? new TimingReport(t.QueueSeconds, t.TimeToFirstTokenSeconds, t.EndToEndSeconds, t.PrefillSeconds) : null,
                     Decoder = e.IsFinal ? decoder : null,
+                    Logprob = e.Logprob,
+                    TopLogprobs = e.TopLogprobs?.Select(t => new TokenLogprobReport(t.TokenId, t.Text, t.Logprob)).ToArray(),
                 };
             }
         }

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using XGenMM.Cluster.Abstractions;
 using XGenMM.Cluster.Hosting;
 using XGenMM.Cluster.Placement;
@@ -9,8 +8,10 @@ using XGenMM.Model.Imaging;
 namespace XGenMM.Cluster.Grains;
 
 /// <summary>
-/// One image of one tenant scope (key "{scope}/{sha256}"), on a vision silo. Calls are not interleaved, so
-/// concurrent requests for the same image queue here and all but the first find the tokens ready.
+/// One image of one tenant scope, keyed by its content key (<see cref="ImageContentKey"/>, computed once by the gateway),
+/// on a vision silo. Calls are not interleaved, so concurrent requests for the same image queue here and all but the
+/// first find the tokens ready. The same key names the tokens in the vision engine's cache, so an activation that lost
+/// its state (its silo's directory partition moved) finds them there without the bytes.
 /// </summary>
 [VisionSiloPlacement]
 [CollectionAgeLimit(Minutes = 30)]
@@ -23,18 +24,13 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
         string key = this.GetPrimaryKeyString();
         if (_tokens is null)
         {
-            int slash = key.LastIndexOf('/');
-            string scope = slash > 0 ? key[..slash] : "";
-            string hash = key[(slash + 1)..];
-            // The key names the content: a caller cannot plant other bytes under an image's identity.
-            if (!string.Equals(hash, Convert.ToHexStringLower(SHA256.HashData(image)), StringComparison.Ordinal))
-                throw new ClusterRejectedException(RejectionKind.Invalid, "The image bytes do not match the SHA-256 in the vision grain key.");
+            // Only content keys name images (no hash here: the gateway computed it once from these bytes).
+            if (!IsContentKey(key))
+                throw new ClusterRejectedException(RejectionKind.Invalid, $"'{key}' is not an image content key (64 lower-case hex digits).");
             try
             {
                 var vision = await engines.GetVisionAsync().ConfigureAwait(true);
-                _tokens = (await vision.EncodeAsync(image, scope).ConfigureAwait(true)).Tokens;
-                if (engines.VisionContentKeys.Count > 100_000) engines.VisionContentKeys.Clear();
-                engines.VisionContentKeys[key] = _tokens.ContentKey;
+                _tokens = (await vision.EncodeByKeyAsync(key, image).ConfigureAwait(true)).Tokens;
             }
             catch (TimeoutException)
             {
@@ -49,7 +45,7 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
             catch (EngineRejectedException e)
             {
                 DeactivateOnIdle();
-                throw new ClusterRejectedException(ClusterErrors.Map(e.Reason), e.Message);
+                throw new ClusterRejectedException(WireMaps.ToWire(e.Reason), e.Message);
             }
         }
         else engines.RecordVisionGrainHit();
@@ -58,14 +54,15 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
 
     public Task<VisionTokensPayload> GetTokens()
     {
-        if (_tokens is null && engines.VisionContentKeys.TryGetValue(this.GetPrimaryKeyString(), out var contentKey)
-            && engines.TryGetVision(out var vision) && vision.TryGetCached(contentKey, out var cached))
+        if (_tokens is null && engines.TryGetVision(out var vision) && vision.TryGetCached(this.GetPrimaryKeyString(), out var cached))
             _tokens = cached;
         if (_tokens is null)
         {
             DeactivateOnIdle();
             throw new ClusterRejectedException(RejectionKind.VisionTokensMissing, $"The vision tokens of '{this.GetPrimaryKeyString()}' are not on this silo any more; encode the image again.");
         }
-        return Task.FromResult(new VisionTokensPayload(_tokens.Data, _tokens.Rows, _tokens.Dim, (TokenFormat)_tokens.Format, _tokens.ContentKey));
+        return Task.FromResult(new VisionTokensPayload(_tokens.Data, _tokens.Rows, _tokens.Dim, WireMaps.ToWire(_tokens.Format), _tokens.ContentKey));
     }
+
+    private static bool IsContentKey(string key) => key.Length == 64 && key.All(c => char.IsAsciiDigit(c) || c is >= 'a' and <= 'f');
 }

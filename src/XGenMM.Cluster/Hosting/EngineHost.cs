@@ -30,10 +30,6 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
     public IReadOnlyDictionary<string, DecodeEngine> Decoders => _decoders;
     public bool Loaded { get; private set; }
 
-    /// <summary>Vision grain key -> content key of its tokens in the vision engine's cache. Lets a second activation
-    /// of the same image (after a directory partition was lost with a silo) find the tokens without the bytes.</summary>
-    public System.Collections.Concurrent.ConcurrentDictionary<string, string> VisionContentKeys { get; } = new(StringComparer.Ordinal);
-
     private long _visionGrainHits;
 
     /// <summary>Encodes answered by a vision grain that already held the tokens: the engine never sees these repeats,
@@ -42,6 +38,12 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
 
     public void RecordVisionGrainHit() => Interlocked.Increment(ref _visionGrainHits);
     public string ModelDirectory { get; private set; } = "";
+
+    /// <summary>The checkpoint names of every parameter this silo holds, over all devices (what its roles loaded).</summary>
+    public IReadOnlyList<string> LoadedParameterNames => _pipelines.SelectMany(p => p.Model.named_parameters().Select(n => n.name)).ToList();
+
+    /// <summary>Bytes of every parameter this silo holds, over all devices.</summary>
+    public long LoadedParameterBytes => _pipelines.Sum(p => p.Model.parameters().Sum(t => t.NumberOfElements * t.ElementSize));
 
     public VisionEngine Vision => _vision ?? throw new InvalidOperationException(Roles.Contains(SiloRoles.Vision)
         ? "The vision engine is still loading." : "This silo has no vision role.");
@@ -91,18 +93,23 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
             "bfloat16" or "bf16" => torch.ScalarType.BFloat16,
             var other => throw new InvalidOperationException($"Model:DType '{other}' is not one of float32, float16, bfloat16."),
         };
-        foreach (var device in Devices)
+        // Each device loads only what its roles run: the vision engine lives on the first device, decoders on every
+        // device; a vision-only silo never builds the language model and a decoder-only silo never builds SigLIP.
+        bool hasVision = Roles.Contains(SiloRoles.Vision), decoder = Roles.Contains(SiloRoles.Decoder);
+        for (int d = 0; d < Devices.Count; d++)
         {
-            var pipeline = XGenMMPipeline.Load(ModelDirectory, new torch.Device(device), dtype);
+            var parts = (hasVision && d == 0 ? ModelParts.Vision : 0) | (decoder ? ModelParts.Language : 0);
+            if (parts == 0) continue;
+            var pipeline = XGenMMPipeline.Load(ModelDirectory, new torch.Device(Devices[d]), dtype, parts: parts);
             _pipelines.Add(pipeline);
-            if (Roles.Contains(SiloRoles.Decoder))
+            if (decoder)
             {
                 var options = Clone(decode.Value);
-                options.Name = device;
-                _decoders[device] = new DecodeEngine(pipeline.Model, pipeline.Tokenizer, options, loggers.CreateLogger<DecodeEngine>());
+                options.Name = Devices[d];
+                _decoders[Devices[d]] = new DecodeEngine(pipeline.Model, pipeline.Tokenizer, options, loggers.CreateLogger<DecodeEngine>());
             }
         }
-        if (Roles.Contains(SiloRoles.Vision))
+        if (hasVision)
             _vision = new VisionEngine(_pipelines[0].Model, vision.Value, loggers.CreateLogger<VisionEngine>());
         Loaded = true;
         string roles = string.Join(',', Roles), devices = string.Join(',', Devices);

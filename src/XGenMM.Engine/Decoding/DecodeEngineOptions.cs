@@ -9,7 +9,8 @@ public sealed class DecodeEngineOptions
     public int MaxSlots { get; set; } = 64;
     /// <summary>Positions per slot (prompt + generated); 0 = the model's context length.</summary>
     public int MaxSequenceLength { get; set; }
-    /// <summary>Prompt positions processed per engine step (chunked prefill keeps decoding streams moving).</summary>
+    /// <summary>Prompt positions processed per engine step, i.e. at most this many between two decode steps of the
+    /// running sequences (chunked prefill keeps decoding streams moving while long prompts come in).</summary>
     public int PrefillChunkTokens { get; set; } = 512;
     /// <summary>Waiting requests beyond which new ones are rejected as overloaded.</summary>
     public int MaxWaitingRequests { get; set; } = 256;
@@ -21,7 +22,8 @@ public sealed class DecodeEngineOptions
     public bool PrefixReuse { get; set; } = true;
     /// <summary>Shortest common prefix worth reusing.</summary>
     public int MinPrefixReuseTokens { get; set; } = 16;
-    /// <summary>Weights of tenants in fair admission (default 1).</summary>
+    /// <summary>Weights of tenants (default 1) in fair admission order and in each tenant's share of the slots, which
+    /// bounds what it holds while another tenant waits.</summary>
     public Dictionary<string, double> TenantWeights { get; set; } = [];
     /// <summary>Name used in logs and metrics (e.g. cpu, cuda:0).</summary>
     public string Name { get; set; } = "decoder";

@@ -30,9 +30,25 @@ public sealed record DecodeLoad
     public double ItlP99Seconds { get; init; }
     public long GeneratedTokensTotal { get; init; }
     public long PrefixReusedTokensTotal { get; init; }
+    /// <summary>Running sequences preempted (their slot taken back before they ended); 0 while the engine never
+    /// preempts, as now.</summary>
+    public long PreemptionsTotal { get; init; }
     public bool Draining { get; init; }
 }
 
 /// <summary>What the engine reports when a request ends (metrics, ledgers).</summary>
 public sealed record DecodeCompletion(string RequestId, string Tenant, DecodeFinishReason Reason, DecodeUsage Usage, DecodeTimings Timings,
-    IReadOnlyList<double> InterTokenSeconds);
+    IReadOnlyList<double> InterTokenSeconds)
+{
+    /// <summary>Positions of the prompt: text tokens, vision tokens and resumed tokens (what prefill covered, reused
+    /// prefix included).</summary>
+    public int PromptTokens { get; init; }
+    /// <summary>Tokens sampled by this attempt (resumed tokens not counted).</summary>
+    public int GeneratedTokens { get; init; }
+    /// <summary>From arrival to admission.</summary>
+    public double QueueSeconds { get; init; }
+    /// <summary>From the first prefill chunk to the first token.</summary>
+    public double PrefillSeconds { get; init; }
+    /// <summary>From the first token to the end.</summary>
+    public double DecodeSeconds { get; init; }
+}

@@ -30,6 +30,11 @@ public sealed record DecodeRequest
     /// <summary>Tokens already produced by an earlier, interrupted attempt of this generation (recovery replay):
     /// they are appended to the prompt, count towards <see cref="MaxNewTokens"/>, and are not streamed again.</summary>
     public IReadOnlyList<int> ResumeTokenIds { get; init; } = [];
+    /// <summary>Log probabilities on each token event: null = none; 0..<see cref="MaxTopLogprobs"/> = the sampled
+    /// token's log probability and that many most likely alternatives (see <see cref="DecodeEvent.Logprob"/>).</summary>
+    public int? TopLogprobs { get; init; }
+
+    public const int MaxTopLogprobs = 20;
 }
 
 /// <summary>Why a generation ended.</summary>
@@ -67,6 +72,12 @@ public sealed record DecodeEvent
     public DecodeFinishReason? Finish { get; init; }
     public DecodeUsage? Usage { get; init; }
     public DecodeTimings? Timings { get; init; }
+    /// <summary>Only when the request asked (<see cref="DecodeRequest.TopLogprobs"/>): the natural log of the sampled
+    /// token's probability under the distribution it was sampled from, the log-softmax of the logits after the
+    /// repetition penalty and divided by the temperature (1 for greedy), before top-k and top-p cut it.</summary>
+    public double? Logprob { get; init; }
+    /// <summary>The most likely tokens of that same distribution, most likely first (ties: lower id first).</summary>
+    public IReadOnlyList<TokenLogprob>? TopLogprobs { get; init; }
 
     public bool IsFinal => Finish is not null;
 }

@@ -37,12 +37,13 @@ internal sealed class FairQueue<T>(Func<T, long> cost, Func<T, RequestPriority> 
     }
 
     /// <summary>The item that fair order admits next, without removing it.</summary>
-    public T? Peek() => NextTenant()?.Items.Min.Item;
+    public T? Peek() => NextTenant(null)?.Items.Min.Item;
 
-    /// <summary>Removes the next item and charges its tenant.</summary>
-    public T? Dequeue()
+    /// <summary>Removes the next item and charges its tenant; only tenants <paramref name="eligible"/> accepts are
+    /// considered while any of them waits.</summary>
+    public T? Dequeue(Func<string, bool>? eligible = null)
     {
-        var queue = NextTenant();
+        var queue = (eligible is null ? null : NextTenant(eligible)) ?? NextTenant(null);
         if (queue is null) return null;
         var entry = queue.Items.Min;
         queue.Items.Remove(entry);
@@ -63,12 +64,15 @@ internal sealed class FairQueue<T>(Func<T, long> cost, Func<T, RequestPriority> 
 
     public IEnumerable<T> Items => _index.Keys;
 
-    private TenantQueue? NextTenant()
+    /// <summary>Tenants with at least one waiting item.</summary>
+    public IEnumerable<string> WaitingTenants => _tenants.Values.Where(q => q.Items.Count > 0).Select(q => q.Name);
+
+    private TenantQueue? NextTenant(Func<string, bool>? eligible)
     {
         TenantQueue? best = null;
         foreach (var queue in _tenants.Values)
         {
-            if (queue.Items.Count == 0) continue;
+            if (queue.Items.Count == 0 || (eligible is not null && !eligible(queue.Name))) continue;
             if (best is null || queue.VirtualTime < best.VirtualTime ||
                 (queue.VirtualTime == best.VirtualTime && string.CompareOrdinal(queue.Name, best.Name) < 0))
                 best = queue;

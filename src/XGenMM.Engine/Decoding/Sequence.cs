@@ -2,12 +2,12 @@ using System.Diagnostics;
 using System.Threading.Channels;
 using XGenMM.Model.Generation;
 using XGenMM.Model.Tokenization;
-using static TorchSharp.torch;
 
 namespace XGenMM.Engine.Decoding;
 
 /// <summary>A request inside the engine, from submission to its final event. Touched only by the engine thread,
-/// except <see cref="Cancelled"/> and the channel's reader.</summary>
+/// except <see cref="Cancelled"/> and the channel's reader. Holds no tensors, so that the scheduler can be run and
+/// tested on token counts alone; the model runner keeps the prompt embeddings.</summary>
 internal sealed class Sequence(DecodeRequest request, int promptTextTokens, int imageTokens, long[] contentIds, long arrival)
 {
     public enum Phase { Waiting, Prefilling, Running, Done }
@@ -25,11 +25,12 @@ internal sealed class Sequence(DecodeRequest request, int promptTextTokens, int 
 
     public Phase State { get; set; } = Phase.Waiting;
     public int Slot { get; set; } = -1;
-    /// <summary>Positions whose KV is in the slot.</summary>
+    /// <summary>Positions whose KV is in the slot once the current step has run (the scheduler advances it when it
+    /// plans a prefill chunk or a decode row).</summary>
     public int Length { get; set; }
     public int ReusedTokens { get; set; }
-    /// <summary>[P, D] spliced prompt embeddings while prefilling.</summary>
-    public Tensor? Embeddings { get; set; }
+    /// <summary>Order of admission: prefill chunks go to the earliest admitted sequence first.</summary>
+    public long AdmissionOrder { get; set; }
     /// <summary>The last sampled token, fed at the next decode step.</summary>
     public int PendingToken { get; set; } = -1;
     /// <summary>Tokens of the completion so far (resumed ones included).</summary>

@@ -35,8 +35,8 @@ public sealed record VisionLoad(string Name, int PendingImages, long Hits, long 
 /// Turns image files into resampled vision tokens. Decoding and anyres preprocessing run on a bounded pool of
 /// workers; a dedicated encoder thread gathers preprocessed images into batches (up to
 /// <see cref="VisionEngineOptions.MaxBatchImages"/>, waiting at most <see cref="VisionEngineOptions.MaxBatchWaitMilliseconds"/>)
-/// and runs the vision tower and resampler. Results are cached by SHA-256 of the image bytes, the preprocessing
-/// parameters and the tenant scope; concurrent requests for the same image share one encode.
+/// and runs the vision tower and resampler. Results are cached by content key (<see cref="ImageContentKey"/>: tenant
+/// scope, model fingerprint, bytes); concurrent requests for the same image share one encode.
 /// </summary>
 public sealed partial class VisionEngine : IDisposable
 {
@@ -50,7 +50,7 @@ public sealed partial class VisionEngine : IDisposable
     private readonly VisionEngineOptions _options;
     private readonly ImageLimits _limits;
     private readonly ILogger _logger;
-    private readonly byte[] _fingerprint;
+    private readonly string _fingerprint;
     private readonly object _gate = new();
     private readonly VisionTokenCache _cache;
     private readonly Dictionary<string, Task<VisionTokens>> _inFlight = new(StringComparer.Ordinal);
@@ -71,7 +71,7 @@ public sealed partial class VisionEngine : IDisposable
         _limits = new ImageLimits { MaxBytes = options.MaxImageBytes, MaxPixels = options.MaxImagePixels };
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         _cache = new VisionTokenCache(options.CacheBytes);
-        _fingerprint = Fingerprint(model, options.WireFormat);
+        _fingerprint = ImageContentKey.ModelFingerprint(model.Config);
         _workers = Enumerable.Range(0, options.PreprocessWorkers).Select(_ => Task.Run(PreprocessLoop)).ToArray();
         _encoder = new Thread(EncodeLoop) { IsBackground = true, Name = $"vision-{options.Name}" };
         _encoder.Start();
@@ -79,28 +79,27 @@ public sealed partial class VisionEngine : IDisposable
 
     public string Name => _options.Name;
 
-    /// <summary>The cache key of an image for a tenant scope: hex SHA-256 over the bytes, the preprocessing and model
-    /// parameters and the scope (tenants never share cache entries unless they share a scope).</summary>
-    public string ContentKey(ReadOnlySpan<byte> image, string scope)
+    /// <summary>The content key of an image for a tenant scope (<see cref="ImageContentKey"/>), for in-process callers;
+    /// the cluster's gateway computes the same key once per request and passes it to <see cref="EncodeByKeyAsync"/>.</summary>
+    public string ContentKey(ReadOnlySpan<byte> image, string scope) => ImageContentKey.Compute(image, scope, _fingerprint);
+
+    /// <summary>Encodes one image of a tenant scope: <see cref="EncodeByKeyAsync"/> under its <see cref="ContentKey"/>.</summary>
+    public Task<VisionEncoding> EncodeAsync(byte[] image, string scope, CancellationToken cancellationToken = default)
     {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        sha.AppendData(image);
-        sha.AppendData(_fingerprint);
-        Span<byte> length = stackalloc byte[8];
-        BinaryPrimitives.WriteInt64LittleEndian(length, image.Length);
-        sha.AppendData(length);
-        sha.AppendData(Encoding.UTF8.GetBytes(scope));
-        return Convert.ToHexStringLower(sha.GetHashAndReset());
+        ArgumentNullException.ThrowIfNull(image);
+        return EncodeByKeyAsync(ContentKey(image, scope), image, cancellationToken);
     }
 
     /// <summary>Encodes one image (or serves it from the cache). Throws <see cref="ImageDecodeException"/> for a
     /// file that is not a usable image and <see cref="EngineRejectedException"/> when too many images are pending.</summary>
-    public Task<VisionEncoding> EncodeAsync(byte[] image, string scope, CancellationToken cancellationToken = default)
+    /// <remarks>The key is trusted as the image's identity (it is never recomputed here): only the gateway, which
+    /// computed it from these bytes, and in-process callers name it.</remarks>
+    public Task<VisionEncoding> EncodeByKeyAsync(string key, byte[] image, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(image);
+        ArgumentException.ThrowIfNullOrEmpty(key);
         if (image.LongLength > _options.MaxImageBytes)
             throw new ImageDecodeException(ImageErrorReason.TooLarge, $"The image has {image.LongLength} bytes; the limit is {_options.MaxImageBytes}.");
-        string key = ContentKey(image, scope);
         Task<VisionTokens> shared;
         VisionCacheOutcome outcome;
         lock (_gate)
@@ -272,21 +271,6 @@ public sealed partial class VisionEngine : IDisposable
             _pending--;
         }
         work.Result.TrySetException(e);
-    }
-
-    private static byte[] Fingerprint(XGenMMModel model, VisionTokenFormat format)
-    {
-        var p = model.Config.Preprocessor;
-        var text = new StringBuilder();
-        text.Append("size=").Append(p.ImageSize)
-            .Append(";mean=").AppendJoin(',', p.ImageMean)
-            .Append(";std=").AppendJoin(',', p.ImageStd)
-            .Append(";grids=").AppendJoin(',', (p.AnyResGrids ?? []).Select(g => $"{g.Width}x{g.Height}"))
-            .Append(";patch=").Append(model.Config.Vision.PatchSize)
-            .Append(";latents=").Append(model.Config.Resampler.NumVisTokens)
-            .Append(";dim=").Append(model.Config.Text.HiddenSize)
-            .Append(";format=").Append(format);
-        return Encoding.UTF8.GetBytes(text.ToString());
     }
 
     public void Dispose()

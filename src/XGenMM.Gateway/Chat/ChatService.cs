@@ -39,7 +39,11 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         long arrived = Stopwatch.GetTimestamp();
         try
         {
+            model.LearnFrom(await Cluster(() => cluster.GetDecodersAsync(cancellationToken), cancellationToken).ConfigureAwait(false));
             int[] promptIds = BuildPrompt(turn);
+            // The one hash of each image for this request: it names the vision grain, the engine's cache entry and
+            // the conversation's affinity key.
+            var imageKeys = turn.Images.Select(image => ImageContentKey.Compute(image, turn.Tenant, model.ImageFingerprint)).ToArray();
             int textTokens = promptIds.Length - turn.Images.Count;
             long estimate = (textTokens + (long)turn.MaxTokens) * choices;
             var tenant = grains.GetGrain<ITenantGrain>(turn.Tenant);
@@ -49,9 +53,9 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             var started = new List<IAsyncEnumerator<GenerationChunk>>(choices);
             try
             {
-                var images = await EncodeImagesAsync(turn, cancellationToken).ConfigureAwait(false);
+                var images = await EncodeImagesAsync(turn, imageKeys, cancellationToken).ConfigureAwait(false);
                 string requestId = "chatcmpl-" + Guid.NewGuid().ToString("N");
-                string conversation = turn.ConversationId ?? ConversationKey(turn);
+                string conversation = turn.ConversationId ?? ConversationKey(turn, imageKeys);
                 for (int i = 0; i < choices; i++)
                 {
                     var request = new GenerationRequest
@@ -68,7 +72,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
                         StopStrings = [.. turn.Stop],
                         StopTokenIds = turn.IgnoreEos ? [] : null,
                     };
-                    started.Add(cluster.GenerateAsync(request, ct => EncodeImagesAsync(turn, ct), cancellationToken).GetAsyncEnumerator(cancellationToken));
+                    started.Add(cluster.GenerateAsync(request, ct => EncodeImagesAsync(turn, imageKeys, ct), cancellationToken).GetAsyncEnumerator(cancellationToken));
                 }
                 var first = await Task.WhenAll(started.Select(chunks => Cluster(async () => await chunks.MoveNextAsync().ConfigureAwait(false), cancellationToken)))
                     .ConfigureAwait(false);
@@ -109,8 +113,6 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         if (turn.Messages.Count == 0) throw OpenAiException.Invalid("'messages' must contain at least one message.", "messages");
         if (turn.Messages.Count > _limits.MaxMessages)
             throw OpenAiException.Invalid($"'messages' has {turn.Messages.Count} messages; the limit is {_limits.MaxMessages}.", "messages", "too_many_messages");
-        if (turn.Images.Count > _limits.MaxImagesPerRequest)
-            throw OpenAiException.Invalid($"The request has {turn.Images.Count} images; the limit is {_limits.MaxImagesPerRequest} per request.", "messages", "too_many_images");
         var imageLimits = new ImageLimits { MaxBytes = _limits.MaxImageBytes, MaxPixels = _limits.MaxImagePixels, MaxSide = _limits.MaxImageSide };
         for (int i = 0; i < turn.Images.Count; i++)
         {
@@ -162,21 +164,21 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         int textTokens = ids.Count - turn.Images.Count;
         if (textTokens > _limits.MaxPromptTokens)
             throw OpenAiException.Invalid($"The prompt is {textTokens} tokens; the limit is {_limits.MaxPromptTokens}.", "messages", "context_length_exceeded");
-        if (textTokens + turn.MaxTokens > model.ContextLength)
-            throw OpenAiException.Invalid($"The prompt ({textTokens} tokens) plus max_tokens ({turn.MaxTokens}) exceeds the model's context of {model.ContextLength} tokens.",
+        if (model.ContextLength is int context && textTokens + turn.MaxTokens > context)
+            throw OpenAiException.Invalid($"The prompt ({textTokens} tokens) plus max_tokens ({turn.MaxTokens}) exceeds the model's context of {context} tokens.",
                 "max_tokens", "context_length_exceeded");
         return [.. ids];
     }
 
-    private async Task<ImageRef[]> EncodeImagesAsync(ChatTurn turn, CancellationToken cancellationToken)
+    private async Task<ImageRef[]> EncodeImagesAsync(ChatTurn turn, string[] keys, CancellationToken cancellationToken)
     {
         if (turn.Images.Count == 0) return [];
-        return await Cluster(() => Task.WhenAll(turn.Images.Select(image => cluster.EncodeImageAsync(turn.Tenant, image, cancellationToken))), cancellationToken)
+        return await Cluster(() => Task.WhenAll(turn.Images.Select((image, i) => cluster.EncodeImageAsync(keys[i], image, cancellationToken))), cancellationToken)
             .ConfigureAwait(false);
     }
 
     /// <summary>Follow-up turns of one conversation share their opening, so they map to the same key (decoder affinity).</summary>
-    private static string ConversationKey(ChatTurn turn)
+    private static string ConversationKey(ChatTurn turn, string[] imageKeys)
     {
         var hash = new XxHash64();
         hash.Append(Encoding.UTF8.GetBytes(turn.Tenant));
@@ -184,7 +186,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         foreach (var part in first.Parts)
         {
             if (part.Text is not null) hash.Append(Encoding.UTF8.GetBytes(part.Text));
-            if (part.Image is int i) hash.Append(XxHash64.Hash(turn.Images[i]));
+            if (part.Image is int i) hash.Append(Encoding.ASCII.GetBytes(imageKeys[i]));
         }
         return Convert.ToHexStringLower(hash.GetCurrentHash());
     }

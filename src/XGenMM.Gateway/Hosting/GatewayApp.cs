@@ -52,26 +52,15 @@ public static class GatewayApp
 
         var model = ServedModel.From(builder.Configuration);
         services.AddSingleton(model);
-        var tenants = TenantDirectory.Load(builder.Configuration);
-        string? developmentKey = null;
-        if (tenants.Count == 0)
-        {
-            if (mode != GatewayMode.Local)
-                throw new InvalidOperationException("No tenants are configured: set Tenants:File (or Tenants:Tenants) in Cluster mode.");
-            developmentKey = string.IsNullOrWhiteSpace(gateway.DevelopmentApiKey) ? TenantDirectory.NewKey() : gateway.DevelopmentApiKey;
-            tenants.Add(new TenantEntry { Id = "dev", KeySha256 = [TenantDirectory.Hash(developmentKey)] });
-        }
-        services.AddSingleton(new TenantDirectory(tenants));
+        string? developmentKey = services.AddXGenMMTenants(builder.Configuration, mode, gateway.DevelopmentApiKey);
         services.AddSingleton(new StartupBanner(developmentKey));
-        services.AddHostedService<TenantLimitsPublisher>();
         services.AddHostedService<StartupAnnouncer>();
+        services.AddHostedService<DecoderLimitsRefresher>();
 
         services.AddXGenMMMetricsRegistry();
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<ChatService>();
         services.AddSingleton<RemoteImageFetcher>();
-        services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
-            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
         services.AddAuthorization();
         services.AddSignalR(o =>
         {

@@ -47,6 +47,13 @@ public sealed class RequestLimits
     [Range(1, 1024)] public int MaxStopSequenceChars { get; set; } = 64;
     /// <summary>Concurrent streams of one SignalR connection.</summary>
     [Range(1, 1024)] public int MaxStreamsPerConnection { get; set; } = 4;
+
+    /// <summary>The one check of <see cref="MaxImagesPerRequest"/>: each door (HTTP parser, hub) asks it for every image
+    /// as it reads the request, before any image is decoded or fetched. (A tenant's own, lower limit is the tenant
+    /// grain's.)</summary>
+    internal OpenAi.OpenAiException? RefuseImage(int imagesSoFar, string param) => imagesSoFar >= MaxImagesPerRequest
+        ? OpenAi.OpenAiException.Invalid($"The request has more than {MaxImagesPerRequest} images; that is the limit per request.", param, "too_many_images")
+        : null;
 }
 
 /// <summary>Remote <c>http(s)</c> image URLs, bound from <c>Gateway:RemoteImages</c>. Off unless enabled.</summary>

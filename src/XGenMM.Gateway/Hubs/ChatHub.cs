@@ -143,8 +143,7 @@ public sealed class ChatHub(ChatService chat, ServedModel model, IOptions<Reques
             foreach (var image in m.Images ?? [])
             {
                 if (image is null) throw Error(OpenAiException.Invalid($"messages[{i}].images has a null entry.", $"messages[{i}].images"));
-                if (images.Count >= l.MaxImagesPerRequest)
-                    throw Error(OpenAiException.Invalid($"The turn has more than {l.MaxImagesPerRequest} images; that is the limit per request.", "messages", "too_many_images"));
+                if (l.RefuseImage(images.Count, "messages") is { } tooMany) throw Error(tooMany);
                 images.Add(image);
                 parts.Add(TurnPart.OfImage(images.Count - 1));
             }

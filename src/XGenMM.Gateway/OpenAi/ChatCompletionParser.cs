@@ -168,8 +168,7 @@ public static class ChatCompletionParser
                         string url = imageUrl.ValueKind == JsonValueKind.String ? imageUrl.GetString()!
                             : imageUrl.ValueKind == JsonValueKind.Object ? RequiredString(imageUrl, "url", partPath + ".image_url.url")
                             : throw TypeError(partPath + ".image_url", "an object with a url");
-                        if (images.Count >= limits.MaxImagesPerRequest)
-                            throw OpenAiException.Invalid($"The request has more than {limits.MaxImagesPerRequest} images; that is the limit per request.", partPath, "too_many_images");
+                        if (limits.RefuseImage(images.Count, partPath) is { } tooMany) throw tooMany;
                         images.Add(ParseImageUrl(url, partPath + ".image_url.url", limits));
                         parts.Add(TurnPart.OfImage(images.Count - 1));
                     }

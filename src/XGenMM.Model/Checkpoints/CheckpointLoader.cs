@@ -79,7 +79,9 @@ public static class CheckpointLoader
     public static long[] CheckpointShape(Parameter p, bool transposed) => transposed ? p.shape.Reverse().ToArray() : p.shape;
 
     /// <summary>Loads all tensors of <paramref name="directory"/> into <paramref name="model"/>.</summary>
-    public static CheckpointLoadReport Load(nn.Module model, string directory, IProgress<CheckpointLoadProgress>? progress = null)
+    /// <param name="skip">Checkpoint tensors the model deliberately lacks (a part it was built without): reported as
+    /// ignored, never read. The strictness stays for everything else.</param>
+    public static CheckpointLoadReport Load(nn.Module model, string directory, IProgress<CheckpointLoadProgress>? progress = null, Func<string, bool>? skip = null)
     {
         var stopwatch = Stopwatch.StartNew();
         var weightMap = ReadWeightMap(directory);
@@ -104,8 +106,9 @@ public static class CheckpointLoader
                     if (!weightMap.ContainsKey(name)) problems.Add($"'{name}' in {Path.GetFileName(file.Path)} is not listed in the index");
 
             var missing = expected.Keys.Where(n => !infos.ContainsKey(n)).Order(StringComparer.Ordinal).ToList();
-            var ignored = infos.Keys.Where(n => !expected.ContainsKey(n) && IsKnownUnused(n)).Order(StringComparer.Ordinal).ToList();
-            var unexpected = infos.Keys.Where(n => !expected.ContainsKey(n) && !IsKnownUnused(n)).Order(StringComparer.Ordinal).ToList();
+            bool Unused(string n) => IsKnownUnused(n) || skip?.Invoke(n) == true;
+            var ignored = infos.Keys.Where(n => !expected.ContainsKey(n) && Unused(n)).Order(StringComparer.Ordinal).ToList();
+            var unexpected = infos.Keys.Where(n => !expected.ContainsKey(n) && !Unused(n)).Order(StringComparer.Ordinal).ToList();
             var misshaped = new List<string>();
             foreach (var (name, (p, transposed)) in expected)
             {

@@ -31,8 +31,9 @@ public sealed record GenerationStep(int Step, int[] Tokens, FinishReason[] Finis
 /// <summary>
 /// Batched generation for a set of prompts with the plain model: left-padded prefill, then one token per row per
 /// step with a KV cache. Finished rows keep running with pad inputs until all are done (HF generate semantics),
-/// which keeps every row's numbers independent of the others. The serving engine schedules differently; this is
-/// the reference path for tools, tests and evaluation.
+/// which keeps every row's numbers independent of the others. This is one of two generation loops and the reference
+/// one: simple, for tools, tests and evaluation, and what parity tests hold the serving loop (DecodeEngine in
+/// XGenMM.Engine, which schedules differently) to.
 /// </summary>
 public sealed class BatchGenerator(XGenMMModel model)
 {

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+
+namespace XGenMM.Engine.Decoding;
+
+/// <summary>Latency samples and token counters of one engine, written on the engine thread and read by
+/// <see cref="DecodeEngine.GetLoad"/> callers.</summary>
+internal sealed class EngineStatistics
+{
+    private const int LatencySamples = 2048;
+
+    private readonly object _lock = new();
+    private readonly Queue<long> _recentTokens = new();
+    private readonly double[] _ttft = new double[LatencySamples];
+    private readonly double[] _itl = new double[LatencySamples];
+    private long _ttftCount, _itlCount, _generatedTotal;
+
+    public void RecordTtft(double seconds)
+    {
+        lock (_lock) _ttft[_ttftCount++ % LatencySamples] = seconds;
+    }
+
+    public void RecordItl(double seconds)
+    {
+        lock (_lock) _itl[_itlCount++ % LatencySamples] = seconds;
+    }
+
+    public void CountToken(long timestamp)
+    {
+        lock (_lock)
+        {
+            _generatedTotal++;
+            _recentTokens.Enqueue(timestamp);
+        }
+    }
+
+    /// <summary>Tokens per second over the last 5 s, latency percentiles and the token total.</summary>
+    public (double TokensPerSecond, double TtftP50, double TtftP99, double ItlP50, double ItlP99, long Generated) Read()
+    {
+        lock (_lock)
+        {
+            long now = Stopwatch.GetTimestamp();
+            while (_recentTokens.Count > 0 && Stopwatch.GetElapsedTime(_recentTokens.Peek(), now) > TimeSpan.FromSeconds(5)) _recentTokens.Dequeue();
+            double window = _recentTokens.Count == 0 ? 1 : Math.Max(1, Stopwatch.GetElapsedTime(_recentTokens.Peek(), now).TotalSeconds);
+            var (ttft50, ttft99) = Percentiles(_ttft, _ttftCount);
+            var (itl50, itl99) = Percentiles(_itl, _itlCount);
+            return (_recentTokens.Count / window, ttft50, ttft99, itl50, itl99, _generatedTotal);
+        }
+    }
+
+    /// <summary>The engine's load: slot use from the scheduler, rates and latencies from the samples.</summary>
+    public DecodeLoad Snapshot(string name, Scheduler scheduler, int contextLength)
+    {
+        int running = 0;
+        long kvTokens = 0;
+        foreach (var s in scheduler.BySlot)
+        {
+            if (s is null) continue;
+            running++;
+            kvTokens += s.Length;
+        }
+        var (tps, ttft50, ttft99, itl50, itl99, generated) = Read();
+        var (waiting, waitingTokens) = scheduler.WaitingCounters;
+        return new DecodeLoad
+        {
+            Name = name,
+            Waiting = waiting,
+            Running = running,
+            WaitingTokens = waitingTokens,
+            KvUsage = scheduler.Slots == 0 ? 0 : (double)running / scheduler.Slots,
+            KvTokens = kvTokens,
+            TotalSlots = scheduler.Slots,
+            ParkedSlots = scheduler.ParkedSlots,
+            DecodeRows = scheduler.LastDecodeWidth,
+            ContextLength = contextLength,
+            TokensPerSecond = tps,
+            TtftP50Seconds = ttft50,
+            TtftP99Seconds = ttft99,
+            ItlP50Seconds = itl50,
+            ItlP99Seconds = itl99,
+            GeneratedTokensTotal = generated,
+            PrefixReusedTokensTotal = scheduler.ReusedTokensTotal,
+            PreemptionsTotal = Scheduler.PreemptionsTotal,
+            Draining = scheduler.Draining,
+        };
+    }
+
+    private static (double P50, double P99) Percentiles(double[] ring, long count)
+    {
+        int n = (int)Math.Min(count, ring.Length);
+        if (n == 0) return (0, 0);
+        var sorted = ring.AsSpan(0, n).ToArray();
+        Array.Sort(sorted);
+        return (sorted[(int)(0.50 * (n - 1))], sorted[(int)(0.99 * (n - 1))]);
+    }
+}

@@ -1,0 +1,147 @@
+using TorchSharp;
+using XGenMM.Model;
+using XGenMM.Model.Modules;
+using XGenMM.Model.Tokenization;
+using static TorchSharp.torch;
+
+namespace XGenMM.Engine.Decoding;
+
+/// <summary>
+/// Carries out the tensor side of a <see cref="StepPlan"/>: owns the KV slots and the prompt embeddings of the
+/// sequences being prefilled, and runs the model for prefill chunks and decode rows, handing back float logits on
+/// the CPU for the <see cref="OutputProcessor"/> to sample from.
+/// </summary>
+internal sealed class ModelRunner : IDisposable
+{
+    private readonly XGenMMModel _model;
+    private readonly KvSlotCache _cache;
+    private readonly int _scratchPosition;
+    // Keyed by sequence rather than slot: a slot freed by a cancellation can be handed out again in the same step.
+    private readonly Dictionary<Sequence, Tensor> _embeddings = new(ReferenceEqualityComparer.Instance);
+
+    public ModelRunner(XGenMMModel model, int slots, int contextLength)
+    {
+        _model = model;
+        var text = model.Config.Text;
+        // One extra position per slot is scratch space that padding rows of a decode batch write to.
+        _cache = new KvSlotCache(text.NumHiddenLayers, text.NumAttentionHeads, text.HeadDim, slots, contextLength + 1, model.DType, model.Device);
+        _scratchPosition = contextLength;
+    }
+
+    /// <summary>Bytes of one slot of <paramref name="positions"/> positions for <paramref name="model"/>.</summary>
+    public static long BytesPerSlot(XGenMMModel model, int positions)
+    {
+        var text = model.Config.Text;
+        return KvSlotCache.BytesPerSlotFor(text.NumHiddenLayers, text.NumAttentionHeads, text.HeadDim, positions, model.DType);
+    }
+
+    public long CacheBytes => _cache.Bytes;
+
+    public void Copy(SlotCopy copy) => _cache.Copy(copy.From, copy.To, copy.Length);
+
+    /// <summary>Builds the [P, D] prompt embeddings of an admitted sequence, each image's vision tokens spliced at its
+    /// placeholder; kept until its prompt is prefilled.</summary>
+    public void Admit(Sequence s)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var request = s.Request;
+        var ids = request.PromptIds.Concat(request.ResumeTokenIds).Select(i => (long)i).ToArray();
+        var embeds = _model.Embed(torch.tensor(ids, ScalarType.Int64));
+        var pieces = new List<Tensor>();
+        int start = 0, image = 0;
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if (ids[i] != SpecialTokens.Image || i >= request.PromptIds.Count) continue;
+            if (i > start) pieces.Add(embeds.narrow(0, start, i - start));
+            pieces.Add(request.Images[image++].ToTensor(_model.Device, _model.DType));
+            start = i + 1;
+        }
+        if (start < ids.Length) pieces.Add(embeds.narrow(0, start, ids.Length - start));
+        _embeddings[s] = torch.cat(pieces, 0).DetachFromDisposeScope();
+    }
+
+    /// <summary>Drops what the runner keeps for a sequence that ended.</summary>
+    public void Forget(Sequence s)
+    {
+        if (_embeddings.Remove(s, out var embeddings)) embeddings.Dispose();
+    }
+
+    /// <summary>Runs one prefill chunk; returns the logits of the prompt's last position when the chunk completes it.</summary>
+    public float[]? Prefill(PrefillChunk chunk)
+    {
+        var embeddings = _embeddings[chunk.Sequence];
+        int start = chunk.Start, count = chunk.Count;
+        float[]? result = null;
+        using (var scope = torch.NewDisposeScope())
+        using (torch.no_grad())
+        {
+            var x = embeddings.narrow(0, start, count).unsqueeze(0);                              // [1, T, D]
+            var positions = Scalars.Arange(start, start + count, _model.Device).unsqueeze(0);   // [1, T]
+            var bias = CausalBias(positions, start + count);                                     // [1, 1, T, S]
+            var hidden = _model.LanguageModel.Model.Forward(x, positions, bias, _cache.Prefill(chunk.Slot, start));
+            if (chunk.Completes)
+                result = _model.Logits(hidden.narrow(1, count - 1, 1).reshape(1, -1)).to_type(ScalarType.Float32).cpu().data<float>().ToArray();
+        }
+        if (chunk.Completes) Forget(chunk.Sequence);
+        return result;
+    }
+
+    /// <summary>One token for every decode row in one forward pass over slots [0, <paramref name="width"/>); rows of
+    /// other slots (free, parked, prefilling) are padding that writes only to its scratch position. Returns [width, V]
+    /// logits, row = slot.</summary>
+    public (float[] Logits, int Vocab) Decode(IReadOnlyList<DecodeRow> rows, int width)
+    {
+        var inputs = new long[width];
+        var writeAt = new long[width];
+        var ropePositions = new long[width];
+        Array.Fill(inputs, _model.Config.Text.PadTokenId);
+        Array.Fill(writeAt, _scratchPosition);
+        long keyLength = 1;
+        foreach (var row in rows)
+        {
+            inputs[row.Slot] = row.Sequence.PendingToken;
+            writeAt[row.Slot] = row.Position;
+            ropePositions[row.Slot] = row.Position;
+            keyLength = Math.Max(keyLength, row.Position + 1);
+        }
+
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var ids = torch.tensor(inputs, [width, 1], ScalarType.Int64).to(_model.Device);
+        var x = _model.Embed(ids);                                                               // [B, 1, D]
+        var slotIndex = Scalars.Arange(0, width, _model.Device);
+        var write = torch.tensor(writeAt, ScalarType.Int64).to(_model.Device);
+        var positions = torch.tensor(ropePositions, [width, 1], ScalarType.Int64).to(_model.Device);
+        var bias = CausalBias(write.view(width, 1), keyLength);                                  // [B, 1, 1, S]
+        var hidden = _model.LanguageModel.Model.Forward(x, positions, bias, _cache.Decode(width, slotIndex, write, keyLength));
+        var output = _model.Logits(hidden.squeeze(1)).to_type(ScalarType.Float32).cpu();        // [B, V]
+        return (output.data<float>().ToArray(), (int)output.shape[1]);
+    }
+
+    /// <summary>Additive bias [B, 1, T, S]: query at position p sees keys j &lt;= p within the sliding window.</summary>
+    private Tensor CausalBias(Tensor queryPositions, long keyLength)
+    {
+        using var scope = torch.NewDisposeScope();
+        var q = queryPositions.unsqueeze(-1);                                                    // [B, T, 1]
+        var k = Scalars.Arange(0, keyLength, queryPositions.device).view(1, 1, -1);             // [1, 1, S]
+        var allowed = k.le(q);
+        if (_model.Config.Text.SlidingWindow is int w)
+            allowed = allowed.logical_and(k.add(torch.tensor((long)w, device: queryPositions.device), Scalars.One).ge(q));
+        double min = _model.DType switch
+        {
+            ScalarType.Float16 => -65504.0,
+            ScalarType.BFloat16 => -3.3895313892515355e38,
+            _ => float.MinValue,
+        };
+        var bias = Scalars.MaskedFill(torch.zeros(allowed.shape, _model.DType, queryPositions.device), allowed.logical_not(), min);
+        return bias.unsqueeze(1).MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _embeddings.Values) t.Dispose();
+        _embeddings.Clear();
+        _cache.Dispose();
+    }
+}

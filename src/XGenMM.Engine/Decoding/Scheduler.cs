@@ -1,0 +1,344 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+
+namespace XGenMM.Engine.Decoding;
+
+/// <summary>
+/// Decides what each engine step does (the scheduler of vLLM v1's scheduler -> model runner -> output processor
+/// split): owns the waiting queue (weighted-fair across tenants, each held to its weighted share of the slots under
+/// contention), the KV slots and which sequence holds each, the parked prefixes kept for reuse, and the per-step
+/// prefill budget. Works on token counts and ids only, so it is tested without a model; the plan it returns is
+/// carried out by <see cref="ModelRunner"/> and <see cref="OutputProcessor"/>.
+/// <see cref="Reserve"/>, <see cref="Enqueue"/>, <see cref="BeginDrain"/> and the counters are safe from any
+/// thread; everything else runs on the engine thread.
+/// </summary>
+internal sealed class Scheduler
+{
+    private readonly DecodeEngineOptions _options;
+    private readonly ConcurrentQueue<Sequence> _incoming = new();
+    private readonly FairQueue<Sequence> _waiting;
+    private readonly PrefixIndex _parked = new();
+    private readonly SortedSet<int> _freeSlots = [];
+    private readonly Sequence?[] _bySlot;
+    private readonly Dictionary<string, int> _runningByTenant = new(StringComparer.Ordinal);
+    private readonly object _admissionLock = new();
+    private int _waitingCount;
+    private long _waitingTokens;
+    private volatile bool _draining;
+    private volatile bool _stopped;
+    private long _admissions;
+    private long _reusedTotal;
+
+    public Scheduler(int slots, DecodeEngineOptions options)
+    {
+        _options = options;
+        _bySlot = new Sequence?[slots];
+        for (int i = 0; i < slots; i++) _freeSlots.Add(i);
+        _waiting = new FairQueue<Sequence>(s => s.Cost, s => s.Request.Priority,
+            t => options.TenantWeights.TryGetValue(t, out var w) ? w : 1.0);
+    }
+
+    public int Slots => _bySlot.Length;
+    public bool Draining => _draining;
+    public int ParkedSlots => _parked.Count;
+    public long ReusedTokensTotal => Interlocked.Read(ref _reusedTotal);
+    /// <summary>Sequences whose slot was taken back before they ended: always 0, this scheduler never preempts (a
+    /// sequence keeps its slot to the end; admission waits instead).</summary>
+    public static long PreemptionsTotal => 0;
+    /// <summary>Width of the latest decode step (see <see cref="DecodeLoad.DecodeRows"/>).</summary>
+    public int LastDecodeWidth { get; private set; }
+    /// <summary>Slot holders in slot order (null = free or parked).</summary>
+    public IReadOnlyList<Sequence?> BySlot => _bySlot;
+    /// <summary>Submitted requests not yet taken off the incoming queue.</summary>
+    public bool HasIncoming => !_incoming.IsEmpty;
+
+    /// <summary>Requests and prompt positions waiting for a slot, read live.</summary>
+    public (int Requests, long Tokens) WaitingCounters
+    {
+        get { lock (_admissionLock) return (_waitingCount, _waitingTokens); }
+    }
+
+    /// <summary>Counts a new request against the queue limits, or refuses it (caller's thread).</summary>
+    public void Reserve(Sequence s)
+    {
+        lock (_admissionLock)
+        {
+            string name = _options.Name;
+            if (_draining || _stopped) throw new EngineRejectedException(RejectionReason.ShuttingDown, $"Decoder '{name}' is shutting down.");
+            if (_waitingCount >= _options.MaxWaitingRequests)
+                throw new EngineRejectedException(RejectionReason.Overloaded, $"Decoder '{name}' has {_waitingCount} requests waiting (limit {_options.MaxWaitingRequests}).");
+            if (_waitingTokens + s.PromptPositions > _options.MaxWaitingTokens)
+                throw new EngineRejectedException(RejectionReason.Overloaded, $"Decoder '{name}' has {_waitingTokens} prompt tokens waiting (limit {_options.MaxWaitingTokens}).");
+            _waitingCount++;
+            _waitingTokens += s.PromptPositions;
+        }
+    }
+
+    /// <summary>Hands a reserved request to the engine thread (any thread).</summary>
+    public void Enqueue(Sequence s) => _incoming.Enqueue(s);
+
+    public void BeginDrain()
+    {
+        lock (_admissionLock) _draining = true;
+    }
+
+    public void Stop()
+    {
+        lock (_admissionLock) { _draining = true; _stopped = true; }
+    }
+
+    /// <summary>
+    /// Plans one step at <paramref name="now"/> (a <see cref="Stopwatch"/> timestamp): drops cancelled and expired
+    /// waiting requests (all of them when <paramref name="cancelAll"/>), stops cancelled slot holders, decodes one
+    /// token for every running sequence, admits waiting requests while slots are free or parked, and gives at most
+    /// <see cref="DecodeEngineOptions.PrefillChunkTokens"/> prompt positions to the earliest admitted prefills.
+    /// </summary>
+    public StepPlan Schedule(long now, bool cancelAll)
+    {
+        while (_incoming.TryDequeue(out var incoming)) _waiting.Enqueue(incoming, incoming.Request.Tenant);
+        var dropped = DropWaiting(now, cancelAll);
+        var stopped = new List<StoppedSequence>();
+        foreach (var s in _bySlot)
+        {
+            if (s is null) continue;
+            if (s.Cancelled) stopped.Add(new StoppedSequence(s, false));
+            // Cut by the engine, not by its caller: the engine says so, so that a cluster moves the generation.
+            else if (cancelAll) stopped.Add(new StoppedSequence(s, true));
+        }
+        foreach (var s in stopped) Release(s.Sequence, DecodeFinishReason.Cancelled);
+
+        // Decode rows are planned before admission: what runs now is never held back by new prompts.
+        var decodes = new List<DecodeRow>();
+        int width = 0;
+        for (int slot = 0; slot < _bySlot.Length; slot++)
+        {
+            if (_bySlot[slot] is not { State: Sequence.Phase.Running } s) continue;
+            decodes.Add(new DecodeRow(s, slot, s.Length));
+            s.Length++;
+            width = slot + 1;
+        }
+        if (width > 0) LastDecodeWidth = width;
+
+        var copies = new List<SlotCopy>();
+        var admitted = Admit(now, copies);
+        return new StepPlan(dropped, stopped, copies, admitted, PlanPrefills(now), decodes, width);
+    }
+
+    private List<DroppedRequest> DropWaiting(long now, bool cancelAll)
+    {
+        var dropped = new List<DroppedRequest>();
+        foreach (var s in _waiting.Items)
+        {
+            if (s.Cancelled) dropped.Add(new DroppedRequest(s, null));
+            else if (cancelAll) dropped.Add(new DroppedRequest(s, RejectionReason.ShuttingDown));
+            else if (Stopwatch.GetElapsedTime(s.ArrivalTimestamp, now) > _options.QueueTimeToLive) dropped.Add(new DroppedRequest(s, RejectionReason.Expired));
+        }
+        foreach (var d in dropped)
+        {
+            _waiting.Remove(d.Sequence);
+            LeaveWaiting(d.Sequence);
+        }
+        return dropped;
+    }
+
+    private List<Sequence> Admit(long now, List<SlotCopy> copies)
+    {
+        var admitted = new List<Sequence>();
+        while (_waiting.Count > 0 && (_freeSlots.Count > 0 || _parked.Count > 0))
+        {
+            double activeWeight = ActiveWeight();
+            var s = _waiting.Dequeue(t => RunningOf(t) < _bySlot.Length * WeightOf(t) / activeWeight)!;
+            LeaveWaiting(s);
+            int slot;
+            int reuse = 0;
+            var match = _options.PrefixReuse ? _parked.TakeBestMatch(s.ContentIds, _options.MinPrefixReuseTokens) : null;
+            if (match is { } m)
+            {
+                reuse = Math.Min(m.Common, s.PromptPositions - 1); // at least one position is prefilled for the logits
+                slot = PackLowReused(m.Slot, reuse, copies);
+            }
+            else
+            {
+                if (_freeSlots.Count > 0)
+                {
+                    slot = _freeSlots.Min;
+                    _freeSlots.Remove(slot);
+                }
+                else slot = _parked.Evict()!.Value;
+                slot = PackLow(slot, copies);
+            }
+            s.Slot = slot;
+            _bySlot[slot] = s;
+            _runningByTenant[s.Request.Tenant] = RunningOf(s.Request.Tenant) + 1;
+            s.Length = reuse;
+            s.ReusedTokens = reuse;
+            s.State = Sequence.Phase.Prefilling;
+            s.AdmittedTimestamp = now;
+            s.AdmissionOrder = _admissions++;
+            if (reuse > 0) Interlocked.Add(ref _reusedTotal, reuse);
+            admitted.Add(s);
+        }
+        return admitted;
+    }
+
+    private int RunningOf(string tenant) => _runningByTenant.GetValueOrDefault(tenant);
+
+    private double WeightOf(string tenant) => _options.TenantWeights.TryGetValue(tenant, out var w) ? w : 1.0;
+
+    /// <summary>
+    /// Sum of the weights of the tenants that run or wait: a tenant's share of the slots is its weight over this.
+    /// Fair queueing alone orders admissions by cost, so a tenant with cheap requests could still hold nearly every
+    /// slot while another's expensive request waits for many of them to end. Admission therefore passes over a tenant
+    /// at or above its share while one below it waits; when none is below, fair order decides alone, so no slot
+    /// stays idle.
+    /// </summary>
+    private double ActiveWeight()
+    {
+        double total = 0;
+        foreach (var name in _runningByTenant.Keys) total += WeightOf(name);
+        foreach (var name in _waiting.WaitingTenants)
+            if (RunningOf(name) == 0) total += WeightOf(name);
+        return total;
+    }
+
+    private void LeaveSlot(Sequence s)
+    {
+        _bySlot[s.Slot] = null;
+        int left = RunningOf(s.Request.Tenant) - 1;
+        if (left > 0) _runningByTenant[s.Request.Tenant] = left;
+        else _runningByTenant.Remove(s.Request.Tenant);
+    }
+
+    /// <summary>
+    /// Keeps running sequences in the lowest slots. A decode step computes rows 0..(highest running slot), so a sequence
+    /// admitted behind parked slots makes every step pay for padding rows: with one user and prefix reuse on, each
+    /// finished turn parked its slot and the next request took the next one, until every step ran all slots wide.
+    /// Given a slot whose KV may be overwritten, moves the lowest parked prefix below it up into it (one copy of that
+    /// prefix) and returns the freed lower slot instead.
+    /// </summary>
+    private int PackLow(int disposable, List<SlotCopy> copies)
+    {
+        if (_parked.LowestSlot is not int low || low > disposable) return disposable;
+        copies.Add(new SlotCopy(low, disposable, _parked.Move(low, disposable)));
+        return low;
+    }
+
+    /// <summary>
+    /// The same for a slot taken over for its prefix: brings its <paramref name="reuse"/> positions down to the lowest
+    /// free slot, or, when a parked prefix sits lower, moves that one up to a free slot and takes its place.
+    /// </summary>
+    private int PackLowReused(int matched, int reuse, List<SlotCopy> copies)
+    {
+        if (_freeSlots.Count == 0) return matched;
+        int free = _freeSlots.Min;
+        int? parked = _parked.LowestSlot;
+        if (parked is int p && p < matched && p < free)
+        {
+            _freeSlots.Remove(free);
+            copies.Add(new SlotCopy(p, free, _parked.Move(p, free)));
+            copies.Add(new SlotCopy(matched, p, reuse));
+            _freeSlots.Add(matched);
+            return p;
+        }
+        if (free > matched) return matched;
+        _freeSlots.Remove(free);
+        copies.Add(new SlotCopy(matched, free, reuse));
+        _freeSlots.Add(matched);
+        return free;
+    }
+
+    /// <summary>Prompt chunks for the earliest admitted sequences still prefilling, within the step's budget. A chunk
+    /// that ends a prompt makes its sequence a decode row from the next step on.</summary>
+    private List<PrefillChunk> PlanPrefills(long now)
+    {
+        var chunks = new List<PrefillChunk>();
+        int budget = _options.PrefillChunkTokens;
+        while (budget > 0)
+        {
+            Sequence? s = null;
+            foreach (var candidate in _bySlot)
+                if (candidate is { State: Sequence.Phase.Prefilling } && (s is null || candidate.AdmissionOrder < s.AdmissionOrder))
+                    s = candidate;
+            if (s is null) break;
+            if (s.PrefillStartTimestamp == 0) s.PrefillStartTimestamp = now;
+            int start = s.Length;
+            int count = Math.Min(budget, s.PromptPositions - start);
+            budget -= count;
+            chunks.Add(new PrefillChunk(s, s.Slot, start, count));
+            s.Length = start + count;
+            if (s.Length == s.PromptPositions) s.State = Sequence.Phase.Running;
+        }
+        return chunks;
+    }
+
+    /// <summary>
+    /// Gives up a sequence's slot when it ends. Its KV (the prompt and every generated token that was fed back, i.e.
+    /// all but the last sampled one) stays parked for a follow-up turn unless it was cancelled or is too short.
+    /// </summary>
+    public void Release(Sequence s, DecodeFinishReason reason)
+    {
+        int slot = s.Slot;
+        if (slot >= 0 && ReferenceEquals(_bySlot[slot], s))
+        {
+            LeaveSlot(s);
+            int valid = s.State == Sequence.Phase.Running ? s.Length : 0;
+            if (_options.PrefixReuse && reason != DecodeFinishReason.Cancelled && valid >= _options.MinPrefixReuseTokens)
+            {
+                var ids = new long[valid];
+                int fromPrompt = Math.Min(valid, s.PromptPositions);
+                Array.Copy(s.ContentIds, ids, fromPrompt);
+                int resumed = s.Request.ResumeTokenIds.Count;
+                for (int i = fromPrompt; i < valid; i++) ids[i] = s.Completion[resumed + i - fromPrompt];
+                _parked.Park(slot, ids);
+            }
+            else _freeSlots.Add(slot);
+        }
+        s.State = Sequence.Phase.Done;
+    }
+
+    /// <summary>Takes every slot holder off its slot (after a failed step, whose KV cannot be trusted).</summary>
+    public List<Sequence> ReleaseAll()
+    {
+        var all = new List<Sequence>();
+        for (int slot = 0; slot < _bySlot.Length; slot++)
+        {
+            if (_bySlot[slot] is not { } s) continue;
+            LeaveSlot(s);
+            _freeSlots.Add(slot);
+            s.State = Sequence.Phase.Done;
+            all.Add(s);
+        }
+        return all;
+    }
+
+    /// <summary>Everything not yet ended (for shutdown, after the loop stopped): requests not admitted yet, and slot
+    /// holders.</summary>
+    public (List<Sequence> NotAdmitted, List<Sequence> Admitted) TakeAll()
+    {
+        var waiting = new List<Sequence>();
+        while (_incoming.TryDequeue(out var s)) waiting.Add(s);
+        foreach (var s in _waiting.Items.ToList())
+        {
+            _waiting.Remove(s);
+            waiting.Add(s);
+        }
+        return (waiting, ReleaseAll());
+    }
+
+    /// <summary>How long the loop may sleep when idle: until the next waiting request expires, at most 250 ms.</summary>
+    public TimeSpan NextWakeDelay(long now)
+    {
+        if (_waiting.Count == 0) return TimeSpan.FromMilliseconds(250);
+        var soonest = _waiting.Items.Min(s => _options.QueueTimeToLive - Stopwatch.GetElapsedTime(s.ArrivalTimestamp, now));
+        return soonest < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : soonest > TimeSpan.FromMilliseconds(250) ? TimeSpan.FromMilliseconds(250) : soonest;
+    }
+
+    private void LeaveWaiting(Sequence s)
+    {
+        lock (_admissionLock)
+        {
+            _waitingCount--;
+            _waitingTokens -= s.PromptPositions;
+        }
+    }
+}

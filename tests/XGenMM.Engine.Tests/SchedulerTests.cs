@@ -1,0 +1,336 @@
+using System.Diagnostics;
+using XGenMM.Engine.Decoding;
+
+namespace XGenMM.Engine.Tests;
+
+/// <summary>The scheduler alone, on token ids and counts: no model, no tensors, no engine thread. Steps are carried out
+/// by <see cref="Execute"/>, which plays the model and the output processor (every sampled token is
+/// <see cref="Token"/>; a sequence ends at its max new tokens).</summary>
+public sealed class SchedulerTests
+{
+    private const int Token = 7;
+    private static readonly RequestValidator Validator = new(vocabSize: 1000, embeddingDim: 8, contextLength: 4096);
+
+    private static DecodeEngineOptions Options(int slots, Action<DecodeEngineOptions>? configure = null)
+    {
+        var options = new DecodeEngineOptions { MaxSlots = slots, PrefillChunkTokens = 512, MinPrefixReuseTokens = 4 };
+        configure?.Invoke(options);
+        return options;
+    }
+
+    private static DecodeRequest Request(string id, int promptLength, int maxNewTokens = 4, string tenant = "t", int first = 1) => new()
+    {
+        RequestId = id,
+        PromptIds = Enumerable.Range(first, promptLength).Select(i => i % 900 + 1).ToArray(),
+        MaxNewTokens = maxNewTokens,
+        Tenant = tenant,
+    };
+
+    private static Sequence Submit(Scheduler scheduler, DecodeRequest request)
+    {
+        var s = Validator.Prepare(request);
+        scheduler.Reserve(s);
+        scheduler.Enqueue(s);
+        return s;
+    }
+
+    private static long Now(double plusSeconds = 0) => Stopwatch.GetTimestamp() + (long)(plusSeconds * Stopwatch.Frequency);
+
+    /// <summary>Plans a step and plays it out; returns the plan.</summary>
+    private static StepPlan Step(Scheduler scheduler, long? now = null, bool cancelAll = false)
+    {
+        var plan = scheduler.Schedule(now ?? Now(), cancelAll);
+        Execute(scheduler, plan);
+        return plan;
+    }
+
+    private static void Execute(Scheduler scheduler, StepPlan plan)
+    {
+        foreach (var chunk in plan.Prefills)
+            if (chunk.Completes) Emit(scheduler, chunk.Sequence);
+        foreach (var row in plan.Decodes) Emit(scheduler, row.Sequence);
+    }
+
+    private static void Emit(Scheduler scheduler, Sequence s)
+    {
+        s.Completion.Add(Token);
+        s.PendingToken = Token;
+        if (s.Completion.Count >= s.Request.MaxNewTokens) scheduler.Release(s, DecodeFinishReason.Length);
+    }
+
+    private static int Running(Scheduler scheduler) => scheduler.BySlot.Count(s => s is not null);
+
+    [Fact]
+    public void Requests_are_admitted_in_arrival_order_into_the_lowest_free_slots_and_the_rest_wait()
+    {
+        var scheduler = new Scheduler(3, Options(3));
+        var sequences = Enumerable.Range(0, 5).Select(i => Submit(scheduler, Request($"r{i}", 5))).ToList();
+        var plan = Step(scheduler);
+        Assert.Equal(["r0", "r1", "r2"], plan.Admitted.Select(s => s.Request.RequestId));
+        Assert.Equal([0, 1, 2], plan.Admitted.Select(s => s.Slot));
+        Assert.Empty(plan.Decodes);
+        Assert.Equal((2, 10L), scheduler.WaitingCounters);
+        Assert.All(sequences.Take(3), s => Assert.Equal(Sequence.Phase.Running, s.State));
+    }
+
+    [Fact]
+    public void Higher_priority_goes_first_within_a_tenant()
+    {
+        var scheduler = new Scheduler(1, Options(1));
+        Submit(scheduler, Request("busy", 3, maxNewTokens: 2));
+        Step(scheduler);
+        Submit(scheduler, Request("low", 3) with { Priority = RequestPriority.Low });
+        Submit(scheduler, Request("normal", 3));
+        Submit(scheduler, Request("high", 3) with { Priority = RequestPriority.High });
+        var order = new List<string>();
+        for (int i = 0; i < 20 && order.Count < 3; i++) order.AddRange(Step(scheduler).Admitted.Select(s => s.Request.RequestId));
+        Assert.Equal(["high", "normal", "low"], order);
+    }
+
+    [Fact]
+    public void The_prefill_budget_is_shared_in_admission_order_and_a_completed_prompt_decodes_from_the_next_step()
+    {
+        var scheduler = new Scheduler(4, Options(4, o => o.PrefillChunkTokens = 10));
+        var a = Submit(scheduler, Request("a", 7));
+        var b = Submit(scheduler, Request("b", 7));
+        var c = Submit(scheduler, Request("c", 30));
+        var first = Step(scheduler);
+        Assert.Equal([(a, 0, 7), (b, 0, 3)], first.Prefills.Select(p => (p.Sequence, p.Start, p.Count)));
+        Assert.Empty(first.Decodes);
+
+        var second = Step(scheduler);
+        Assert.Equal([(b, 3, 4), (c, 0, 6)], second.Prefills.Select(p => (p.Sequence, p.Start, p.Count)));
+        Assert.Equal([(a, 0, 7)], second.Decodes.Select(d => (d.Sequence, d.Slot, d.Position)));
+        Assert.Equal(1, second.DecodeWidth);
+
+        var third = Step(scheduler);
+        Assert.Equal([(c, 6, 10)], third.Prefills.Select(p => (p.Sequence, p.Start, p.Count)));
+        Assert.Equal([(a, 8), (b, 7)], third.Decodes.Select(d => (d.Sequence, d.Position)));
+        Assert.Equal(2, third.DecodeWidth);
+    }
+
+    [Fact]
+    public void A_finished_sequence_parks_its_prefix_and_a_follow_up_reuses_the_longest_one()
+    {
+        var scheduler = new Scheduler(4, Options(4));
+        var a = Submit(scheduler, Request("a", 20, maxNewTokens: 3));
+        var other = Submit(scheduler, Request("other", 20, maxNewTokens: 3, first: 500));
+        do Step(scheduler); while (Running(scheduler) > 0);
+        Assert.Equal(2, scheduler.ParkedSlots);
+
+        // Prompt, the two generated tokens that were fed back, then a new question.
+        var followUp = new DecodeRequest
+        {
+            RequestId = "a2",
+            PromptIds = a.Request.PromptIds.Concat([Token, Token, 300, 301]).ToArray(),
+            MaxNewTokens = 2,
+        };
+        var s = Submit(scheduler, followUp);
+        var plan = Step(scheduler);
+        Assert.Equal(22, s.ReusedTokens);
+        Assert.Equal([(22, 2)], plan.Prefills.Select(p => (p.Start, p.Count)));
+        Assert.Equal(0, s.Slot);
+        Assert.Equal(1, scheduler.ParkedSlots);
+        Assert.Equal(22, scheduler.ReusedTokensTotal);
+    }
+
+    [Fact]
+    public void A_prompt_equal_to_a_parked_prefix_still_prefills_its_last_position()
+    {
+        var scheduler = new Scheduler(2, Options(2));
+        var a = Submit(scheduler, Request("a", 10, maxNewTokens: 1));
+        do Step(scheduler); while (Running(scheduler) > 0);
+        var again = Submit(scheduler, Request("a-again", 10, maxNewTokens: 1));
+        var plan = Step(scheduler);
+        Assert.Equal(9, again.ReusedTokens);
+        Assert.Equal([(9, 1)], plan.Prefills.Select(p => (p.Start, p.Count)));
+        Assert.Equal(a.Slot, again.Slot);
+    }
+
+    [Fact]
+    public void New_work_is_packed_into_low_slots_by_moving_parked_prefixes_up()
+    {
+        var scheduler = new Scheduler(8, Options(8));
+        // Conversations that share nothing, one after another: each parks its slot.
+        for (int i = 0; i < 4; i++)
+        {
+            var s = Submit(scheduler, Request($"c{i}", 12, maxNewTokens: 3, first: 100 * i + 1));
+            var plan = Step(scheduler);
+            Assert.Equal(0, s.Slot);
+            if (i > 0) Assert.Equal([new SlotCopy(0, i, 14)], plan.Copies);
+            while (Running(scheduler) > 0) Assert.Equal(1, Step(scheduler).DecodeWidth);
+        }
+        Assert.Equal(4, scheduler.ParkedSlots);
+
+        // A follow-up of the first conversation, whose prefix was moved up to slot 1 when the second took slot 0: the
+        // lowest parked prefix (the last conversation's, in slot 0) moves up to a free slot and the follow-up takes 0.
+        var followUp = Submit(scheduler, new DecodeRequest { RequestId = "c0-2", PromptIds = Request("x", 12).PromptIds.Concat([Token, Token, 5]).ToArray(), MaxNewTokens = 2 });
+        var reuse = Step(scheduler);
+        Assert.Equal(14, followUp.ReusedTokens);
+        Assert.Equal(0, followUp.Slot);
+        Assert.Equal([new SlotCopy(0, 4, 14), new SlotCopy(1, 0, 14)], reuse.Copies);
+        Assert.Equal(1, Step(scheduler).DecodeWidth);
+    }
+
+    [Fact]
+    public void Parked_slots_are_evicted_least_recent_first_when_no_slot_is_free()
+    {
+        var scheduler = new Scheduler(2, Options(2));
+        Submit(scheduler, Request("a", 10, maxNewTokens: 2, first: 1));
+        Submit(scheduler, Request("b", 10, maxNewTokens: 3, first: 100));
+        do Step(scheduler); while (Running(scheduler) > 0);
+        Assert.Equal(2, scheduler.ParkedSlots);
+        var c = Submit(scheduler, Request("c", 10, maxNewTokens: 2, first: 200));
+        var plan = Step(scheduler);
+        Assert.Equal(0, c.Slot); // a (slot 0) parked first, so it is evicted
+        Assert.Empty(plan.Copies);
+        Assert.Equal(1, scheduler.ParkedSlots);
+    }
+
+    [Fact]
+    public void Full_queues_reject_by_requests_and_by_tokens_and_a_drain_refuses_new_work()
+    {
+        var scheduler = new Scheduler(1, Options(1, o => { o.MaxWaitingRequests = 2; o.MaxWaitingTokens = 25; }));
+        Submit(scheduler, Request("a", 10));
+        Submit(scheduler, Request("b", 10));
+        var byCount = Assert.Throws<EngineRejectedException>(() => Submit(scheduler, Request("c", 1)));
+        Assert.Equal(RejectionReason.Overloaded, byCount.Reason);
+        Assert.Contains("2 requests waiting", byCount.Message, StringComparison.Ordinal);
+        Step(scheduler); // a admitted
+        var byTokens = Assert.Throws<EngineRejectedException>(() => Submit(scheduler, Request("d", 16)));
+        Assert.Equal(RejectionReason.Overloaded, byTokens.Reason);
+        Assert.Contains("prompt tokens waiting", byTokens.Message, StringComparison.Ordinal);
+        Submit(scheduler, Request("e", 15));
+
+        scheduler.BeginDrain();
+        Assert.Equal(RejectionReason.ShuttingDown, Assert.Throws<EngineRejectedException>(() => Submit(scheduler, Request("f", 1))).Reason);
+        // What was queued before the drain still runs to its end.
+        var finished = new List<string>();
+        for (int i = 0; i < 50 && (Running(scheduler) > 0 || scheduler.WaitingCounters.Requests > 0); i++)
+        {
+            var before = scheduler.BySlot.Where(s => s is not null).Select(s => s!).ToList();
+            Step(scheduler);
+            finished.AddRange(before.Where(s => s.State == Sequence.Phase.Done).Select(s => s.Request.RequestId));
+        }
+        Assert.Equal(["a", "b", "e"], finished);
+        Assert.True(scheduler.Draining);
+    }
+
+    [Fact]
+    public void Expired_and_cancelled_waiting_requests_are_dropped_and_uncounted()
+    {
+        var scheduler = new Scheduler(1, Options(1, o => o.QueueTimeToLive = TimeSpan.FromSeconds(2)));
+        Submit(scheduler, Request("busy", 5, maxNewTokens: 100));
+        Step(scheduler);
+        var late = Submit(scheduler, Request("late", 5));
+        var gone = Submit(scheduler, Request("gone", 5));
+        gone.Cancelled = true;
+        var plan = Step(scheduler, Now(1));
+        Assert.Equal([new DroppedRequest(gone, null)], plan.Dropped);
+        Assert.Empty(Step(scheduler, Now(1.5)).Dropped);
+        Assert.Equal([new DroppedRequest(late, RejectionReason.Expired)], Step(scheduler, Now(2.5)).Dropped);
+        Assert.Equal((0, 0L), scheduler.WaitingCounters);
+        Assert.InRange(scheduler.NextWakeDelay(Now()), TimeSpan.FromMilliseconds(250), TimeSpan.FromMilliseconds(250));
+    }
+
+    [Fact]
+    public void A_cancelled_running_sequence_frees_its_slot_for_the_next_request_in_the_same_step()
+    {
+        var scheduler = new Scheduler(1, Options(1));
+        var a = Submit(scheduler, Request("a", 20, maxNewTokens: 100));
+        Step(scheduler);
+        Step(scheduler);
+        var b = Submit(scheduler, Request("b", 5));
+        a.Cancelled = true;
+        var plan = Step(scheduler);
+        Assert.Equal([new StoppedSequence(a, false)], plan.Stopped);
+        Assert.Equal([b], plan.Admitted);
+        Assert.Equal(0, b.Slot);
+        Assert.Empty(plan.Decodes);
+        Assert.Equal(0, scheduler.ParkedSlots); // a cancelled sequence's KV is not kept
+    }
+
+    [Fact]
+    public void Cancel_all_rejects_the_waiting_and_stops_the_running_as_shut_down()
+    {
+        var scheduler = new Scheduler(1, Options(1));
+        var a = Submit(scheduler, Request("a", 5, maxNewTokens: 100));
+        Step(scheduler);
+        var b = Submit(scheduler, Request("b", 5));
+        var plan = Step(scheduler, cancelAll: true);
+        Assert.Equal([new StoppedSequence(a, true)], plan.Stopped);
+        Assert.Equal([new DroppedRequest(b, RejectionReason.ShuttingDown)], plan.Dropped);
+        Assert.Empty(plan.Decodes);
+        Assert.Equal(0, Running(scheduler));
+    }
+
+    [Fact]
+    public void A_tenant_flooding_the_queue_first_does_not_delay_another_beyond_one_admission_each()
+    {
+        var scheduler = new Scheduler(2, Options(2, o => o.MaxWaitingRequests = 1000));
+        for (int i = 0; i < 200; i++) Submit(scheduler, Request($"a{i}", 8, maxNewTokens: 2, tenant: "A"));
+        Step(scheduler);
+        for (int i = 0; i < 5; i++) Submit(scheduler, Request($"b{i}", 8, maxNewTokens: 2, tenant: "B"));
+        var order = new List<string>();
+        for (int i = 0; i < 100 && order.Count(t => t == "B") < 5; i++) order.AddRange(Step(scheduler).Admitted.Select(s => s.Request.Tenant));
+        // Equal costs: B's first goes ahead of A's next, then they alternate.
+        Assert.True(order.Count <= 10, string.Join(",", order));
+    }
+
+    [Fact]
+    public void Weighted_tenants_share_admissions_by_weight_and_cost()
+    {
+        var scheduler = new Scheduler(1, Options(1, o => { o.MaxWaitingRequests = 1000; o.TenantWeights = new() { ["A"] = 3 }; }));
+        // Interleaved arrivals; B's requests cost twice as much: A should get about 6 admissions per B's one.
+        for (int i = 0; i < 120; i++)
+        {
+            Submit(scheduler, Request($"a{i}", 6, maxNewTokens: 2, tenant: "A"));
+            if (i % 2 == 0) Submit(scheduler, Request($"b{i}", 14, maxNewTokens: 2, tenant: "B"));
+        }
+        var order = new List<string>();
+        for (int i = 0; i < 300 && order.Count < 70; i++) order.AddRange(Step(scheduler).Admitted.Select(s => s.Request.Tenant));
+        int a = order.Take(70).Count(t => t == "A"), b = 70 - a;
+        Assert.InRange(a / (double)b, 5.0, 7.0);
+    }
+    [Fact]
+    public void Every_step_decodes_every_running_sequence_and_prefills_at_most_the_budget_while_long_prompts_queue()
+    {
+        var scheduler = new Scheduler(8, Options(8, o => o.PrefillChunkTokens = 64));
+        var streams = Enumerable.Range(0, 3).Select(i => Submit(scheduler, Request($"s{i}", 5, maxNewTokens: 100, first: 10 * i))).ToList();
+        Step(scheduler);
+        var prompts = Enumerable.Range(0, 4).Select(i => Submit(scheduler, Request($"long{i}", 1000, maxNewTokens: 3, first: 100 * i))).ToList();
+        int steps = 0;
+        for (; steps < 200 && prompts.Any(p => p.State != Sequence.Phase.Done); steps++)
+        {
+            var running = scheduler.BySlot.OfType<Sequence>().Where(s => s.State == Sequence.Phase.Running).ToHashSet();
+            var plan = Step(scheduler);
+            Assert.Equal(running, plan.Decodes.Select(d => d.Sequence).ToHashSet());
+            Assert.InRange(plan.PrefillTokens, 0, 64);
+        }
+        // 4000 prompt positions at 64 a step, while the three streams got a token every step.
+        Assert.InRange(steps, 4000 / 64, 4000 / 64 + 4);
+        Assert.All(streams, s => Assert.Equal(1 + steps, s.Completion.Count));
+    }
+
+    [Fact]
+    public void A_tenant_over_its_share_is_held_back_so_another_is_admitted_within_one_step_of_a_slot_freeing()
+    {
+        var scheduler = new Scheduler(4, Options(4, o => o.MaxWaitingRequests = 1000));
+        for (int i = 0; i < 60; i++) Submit(scheduler, Request($"a{i}", 4, maxNewTokens: 3 + i % 5, tenant: "A", first: i));
+        Assert.Equal(4, Step(scheduler).Admitted.Count);
+        // B's two requests cost far more than A's: fair order alone admits B's first at once but then A's next dozens,
+        // whose virtual time stays below B's, ahead of B's second.
+        var b = Enumerable.Range(0, 2).Select(i => Submit(scheduler, Request($"b{i}", 300, maxNewTokens: 300, tenant: "B", first: 500 + i))).ToList();
+        var admitted = new List<string>();
+        bool slotFreed = false;
+        for (int step = 0; step < 50 && b.Any(s => s.State == Sequence.Phase.Waiting); step++)
+        {
+            var holders = scheduler.BySlot.Where(s => s is not null).ToList();
+            var plan = Step(scheduler);
+            if (slotFreed) Assert.NotEmpty(plan.Admitted); // a slot freed in the previous step is taken in this one
+            admitted.AddRange(plan.Admitted.Select(s => s.Request.RequestId));
+            slotFreed = holders.Any(s => s!.State == Sequence.Phase.Done);
+        }
+        Assert.Equal(["b0", "b1"], admitted);
+    }
+}
