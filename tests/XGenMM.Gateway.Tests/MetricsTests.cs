@@ -81,7 +81,7 @@ public sealed class MetricsTests(GatewayFixture gateway)
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task Preemptions_are_exported_per_decoder_and_stay_zero()
+    public async Task Preemptions_are_exported_per_decoder_from_the_engine_and_are_zero_while_it_never_preempts()
     {
         await gateway.HttpAnswerAsync("Hello?", maxTokens: 2);
         var series = PrometheusSamples.Series(await ScrapeAsync(), MetricNames.NumPreemptions);

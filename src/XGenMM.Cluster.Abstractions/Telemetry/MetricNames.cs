@@ -13,7 +13,7 @@ public static class MetricNames
     public const string KvCacheUsage = "xgenmm_kv_cache_usage_perc";
     public const string DecoderGeneratedTokens = "xgenmm_decoder_generation_tokens_total";
     public const string PrefixCacheHitTokens = "xgenmm_prefix_cache_hit_tokens_total";
-    /// <summary>vLLM's num_preemptions: stays 0, the decode engine does not preempt (it queues what does not fit).</summary>
+    /// <summary>vLLM's num_preemptions, from the decode engine's load (0 while its scheduler queues instead of preempting).</summary>
     public const string NumPreemptions = "xgenmm_num_preemptions_total";
 
     // Vision silos
