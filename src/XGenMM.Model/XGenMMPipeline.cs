@@ -21,6 +21,8 @@ public sealed class XGenMMPipeline : IDisposable
     public XGenMMTokenizer Tokenizer { get; }
     public AnyResPreprocessor Preprocessor { get; }
     public ImageLimits ImageLimits { get; init; } = ImageLimits.Default;
+    /// <summary>The checkpoint's chat template (the hard-coded Phi-3 one when it ships none).</summary>
+    public ChatTemplate ChatTemplate { get; init; } = ChatTemplate.Phi3;
 
     public XGenMMPipeline(XGenMMModel model, XGenMMTokenizer tokenizer)
     {
@@ -36,6 +38,7 @@ public sealed class XGenMMPipeline : IDisposable
     {
         var config = XGenMMConfig.FromDirectory(directory);
         var tokenizer = XGenMMTokenizer.FromDirectory(directory);
+        var template = ChatTemplate.FromDirectory(directory);
         var model = new XGenMMModel(config, device, dtype, parts);
         try
         {
@@ -47,7 +50,7 @@ public sealed class XGenMMPipeline : IDisposable
             throw;
         }
         model.eval();
-        return new XGenMMPipeline(model, tokenizer);
+        return new XGenMMPipeline(model, tokenizer) { ChatTemplate = template };
     }
 
     /// <summary>Vision tokens [n, D] of one encoded image file.</summary>
@@ -60,7 +63,7 @@ public sealed class XGenMMPipeline : IDisposable
     public IEnumerable<AnswerDelta> Chat(IReadOnlyList<ChatMessage> messages, IReadOnlyList<byte[]> images, GenerationOptions options,
         CancellationToken cancellationToken = default)
     {
-        var prompt = Tokenizer.Encode(ChatTemplate.Render(messages, addGenerationPrompt: true, addDefaultSystemPrompt: true));
+        var prompt = Tokenizer.Encode(ChatTemplate.Apply(messages, addGenerationPrompt: true, addDefaultSystemPrompt: true));
         int placeholders = prompt.Count(id => id == SpecialTokens.Image);
         if (placeholders != images.Count)
             throw new PromptException($"The conversation has {placeholders} <image> placeholder(s) but {images.Count} image(s) were attached.");

@@ -35,8 +35,26 @@ public sealed class DashboardTests
         Shows("cache hit rate", MetricNames.MmCacheHits, MetricNames.MmCacheQueries);
         Shows("Prefix cache", MetricNames.PrefixCacheHitTokens);
         Shows("per tenant", "sum by (tenant)", MetricNames.PromptTokens, MetricNames.GenerationTokens, MetricNames.ImageTokens);
+        Shows("Prompt and generation length", MetricNames.RequestPromptTokens + "_bucket", MetricNames.RequestGenerationTokens + "_bucket");
+        Shows("Prefill and decode time", MetricNames.PrefillTime + "_bucket", MetricNames.DecodeTime + "_bucket");
+        Shows("Prefix reuse hit rate", MetricNames.PrefixCacheHits, MetricNames.PrefixCacheQueries);
+        Shows("Preemptions", MetricNames.NumPreemptions);
+        // GPUs through the NVIDIA DCGM exporter's own names; on CPU they have no series and the panels say so.
+        Shows("GPU utilization", "DCGM_FI_DEV_GPU_UTIL");
+        Shows("GPU memory", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE");
+        Shows("GPU power", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_GPU_TEMP");
+        Assert.All(panels.Where(p => Str(p, "title")!.StartsWith("GPU", StringComparison.Ordinal)),
+            p => Assert.Contains("no data", Str(p, "fieldConfig.defaults.noValue"), StringComparison.Ordinal));
 
         // Every query goes through the dashboard's datasource variable, so it works on any Prometheus.
         Assert.All(panels, p => Assert.Equal("${datasource}", Str(p, "datasource.uid")));
+    }
+
+    [Fact]
+    public void Every_metric_name_is_documented_in_the_configuration_contract()
+    {
+        string doc = Repo.ReadAllText("docs", "configuration.md");
+        foreach (var (constant, name) in Contract.MetricConstants)
+            Assert.True(doc.Contains("`" + name, StringComparison.Ordinal), $"MetricNames.{constant} ({name}) is not in docs/configuration.md.");
     }
 }

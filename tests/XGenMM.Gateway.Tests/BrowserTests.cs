@@ -70,7 +70,7 @@ public sealed class BrowserTests(NanoGatewayFixture gateway)
         Assert.Equal(NanoScene.CountAnswer, NanoScene.Normalize((string)followUp["text"]!));
 
         // A hub error ("STATUS code: message") shows inline and the question comes back into the composer.
-        Assert.StartsWith("422 invalid_image:", (string?)result["hubError"], StringComparison.Ordinal);
+        Assert.StartsWith("400 invalid_image:", (string?)result["hubError"], StringComparison.Ordinal);
         Assert.Equal("What is this?", (string?)result["restoredPrompt"]);
 
         var layout = result["layout"]!;

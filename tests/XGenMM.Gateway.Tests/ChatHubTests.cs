@@ -140,13 +140,13 @@ public sealed class ChatHubTests(GatewayFixture gateway)
     public async Task Disconnecting_mid_stream_frees_the_decode_slot()
     {
         var connection = await ConnectAsync();
-        double abortsBefore = await gateway.MetricAsync("xgenmm_request_success_total", "{tenant=\"alpha\",finished_reason=\"abort\"}");
+        double abortsBefore = await gateway.MetricAsync("xgenmm_request_success_total", $"{{tenant=\"alpha\",finished_reason=\"abort\",model_name=\"{gateway.ModelId}\"}}");
         int received = 0;
         await foreach (var _ in connection.StreamAsync<HubDelta>("Chat", Turn("Tell me everything.", maxTokens: 256, ignoreEos: true), Ct))
             if (++received == 3) break; // leave the stream open...
         await connection.DisposeAsync();   // ...and vanish
         await WaitForIdleAsync();
-        Assert.True(await gateway.MetricAsync("xgenmm_request_success_total", "{tenant=\"alpha\",finished_reason=\"abort\"}") > abortsBefore);
+        Assert.True(await gateway.MetricAsync("xgenmm_request_success_total", $"{{tenant=\"alpha\",finished_reason=\"abort\",model_name=\"{gateway.ModelId}\"}}") > abortsBefore);
     }
 
     [Fact(Timeout = 120_000)]

@@ -83,6 +83,16 @@ public sealed class OpenAiClientTests(NanoGatewayFixture gateway)
         Assert.Equal(expected, (string?)stop["cutStream"]);
         Assert.Equal("stop", (string?)stop["cutStreamFinishReason"]);
 
+        // n = 2 with a seed: two choices by index, streamed the same as not, completion usage summed over both.
+        var choices = result["choices"]!;
+        Assert.Equal([0, 1], choices["indexes"]!.AsArray().Select(i => (int)i!));
+        Assert.Equal(choices["contents"]!.AsArray().Select(c => (string?)c), choices["streamedContents"]!.AsArray().Select(c => (string?)c));
+        Assert.Equal(2, choices["streamedFinishReasons"]!.AsArray().Count);
+        Assert.Equal(1, (int)choices["streamedIds"]!);
+        Assert.Equal((int)usage["prompt_tokens"]!, (int)choices["usage"]!["prompt_tokens"]!);
+        Assert.Equal((int)choices["usage"]!["completion_tokens"]!, (int)choices["streamedUsage"]!["completion_tokens"]!);
+        Assert.True((int)choices["usage"]!["completion_tokens"]! >= 2, "each choice has at least one token");
+
         // Errors arrive as the client's typed exceptions with the API's status, type and code.
         var badKey = result["errors"]!["badKey"]!;
         Assert.True((bool)badKey["isAuthenticationError"]!, $"a wrong key raises AuthenticationError: {badKey}");
@@ -95,5 +105,10 @@ public sealed class OpenAiClientTests(NanoGatewayFixture gateway)
         Assert.Equal(400, (int)tooMany["status"]!);
         Assert.Equal("invalid_request_error", (string?)tooMany["type"]);
         Assert.Equal("max_tokens", (string?)tooMany["param"]);
+        var invalidImage = result["errors"]!["invalidImage"]!;
+        Assert.True((bool)invalidImage["isBadRequestError"]!, $"an undecodable image raises BadRequestError: {invalidImage}");
+        Assert.Equal(400, (int)invalidImage["status"]!);
+        Assert.Equal("invalid_request_error", (string?)invalidImage["type"]);
+        Assert.Equal("invalid_image", (string?)invalidImage["code"]);
     }
 }

@@ -13,17 +13,25 @@ public static class MetricNames
     public const string KvCacheUsage = "xgenmm_kv_cache_usage_perc";
     public const string DecoderGeneratedTokens = "xgenmm_decoder_generation_tokens_total";
     public const string PrefixCacheHitTokens = "xgenmm_prefix_cache_hit_tokens_total";
+    /// <summary>vLLM's num_preemptions, from the decode engine's load (0 while its scheduler queues instead of preempting).</summary>
+    public const string NumPreemptions = "xgenmm_num_preemptions_total";
 
     // Vision silos
     public const string VisionImagesPending = "xgenmm_vision_num_images_pending";
     public const string MmCacheQueries = "xgenmm_mm_cache_queries_total";
     public const string MmCacheHits = "xgenmm_mm_cache_hits_total";
 
-    // Gateway (label: tenant where it applies)
+    // Gateway (labels: model_name on request-level metrics, protocol on histograms, tenant where it applies)
     public const string TimeToFirstToken = "xgenmm_time_to_first_token_seconds";
     public const string InterTokenLatency = "xgenmm_inter_token_latency_seconds";
     public const string EndToEndLatency = "xgenmm_e2e_request_latency_seconds";
     public const string QueueTime = "xgenmm_request_queue_time_seconds";
+    public const string PrefillTime = "xgenmm_request_prefill_time_seconds";
+    public const string DecodeTime = "xgenmm_request_decode_time_seconds";
+    public const string RequestPromptTokens = "xgenmm_request_prompt_tokens";
+    public const string RequestGenerationTokens = "xgenmm_request_generation_tokens";
+    public const string PrefixCacheQueries = "xgenmm_prefix_cache_queries_total";
+    public const string PrefixCacheHits = "xgenmm_prefix_cache_hits_total";
     public const string PromptTokens = "xgenmm_prompt_tokens_total";
     public const string GenerationTokens = "xgenmm_generation_tokens_total";
     public const string ImageTokens = "xgenmm_image_tokens_total";

@@ -30,8 +30,17 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
     internal long TokenizerCalls => Interlocked.Read(ref _tokenizerCalls);
 
     /// <summary>Admits the turn and waits for its first token; the returned stream starts with that token.</summary>
-    public async Task<ChatGeneration> StartAsync(ChatTurn turn, CancellationToken cancellationToken)
+    public async Task<ChatGeneration> StartAsync(ChatTurn turn, CancellationToken cancellationToken) =>
+        (await StartAsync(turn, 1, cancellationToken).ConfigureAwait(false))[0];
+
+    /// <summary>
+    /// Admits the turn once for <paramref name="choices"/> generations of the same prompt (OpenAI's <c>n</c>) and waits
+    /// for the first token of each. The tenant is charged as for that many requests' tokens (one admission, one
+    /// concurrent stream); with a seed, choice i samples with seed + i so that the choices differ yet repeat.
+    /// </summary>
+    public async Task<IReadOnlyList<ChatGeneration>> StartAsync(ChatTurn turn, int choices, CancellationToken cancellationToken)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(choices, 1);
         long arrived = Stopwatch.GetTimestamp();
         try
         {
@@ -41,47 +50,45 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             // the conversation's affinity key.
             var imageKeys = turn.Images.Select(image => ImageContentKey.Compute(image, turn.Tenant, model.ImageFingerprint)).ToArray();
             int textTokens = promptIds.Length - turn.Images.Count;
-            long estimate = textTokens + turn.MaxTokens;
+            long estimate = (textTokens + (long)turn.MaxTokens) * choices;
             var tenant = grains.GetGrain<ITenantGrain>(turn.Tenant);
             var ticket = await Cluster(() => tenant.Admit(turn.Images.Count, estimate), cancellationToken).ConfigureAwait(false);
             if (!ticket.Admitted) throw QuotaError(ticket);
-            var lease = new Lease(tenant, ticket.LeaseId!, estimate);
+            var lease = new Lease(tenant, ticket.LeaseId!, estimate, choices);
+            var started = new List<IAsyncEnumerator<GenerationChunk>>(choices);
             try
             {
                 var images = await EncodeImagesAsync(turn, imageKeys, cancellationToken).ConfigureAwait(false);
-                var request = new GenerationRequest
+                string requestId = "chatcmpl-" + Guid.NewGuid().ToString("N");
+                string conversation = turn.ConversationId ?? ConversationKey(turn, imageKeys);
+                for (int i = 0; i < choices; i++)
                 {
-                    RequestId = "chatcmpl-" + Guid.NewGuid().ToString("N"),
-                    Tenant = turn.Tenant,
-                    ConversationId = turn.ConversationId ?? ConversationKey(turn, imageKeys),
-                    PromptIds = promptIds,
-                    Images = images,
-                    MaxNewTokens = turn.MaxTokens,
-                    Sampling = new SamplingParameters(turn.Temperature, turn.TopP, Seed: turn.Seed),
-                    StopStrings = [.. turn.Stop],
-                    StopTokenIds = turn.IgnoreEos ? [] : null,
-                };
-                var chunks = cluster.GenerateAsync(request, ct => EncodeImagesAsync(turn, imageKeys, ct), cancellationToken).GetAsyncEnumerator(cancellationToken);
-                bool any;
-                try
-                {
-                    any = await Cluster(async () => await chunks.MoveNextAsync().ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+                    var request = new GenerationRequest
+                    {
+                        // The decoder keys its work by request id: each choice is a generation of its own.
+                        RequestId = i == 0 ? requestId : $"{requestId}-{i}",
+                        Tenant = turn.Tenant,
+                        // One conversation key: the choices land on one decoder and share the prompt's prefix there.
+                        ConversationId = conversation,
+                        PromptIds = promptIds,
+                        Images = images,
+                        MaxNewTokens = turn.MaxTokens,
+                        Sampling = new SamplingParameters(turn.Temperature, turn.TopP, Seed: turn.Seed is ulong seed ? unchecked(seed + (ulong)i) : null),
+                        StopStrings = [.. turn.Stop],
+                        StopTokenIds = turn.IgnoreEos ? [] : null,
+                    };
+                    started.Add(cluster.GenerateAsync(request, ct => EncodeImagesAsync(turn, imageKeys, ct), cancellationToken).GetAsyncEnumerator(cancellationToken));
                 }
-                catch
-                {
-                    await chunks.DisposeAsync().ConfigureAwait(false);
-                    throw;
-                }
-                if (!any)
-                {
-                    await chunks.DisposeAsync().ConfigureAwait(false);
+                var first = await Task.WhenAll(started.Select(chunks => Cluster(async () => await chunks.MoveNextAsync().ConfigureAwait(false), cancellationToken)))
+                    .ConfigureAwait(false);
+                if (first.Any(any => !any))
                     throw new OpenAiException(503, "server_error", "The decoder ended the stream without a token.", "empty_stream", retryAfterSeconds: 1);
-                }
-                return new ChatGeneration(this, turn, request.RequestId, chunks, lease, arrived, textTokens);
+                return [.. started.Select((chunks, i) => new ChatGeneration(this, turn, requestId, i, chunks, lease.Part(), arrived, textTokens))];
             }
             catch
             {
-                await lease.ReturnAsync(new UsageReport(0, 0, 0, 0)).ConfigureAwait(false);
+                foreach (var chunks in started) await DisposeQuietlyAsync(chunks).ConfigureAwait(false);
+                await lease.AbandonAsync().ConfigureAwait(false);
                 throw;
             }
         }
@@ -90,6 +97,18 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             metrics.Reject(e);
             LogRejected(turn.Tenant, e.Status, e.Code ?? e.Type, e.Message);
             throw;
+        }
+    }
+
+    private static async Task DisposeQuietlyAsync(IAsyncEnumerator<GenerationChunk> chunks)
+    {
+        try
+        {
+            await chunks.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or OrleansException or TimeoutException or ClusterRejectedException)
+        {
+            // A choice that failed to start may report its failure again on disposal; the first report is the one answered.
         }
     }
 
@@ -117,7 +136,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             {
                 throw e.Reason is ImageErrorReason.TooLarge or ImageErrorReason.TooManyPixels
                     ? OpenAiException.TooLarge($"Image {i + 1}: {e.Message}", "image_too_large", "messages")
-                    : OpenAiException.Unprocessable($"Image {i + 1}: {e.Message}", "invalid_image", "messages");
+                    : OpenAiException.InvalidImage($"Image {i + 1}: {e.Message}");
             }
         }
 
@@ -143,8 +162,18 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             messages.Add(new ChatMessage(message.Role, content.ToString()));
         }
         // The fixed system prompt of xGen-MM when the conversation brings none (spec: "used everywhere").
+        string prompt;
+        try
+        {
+            prompt = model.ChatTemplate.Apply(messages, addGenerationPrompt: true, addDefaultSystemPrompt: true);
+        }
+        catch (ChatTemplateException e)
+        {
+            // The checkpoint's template refused the conversation (raise_exception), e.g. roles out of order.
+            throw OpenAiException.Invalid($"The model's chat template refused the conversation: {e.Message}", "messages", "invalid_request");
+        }
         Interlocked.Increment(ref _tokenizerCalls);
-        var ids = model.Tokenizer.Encode(ChatTemplate.Render(messages, addGenerationPrompt: true, addDefaultSystemPrompt: true));
+        var ids = model.Tokenizer.Encode(prompt);
         int textTokens = ids.Count - turn.Images.Count;
         if (textTokens > _limits.MaxPromptTokens)
             throw OpenAiException.Invalid($"The prompt is {textTokens} tokens; the limit is {_limits.MaxPromptTokens}.", "messages", "context_length_exceeded");
@@ -200,7 +229,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
     {
         RejectionKind.TooLong => OpenAiException.Invalid(e.Message, "messages", "context_length_exceeded"),
         RejectionKind.Invalid => OpenAiException.Invalid(e.Message, null, "invalid_request"),
-        RejectionKind.BadImage => OpenAiException.Unprocessable(e.Message, "invalid_image", "messages"),
+        RejectionKind.BadImage => OpenAiException.InvalidImage(e.Message),
         RejectionKind.Overloaded => OpenAiException.Unavailable(e.Message, "overloaded", 2),
         RejectionKind.Expired => OpenAiException.Unavailable(e.Message, "queue_timeout", 2),
         RejectionKind.ShuttingDown => OpenAiException.Unavailable(e.Message, "shutting_down", 1),
@@ -209,7 +238,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         _ => OpenAiException.Unavailable(e.Message, "cluster_unavailable", 2),
     };
 
-    private static OpenAiException QuotaError(AdmissionTicket ticket) => ticket.Rejection switch
+    internal static OpenAiException QuotaError(AdmissionTicket ticket) => ticket.Rejection switch
     {
         QuotaRejection.TooManyImages => OpenAiException.Invalid(ticket.Message ?? "Too many images for this tenant.", "messages", "too_many_images"),
         QuotaRejection.RequestsPerMinute => OpenAiException.RateLimited(ticket.Message ?? "Requests per minute exceeded.", "rate_limit_requests", ticket.RetryAfterSeconds),
@@ -218,29 +247,78 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         _ => OpenAiException.RateLimited(ticket.Message ?? "Quota exceeded.", "rate_limit", ticket.RetryAfterSeconds),
     };
 
-    internal void Record(ChatTurn turn, string finish, TurnUsage usage, double ttft, double e2e, double queue, IReadOnlyList<double> gaps)
+    /// <summary>
+    /// Records a finished request. Prefill and decode times are the decoder's when it reports them; otherwise they are
+    /// read off the stream as the gateway saw it (prefill = time to first token less queue time, decode = the rest).
+    /// </summary>
+    internal void Record(ChatTurn turn, string finish, TurnUsage usage, double ttft, double e2e, TimingReport? engine, IReadOnlyList<double> gaps)
     {
-        metrics.TimeToFirstToken.WithLabels(turn.Protocol).Observe(ttft);
-        metrics.EndToEnd.WithLabels(turn.Protocol).Observe(e2e);
-        metrics.QueueTime.Observe(queue);
-        var itl = metrics.InterTokenLatency.WithLabels(turn.Protocol);
+        string name = model.Id;
+        double queue = engine?.QueueSeconds ?? 0;
+        double prefill = engine is { PrefillSeconds: > 0 } ? engine.PrefillSeconds : Math.Max(0, ttft - queue);
+        double decode = engine is { EndToEndSeconds: > 0 } ? Math.Max(0, engine.EndToEndSeconds - engine.TimeToFirstTokenSeconds) : Math.Max(0, e2e - ttft);
+        metrics.TimeToFirstToken.WithLabels(name, turn.Protocol).Observe(ttft);
+        metrics.EndToEnd.WithLabels(name, turn.Protocol).Observe(e2e);
+        metrics.QueueTime.WithLabels(name, turn.Protocol).Observe(queue);
+        metrics.PrefillTime.WithLabels(name, turn.Protocol).Observe(prefill);
+        metrics.DecodeTime.WithLabels(name, turn.Protocol).Observe(decode);
+        metrics.RequestPromptTokens.WithLabels(name, turn.Protocol).Observe(usage.PromptTokens);
+        metrics.RequestGenerationTokens.WithLabels(name, turn.Protocol).Observe(usage.CompletionTokens);
+        var itl = metrics.InterTokenLatency.WithLabels(name, turn.Protocol);
         foreach (var gap in gaps) itl.Observe(gap);
-        metrics.PromptTokens.WithLabels(turn.Tenant).Inc(usage.PromptTokens - usage.ImageTokens);
-        metrics.ImageTokens.WithLabels(turn.Tenant).Inc(usage.ImageTokens);
-        metrics.GenerationTokens.WithLabels(turn.Tenant).Inc(usage.CompletionTokens);
-        metrics.Success.WithLabels(turn.Tenant, finish).Inc();
+        metrics.PrefixCacheQueries.WithLabels(name).Inc(usage.PromptTokens);
+        metrics.PrefixCacheHits.WithLabels(name).Inc(usage.CachedTokens);
+        metrics.PromptTokens.WithLabels(turn.Tenant, name).Inc(usage.PromptTokens - usage.ImageTokens);
+        metrics.ImageTokens.WithLabels(turn.Tenant, name).Inc(usage.ImageTokens);
+        metrics.GenerationTokens.WithLabels(turn.Tenant, name).Inc(usage.CompletionTokens);
+        metrics.Success.WithLabels(turn.Tenant, finish, name).Inc();
     }
+
+    /// <summary>A request that ended before its last token (the client went away): counted as an abort.</summary>
+    internal void RecordAbort(ChatTurn turn) => metrics.Success.WithLabels(turn.Tenant, "abort", model.Id).Inc();
 
     internal void RecordFailure(OpenAiException error) => metrics.Reject(error);
 
     internal GatewayMetrics Metrics => metrics;
 
-    internal sealed class Lease(ITenantGrain tenant, string id, long estimate)
+    /// <summary>
+    /// A tenant's lease for one admitted turn of one or more choices: each choice's generation returns its part with
+    /// what it spent, and the lease goes back to the tenant once, with the sum, when the last part is in.
+    /// </summary>
+    internal sealed class Lease(ITenantGrain tenant, string id, long estimate, int parts)
     {
+        private readonly Lock _gate = new();
+        private readonly int _parts = parts;
+        private int _outstanding = parts, _handedOut;
+        private long _prompt, _image, _completion, _cached;
         private int _returned;
 
+        /// <summary>The part of the next choice; every part must be returned exactly once.</summary>
+        public LeasePart Part()
+        {
+            if (Interlocked.Increment(ref _handedOut) > _parts) throw new InvalidOperationException("More choices than the lease was taken for.");
+            return new LeasePart(this);
+        }
+
+        internal async Task ReturnPartAsync(UsageReport usage)
+        {
+            bool last;
+            lock (_gate)
+            {
+                _prompt += usage.PromptTokens;
+                _image += usage.ImageTokens;
+                _completion += usage.CompletionTokens;
+                _cached += usage.CachedTokens;
+                last = --_outstanding == 0;
+            }
+            if (last) await ReturnAsync(new UsageReport((int)_prompt, (int)_image, (int)_completion, (int)_cached)).ConfigureAwait(false);
+        }
+
+        /// <summary>Nothing was generated (the turn failed before its first tokens): the lease goes back empty.</summary>
+        public Task AbandonAsync() => ReturnAsync(new UsageReport(0, 0, 0, 0));
+
         /// <summary>Gives the tenant's lease back with what was really spent; never throws (a lost lease expires by itself).</summary>
-        public async Task ReturnAsync(UsageReport usage)
+        private async Task ReturnAsync(UsageReport usage)
         {
             if (Interlocked.Exchange(ref _returned, 1) == 1) return;
             try
@@ -252,6 +330,15 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
                 // The tenant grain's lease times out on its own; usage of this one request is then counted as estimated.
             }
         }
+    }
+
+    /// <summary>One choice's share of a <see cref="Lease"/>, returned once whichever way the choice ends.</summary>
+    internal sealed class LeasePart(Lease lease)
+    {
+        private int _returned;
+
+        public Task ReturnAsync(UsageReport usage) =>
+            Interlocked.Exchange(ref _returned, 1) == 1 ? Task.CompletedTask : lease.ReturnPartAsync(usage);
     }
 
     [LoggerMessage(EventId = 701, Level = LogLevel.Information, Message = "Tenant {Tenant}: request refused with {Status} {Code}: {Reason}")]
@@ -270,17 +357,18 @@ public sealed class ChatGeneration : IAsyncEnumerable<ChatDelta>, IAsyncDisposab
     private readonly ChatService _service;
     private readonly ChatTurn _turn;
     private readonly IAsyncEnumerator<GenerationChunk> _chunks;
-    private readonly ChatService.Lease _lease;
+    private readonly ChatService.LeasePart _lease;
     private readonly long _arrived;
     private readonly int _textTokens;
     private int _produced, _enumerated;
     private bool _finished;
 
-    internal ChatGeneration(ChatService service, ChatTurn turn, string requestId, IAsyncEnumerator<GenerationChunk> chunks, ChatService.Lease lease, long arrived, int textTokens)
+    internal ChatGeneration(ChatService service, ChatTurn turn, string requestId, int index, IAsyncEnumerator<GenerationChunk> chunks, ChatService.LeasePart lease, long arrived, int textTokens)
     {
         _service = service;
         _turn = turn;
         RequestId = requestId;
+        Index = index;
         _chunks = chunks;
         _lease = lease;
         _arrived = arrived;
@@ -288,7 +376,10 @@ public sealed class ChatGeneration : IAsyncEnumerable<ChatDelta>, IAsyncDisposab
         _service.Metrics.ActiveStreams.WithLabels(turn.Protocol).Inc();
     }
 
+    /// <summary>The id of the whole completion (every choice of one request shares it).</summary>
     public string RequestId { get; }
+    /// <summary>The choice's index in the completion (OpenAI's <c>choices[].index</c>).</summary>
+    public int Index { get; }
     public long Created { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
     public async IAsyncEnumerator<ChatDelta> GetAsyncEnumerator(CancellationToken cancellationToken = default)
@@ -309,7 +400,7 @@ public sealed class ChatGeneration : IAsyncEnumerable<ChatDelta>, IAsyncDisposab
                 var timings = new TurnTimings(chunk.Timings?.QueueSeconds ?? 0, ttft, e2e);
                 string finish = chunk.Finish switch { FinishKind.Length => "length", FinishKind.Cancelled => "abort", _ => "stop" };
                 _finished = true;
-                _service.Record(_turn, finish, usage, ttft, e2e, timings.QueueSeconds, gaps);
+                _service.Record(_turn, finish, usage, ttft, e2e, chunk.Timings, gaps);
                 await _lease.ReturnAsync(new UsageReport(usage.PromptTokens - usage.ImageTokens, usage.ImageTokens, usage.CompletionTokens, usage.CachedTokens)).ConfigureAwait(false);
                 yield return new ChatDelta(chunk.Text, finish, usage, timings);
                 yield break;
@@ -354,7 +445,7 @@ public sealed class ChatGeneration : IAsyncEnumerable<ChatDelta>, IAsyncDisposab
         }
         if (!_finished)
         {
-            _service.Metrics.Success.WithLabels(_turn.Tenant, "abort").Inc();
+            _service.RecordAbort(_turn);
             await _lease.ReturnAsync(new UsageReport(_textTokens, 0, _produced, 0)).ConfigureAwait(false);
         }
     }

@@ -41,6 +41,8 @@ public sealed class RequestLimits
     /// <summary>max_tokens when the request names none.</summary>
     [Range(1, 1_000_000)] public int DefaultMaxTokens { get; set; } = 256;
     [Range(1, 10_000)] public int MaxMessages { get; set; } = 64;
+    /// <summary>Largest <c>n</c> (choices per request): each choice is a generation of its own on the decoders.</summary>
+    [Range(1, 64)] public int MaxChoices { get; set; } = 4;
     [Range(0, 16)] public int MaxStopSequences { get; set; } = 4;
     [Range(1, 1024)] public int MaxStopSequenceChars { get; set; } = 64;
     /// <summary>Concurrent streams of one SignalR connection.</summary>

@@ -8,9 +8,10 @@ using XGenMM.Model.Tokenization;
 namespace XGenMM.Gateway.Hosting;
 
 /// <summary>
-/// What the gateway needs of the model without loading its weights: the id it is served under, the tokenizer (prompts
-/// are tokenized here, once, so decoders receive ids), the image fingerprint, and the context length that the decoders
-/// report (the decode engines own that limit; config.json's maximum is only their upper bound).
+/// What the gateway needs of the model without loading its weights: the id it is served under, the tokenizer and chat
+/// template (prompts are rendered and tokenized here, once, so decoders receive ids), the image fingerprint, and the
+/// context length that the decoders report (the decode engines own that limit; config.json's maximum is only their
+/// upper bound).
 /// </summary>
 public sealed class ServedModel
 {
@@ -19,6 +20,7 @@ public sealed class ServedModel
         Directory = directory;
         Id = string.IsNullOrWhiteSpace(configuredId) ? new DirectoryInfo(directory).Name : configuredId;
         Tokenizer = XGenMMTokenizer.FromDirectory(directory);
+        ChatTemplate = ChatTemplate.FromDirectory(directory);
         var config = XGenMMConfig.FromDirectory(directory);
         ImageFingerprint = ImageContentKey.ModelFingerprint(config);
         Created = new DateTimeOffset(File.GetLastWriteTimeUtc(Path.Combine(directory, "config.json"))).ToUnixTimeSeconds();
@@ -27,6 +29,8 @@ public sealed class ServedModel
     public string Directory { get; }
     public string Id { get; }
     public XGenMMTokenizer Tokenizer { get; }
+    /// <summary>The checkpoint's own chat template, compiled at start (a template this server cannot render stops the start).</summary>
+    public ChatTemplate ChatTemplate { get; }
     private volatile StrongBox<int>? _contextLength;
 
     /// <summary>The smallest context length that a live decoder reported (its engine's MaxSequenceLength, capped by the

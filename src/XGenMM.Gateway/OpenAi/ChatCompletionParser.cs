@@ -89,8 +89,9 @@ public static class ChatCompletionParser
                 if (seedElement.ValueKind != JsonValueKind.Number || !seedElement.TryGetInt64(out long s)) throw TypeError("seed", "an integer");
                 seed = unchecked((ulong)s);
             }
-            int? n = OptionalInt(root, "n");
-            if (n is int count && count != 1) throw OpenAiException.Invalid($"Only n=1 is supported; got {count}.", "n", "unsupported_parameter");
+            int n = OptionalInt(root, "n") ?? 1;
+            if (n < 1) throw OpenAiException.Invalid($"'n' must be at least 1; got {n}.", "n");
+            if (n > limits.MaxChoices) throw OpenAiException.Invalid($"'n' is {n}; the limit is {limits.MaxChoices} choices per request.", "n", "too_many_choices");
             if (OptionalBool(root, "logprobs") == true) throw OpenAiException.Invalid("'logprobs' is not supported.", "logprobs", "unsupported_parameter");
             foreach (var unsupported in new[] { "tools", "functions", "tool_choice", "function_call", "audio" })
                 if (root.TryGetProperty(unsupported, out var value) && value.ValueKind != JsonValueKind.Null)
@@ -140,6 +141,7 @@ public static class ChatCompletionParser
                 Temperature = (float)temperature,
                 TopP = (float)topP,
                 Seed = seed,
+                Choices = n,
                 Stop = stop,
                 User = user,
             };

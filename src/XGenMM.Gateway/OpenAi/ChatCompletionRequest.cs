@@ -17,6 +17,8 @@ public sealed record ChatCompletionRequest
     public float Temperature { get; init; } = 1f;
     public float TopP { get; init; } = 1f;
     public ulong? Seed { get; init; }
+    /// <summary>OpenAI's <c>n</c>: how many choices to generate for the prompt.</summary>
+    public int Choices { get; init; } = 1;
     public IReadOnlyList<string> Stop { get; init; } = [];
     public string? User { get; init; }
     public bool IgnoreEos { get; init; }

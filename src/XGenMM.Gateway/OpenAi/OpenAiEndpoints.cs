@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text.Json;
+using System.Threading.Channels;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 using XGenMM.Cluster.Abstractions;
@@ -58,7 +59,7 @@ public static class OpenAiEndpoints
     {
         var limits = limitOptions.Value;
         var cancel = http.RequestAborted;
-        ChatGeneration stream;
+        IReadOnlyList<ChatGeneration> choices;
         ChatCompletionRequest request;
         try
         {
@@ -86,7 +87,7 @@ public static class OpenAiEndpoints
                 IgnoreEos = request.IgnoreEos,
                 Protocol = "http",
             };
-            stream = await chat.StartAsync(turn, cancel).ConfigureAwait(false);
+            choices = await chat.StartAsync(turn, request.Choices, cancel).ConfigureAwait(false);
         }
         catch (OpenAiException e)
         {
@@ -101,12 +102,12 @@ public static class OpenAiEndpoints
 
         try
         {
-            if (request.Stream) await WriteStreamAsync(http, stream, model, request.IncludeUsage).ConfigureAwait(false);
-            else await WriteCompletionAsync(http, stream, model).ConfigureAwait(false);
+            if (request.Stream) await WriteStreamAsync(http, choices, model, request.IncludeUsage).ConfigureAwait(false);
+            else await WriteCompletionAsync(http, choices, model).ConfigureAwait(false);
         }
         finally
         {
-            await stream.DisposeAsync().ConfigureAwait(false);
+            foreach (var choice in choices) await choice.DisposeAsync().ConfigureAwait(false);
         }
     }
 
@@ -140,17 +141,30 @@ public static class OpenAiEndpoints
         return buffer.WrittenMemory;
     }
 
-    private static async Task WriteCompletionAsync(HttpContext http, ChatGeneration stream, ServedModel model)
+    /// <summary>
+    /// The usage of a completion of one or more choices, as OpenAI and vLLM count it: the prompt once, the completion
+    /// tokens of every choice.
+    /// </summary>
+    private static TurnUsage? SumUsage(TurnUsage?[] usages) =>
+        usages.Length == 0 || usages[0] is not { } first ? null
+            : first with { CompletionTokens = usages.Sum(u => u?.CompletionTokens ?? 0) };
+
+    private static async Task WriteCompletionAsync(HttpContext http, IReadOnlyList<ChatGeneration> choices, ServedModel model)
     {
-        var text = new System.Text.StringBuilder();
-        ChatDelta? last = null;
+        (string Text, ChatDelta? Last)[] results;
         try
         {
-            await foreach (var delta in stream.WithCancellation(http.RequestAborted).ConfigureAwait(false))
+            results = await Task.WhenAll(choices.Select(async choice =>
             {
-                text.Append(delta.Text);
-                last = delta;
-            }
+                var text = new System.Text.StringBuilder();
+                ChatDelta? last = null;
+                await foreach (var delta in choice.WithCancellation(http.RequestAborted).ConfigureAwait(false))
+                {
+                    text.Append(delta.Text);
+                    last = delta;
+                }
+                return (text.ToString(), last);
+            })).ConfigureAwait(false);
         }
         catch (OpenAiException e)
         {
@@ -164,57 +178,88 @@ public static class OpenAiEndpoints
         http.Response.ContentType = "application/json";
         using var json = new Utf8JsonWriter(http.Response.BodyWriter, OpenAiJsonContext.WriterOptions);
         json.WriteStartObject();
-        json.WriteString("id", stream.RequestId);
+        json.WriteString("id", choices[0].RequestId);
         json.WriteString("object", "chat.completion");
-        json.WriteNumber("created", stream.Created);
+        json.WriteNumber("created", choices[0].Created);
         json.WriteString("model", model.Id);
         json.WriteStartArray("choices");
-        json.WriteStartObject();
-        json.WriteNumber("index", 0);
-        json.WriteStartObject("message");
-        json.WriteString("role", "assistant");
-        json.WriteString("content", text.ToString());
-        json.WriteNull("refusal");
-        json.WriteEndObject();
-        json.WriteNull("logprobs");
-        json.WriteString("finish_reason", last?.FinishReason ?? "stop");
-        json.WriteEndObject();
+        for (int i = 0; i < results.Length; i++)
+        {
+            json.WriteStartObject();
+            json.WriteNumber("index", choices[i].Index);
+            json.WriteStartObject("message");
+            json.WriteString("role", "assistant");
+            json.WriteString("content", results[i].Text);
+            json.WriteNull("refusal");
+            json.WriteEndObject();
+            json.WriteNull("logprobs");
+            json.WriteString("finish_reason", results[i].Last?.FinishReason ?? "stop");
+            json.WriteEndObject();
+        }
         json.WriteEndArray();
-        if (last?.Usage is { } usage) WriteUsage(json, usage);
+        if (SumUsage([.. results.Select(r => r.Last?.Usage)]) is { } usage) WriteUsage(json, usage);
         json.WriteNull("system_fingerprint");
         json.WriteEndObject();
         await json.FlushAsync(http.RequestAborted).ConfigureAwait(false);
     }
 
-    private static async Task WriteStreamAsync(HttpContext http, ChatGeneration stream, ServedModel model, bool includeUsage)
+    private static async Task WriteStreamAsync(HttpContext http, IReadOnlyList<ChatGeneration> choices, ServedModel model, bool includeUsage)
     {
         http.Response.ContentType = "text/event-stream; charset=utf-8";
         http.Response.Headers.CacheControl = "no-cache";
         http.Response.Headers["X-Accel-Buffering"] = "no";
         var cancel = http.RequestAborted;
+        var head = choices[0];
+        // The choices generate side by side; one writer puts their deltas on the wire in the order they arrive.
+        var deltas = Channel.CreateUnbounded<(int Choice, ChatDelta? Delta, OpenAiException? Error)>(new UnboundedChannelOptions { SingleReader = true });
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        var pumps = choices.Select((choice, i) => Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var delta in choice.WithCancellation(stop.Token).ConfigureAwait(false))
+                    await deltas.Writer.WriteAsync((i, delta, null), stop.Token).ConfigureAwait(false);
+            }
+            catch (OpenAiException e)
+            {
+                deltas.Writer.TryWrite((i, null, e));
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                // The client went away or another choice failed: disposing the streams cancels the generations.
+            }
+        }, CancellationToken.None)).ToArray();
+        _ = Task.WhenAll(pumps).ContinueWith(_ => deltas.Writer.TryComplete(), TaskScheduler.Default);
         try
         {
-            await WriteChunkAsync(http, stream, model, includeUsage, json =>
+            foreach (var choice in choices)
             {
-                json.WriteString("role", "assistant");
-                json.WriteString("content", "");
-            }, null, null).ConfigureAwait(false);
-            await foreach (var delta in stream.WithCancellation(cancel).ConfigureAwait(false))
+                await WriteChunkAsync(http, head, model, includeUsage, choice.Index, json =>
+                {
+                    json.WriteString("role", "assistant");
+                    json.WriteString("content", "");
+                }, null, null).ConfigureAwait(false);
+            }
+            var usages = new TurnUsage?[choices.Count];
+            await foreach (var (i, delta, error) in deltas.Reader.ReadAllAsync(cancel).ConfigureAwait(false))
             {
-                if (delta.Text.Length > 0)
-                    await WriteChunkAsync(http, stream, model, includeUsage, json => json.WriteString("content", delta.Text), null, null).ConfigureAwait(false);
+                if (error is not null) throw error;
+                if (delta!.Text.Length > 0)
+                    await WriteChunkAsync(http, head, model, includeUsage, choices[i].Index, json => json.WriteString("content", delta.Text), null, null).ConfigureAwait(false);
                 if (delta.FinishReason is { } finish)
                 {
-                    await WriteChunkAsync(http, stream, model, includeUsage, _ => { }, finish, null).ConfigureAwait(false);
-                    if (includeUsage && delta.Usage is { } usage)
-                        await WriteChunkAsync(http, stream, model, includeUsage, null, null, usage).ConfigureAwait(false);
+                    await WriteChunkAsync(http, head, model, includeUsage, choices[i].Index, _ => { }, finish, null).ConfigureAwait(false);
+                    usages[i] = delta.Usage;
                 }
             }
+            if (includeUsage && SumUsage(usages) is { } usage)
+                await WriteChunkAsync(http, head, model, includeUsage, 0, null, null, usage).ConfigureAwait(false);
             await http.Response.WriteAsync("data: [DONE]\n\n", cancel).ConfigureAwait(false);
             await http.Response.Body.FlushAsync(cancel).ConfigureAwait(false);
         }
         catch (OpenAiException e)
         {
+            await stop.CancelAsync().ConfigureAwait(false);
             // Headers are gone: the error travels as an event, as OpenAI's own streams do.
             var payload = JsonSerializer.Serialize(e.ToBody(), OpenAiJsonContext.Relaxed.ErrorBody);
             await http.Response.WriteAsync($"data: {payload}\n\n", cancel).ConfigureAwait(false);
@@ -222,12 +267,17 @@ public static class OpenAiEndpoints
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {
-            // The client went away; disposing the stream cancels the generation.
+            // The client went away; disposing the streams cancels the generations.
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await Task.WhenAll(pumps).ConfigureAwait(false);
         }
     }
 
-    /// <summary>One <c>chat.completion.chunk</c>; <paramref name="delta"/> null writes the usage-only chunk (empty choices).</summary>
-    private static async Task WriteChunkAsync(HttpContext http, ChatGeneration stream, ServedModel model, bool includeUsage,
+    /// <summary>One <c>chat.completion.chunk</c> of choice <paramref name="index"/>; <paramref name="delta"/> null writes the usage-only chunk (empty choices).</summary>
+    private static async Task WriteChunkAsync(HttpContext http, ChatGeneration stream, ServedModel model, bool includeUsage, int index,
         Action<Utf8JsonWriter>? delta, string? finish, TurnUsage? usage)
     {
         var buffer = new ArrayBufferWriter<byte>(512);
@@ -243,7 +293,7 @@ public static class OpenAiEndpoints
             if (delta is not null)
             {
                 json.WriteStartObject();
-                json.WriteNumber("index", 0);
+                json.WriteNumber("index", index);
                 json.WriteStartObject("delta");
                 delta(json);
                 json.WriteEndObject();

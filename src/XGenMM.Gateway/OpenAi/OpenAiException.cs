@@ -35,7 +35,11 @@ public sealed class OpenAiException : Exception
     public static OpenAiException Forbidden(string message, string code, string? param = null) => new(403, "permission_error", message, code, param);
     public static OpenAiException NotFound(string message, string code, string? param = null) => new(404, "not_found_error", message, code, param);
     public static OpenAiException TooLarge(string message, string code, string? param = null) => new(413, "invalid_request_error", message, code, param);
-    public static OpenAiException Unprocessable(string message, string code, string? param = null) => new(422, "invalid_request_error", message, code, param);
+    /// <summary>
+    /// An image that cannot be decoded: 400 as OpenAI and vLLM answer it (clients treat it as BadRequestError), the
+    /// reason kept in the code.
+    /// </summary>
+    public static OpenAiException InvalidImage(string message, string param = "messages") => Invalid(message, param, "invalid_image");
     public static OpenAiException RateLimited(string message, string code, double retryAfterSeconds) => new(429, "rate_limit_error", message, code, retryAfterSeconds: retryAfterSeconds);
     public static OpenAiException Unavailable(string message, string code, double retryAfterSeconds) => new(503, "server_error", message, code, retryAfterSeconds: retryAfterSeconds);
 

@@ -129,7 +129,7 @@ async function answerScenario(page) {
     };
   }
 
-  // An error from the hub shows inline: a file that claims to be a PNG but is not one is refused by the server (422).
+  // An error from the hub shows inline: a file that claims to be a PNG but is not one is refused by the server (400 invalid_image).
   await watchNextAnswer(page);
   await page.setInputFiles('#file-input', { name: 'broken.png', mimeType: 'image/png', buffer: Buffer.from('this is not a picture') });
   await page.locator('#attachments .thumb').waitFor();

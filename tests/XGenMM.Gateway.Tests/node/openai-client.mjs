@@ -91,9 +91,29 @@ async function main() {
     }
   }
 
+  // n choices (sampled, seeded): one completion with choices by index, streamed and not, the same texts either way.
+  const several = { n: 2, seed: 11, temperature: 1, max_tokens: 8 };
+  const multi = await client.chat.completions.create(ask(input.question, several));
+  const multiStream = await client.chat.completions.create(ask(input.question, { ...several, stream: true, stream_options: { include_usage: true } }));
+  const multiStreamed = { content: {}, finishReasons: {}, usage: null, ids: new Set() };
+  for await (const chunk of multiStream) {
+    multiStreamed.ids.add(chunk.id);
+    if (chunk.usage) multiStreamed.usage = chunk.usage;
+    for (const c of chunk.choices) {
+      multiStreamed.content[c.index] = (multiStreamed.content[c.index] ?? '') + (c.delta?.content ?? '');
+      if (c.finish_reason) multiStreamed.finishReasons[c.index] = c.finish_reason;
+    }
+  }
+
   // Errors as the client raises them.
   const badKey = await expectError(() => new OpenAI({ apiKey: 'not-a-key', baseURL: input.baseURL, maxRetries: 0 }).chat.completions.create(ask(input.question)));
   const tooManyTokens = await expectError(() => client.chat.completions.create(ask(input.question, { max_tokens: 1_000_000 })));
+  // An image that cannot be decoded: 400 (BadRequestError) as OpenAI and vLLM answer it, the reason in the code.
+  const notAPicture = `data:image/png;base64,${Buffer.from('this is not a picture').toString('base64')}`;
+  const invalidImage = await expectError(() => client.chat.completions.create({
+    ...ask(input.question),
+    messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: notAPicture } }, { type: 'text', text: input.question }] }],
+  }));
   const badStreamKey = await expectError(async () => {
     const s = await new OpenAI({ apiKey: 'not-a-key', baseURL: input.baseURL, maxRetries: 0 }).chat.completions.create(ask(input.question, { stream: true }));
     for await (const _ of s) { /* drain */ }
@@ -122,7 +142,17 @@ async function main() {
       cutStream: cutStreamText,
       cutStreamFinishReason: cutStreamFinish,
     },
-    errors: { badKey, tooManyTokens, badStreamKey },
+    choices: {
+      indexes: multi.choices.map((c) => c.index),
+      contents: multi.choices.map((c) => c.message.content),
+      finishReasons: multi.choices.map((c) => c.finish_reason),
+      usage: multi.usage,
+      streamedContents: Object.keys(multiStreamed.content).sort().map((k) => multiStreamed.content[k]),
+      streamedFinishReasons: Object.keys(multiStreamed.finishReasons).sort().map((k) => multiStreamed.finishReasons[k]),
+      streamedIds: multiStreamed.ids.size,
+      streamedUsage: multiStreamed.usage,
+    },
+    errors: { badKey, tooManyTokens, badStreamKey, invalidImage },
   };
 }
 
