@@ -21,6 +21,8 @@ public sealed class XGenMMPipeline : IDisposable
     public XGenMMTokenizer Tokenizer { get; }
     public AnyResPreprocessor Preprocessor { get; }
     public ImageLimits ImageLimits { get; init; } = ImageLimits.Default;
+    /// <summary>Apply the EXIF orientation tag before preprocessing (off: the original implementation never does).</summary>
+    public bool ApplyExifOrientation { get; init; }
 
     public XGenMMPipeline(XGenMMModel model, XGenMMTokenizer tokenizer)
     {
@@ -51,7 +53,7 @@ public sealed class XGenMMPipeline : IDisposable
     /// <summary>Vision tokens [n, D] of one encoded image file.</summary>
     public Tensor EncodeImage(ReadOnlySpan<byte> imageBytes)
     {
-        return Model.EncodeImage(Preprocessor.Process(ImageDecoder.Decode(imageBytes, ImageLimits)));
+        return Model.EncodeImage(Preprocessor.Process(ImageDecoder.Decode(imageBytes, ImageLimits, ApplyExifOrientation)));
     }
 
     /// <summary>Streams the answer to a chat whose user turns hold one &lt;image&gt; per image, in order.</summary>
