@@ -62,7 +62,8 @@ public static class GatewayApp
             tenants.Add(new TenantEntry { Id = "dev", KeySha256 = [TenantDirectory.Hash(developmentKey)] });
         }
         services.AddSingleton(new TenantDirectory(tenants));
-        services.AddSingleton(new StartupBanner(developmentKey));
+        services.AddSingleton(new StartupBanner(developmentKey, mode.ToString(),
+            mode == GatewayMode.Local ? builder.Configuration["Silo:Roles"] ?? "" : null));
         services.AddHostedService<TenantLimitsPublisher>();
         services.AddHostedService<StartupAnnouncer>();
 
