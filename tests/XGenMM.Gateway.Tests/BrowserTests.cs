@@ -133,8 +133,10 @@ public sealed class BrowserTests(NanoGatewayFixture gateway)
         var connected = result["connected"]!;
         string defaultMaxTokens = new RequestLimits().DefaultMaxTokens.ToString(System.Globalization.CultureInfo.InvariantCulture);
         Assert.True((bool)connected["promptHidden"]!, "the key prompt goes away once a key connects");
+        Assert.True((bool)connected["composerErrorHidden"]!, "so does the 'not connected' of the Send before");
         // The card is the first paragraph of models/xgenmm-nano/README.md: what the model knows, and that general questions get nonsense.
         Assert.True((bool)connected["modelCardVisible"]!);
+        Assert.False((bool)connected["modelCardClipped"]!, "at a desktop's width all of the card shows");
         string card = (string)connected["modelCard"]!;
         Assert.Contains("synthetic pictures", card, StringComparison.Ordinal);
         Assert.Contains("general questions get nonsense", card, StringComparison.Ordinal);

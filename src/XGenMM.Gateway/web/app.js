@@ -9,7 +9,7 @@ const SETTINGS_STORAGE = 'xgenmm.settings';
 const el = (id) => document.getElementById(id);
 const KEY_PROMPT = document.getElementById('key-prompt-text').textContent.replace(/\s+/g, ' ').trim();
 const ui = {
-  model: el('model'), modelCard: el('model-card'), status: el('status'), newChat: el('new-chat'), settingsToggle: el('settings-toggle'), settings: el('settings'),
+  model: el('model'), modelCard: el('model-card'), modelCardBar: el('model-card-bar'), status: el('status'), newChat: el('new-chat'), settingsToggle: el('settings-toggle'), settings: el('settings'),
   keyForm: el('key-form'), apiKey: el('api-key'), forgetKey: el('forget-key'), keyError: el('key-error'),
   maxTokens: el('max-tokens'), maxTokensDefault: el('max-tokens-default'), temperature: el('temperature'), topP: el('top-p'), seed: el('seed'),
   limits: el('limits'), conversation: el('conversation'), empty: el('empty'),
@@ -80,6 +80,7 @@ async function connect() {
   }
   if (state.connection !== connection) return;
   state.connected = true;
+  showComposerError(null); // a "not connected" from before the key is no longer true
   setStatus('connected', 'connected');
   await loadInfo();
 }
@@ -92,7 +93,7 @@ async function loadInfo() {
     // What the model knows, so nobody mistakes a test model's nonsense for a broken page.
     ui.modelCard.textContent = info.modelCard ?? '';
     ui.modelCard.title = info.modelCard ?? '';
-    ui.modelCard.hidden = !info.modelCard;
+    ui.modelCardBar.hidden = !info.modelCard;
     ui.limits.textContent = `Context ${info.contextLength} tokens · up to ${info.maxImagesPerRequest} image(s) per request, ` +
       `${formatBytes(info.maxImageBytes)} each · at most ${info.maxCompletionTokens} new tokens (default ${info.defaultMaxTokens}).`;
     ui.maxTokens.max = String(info.maxCompletionTokens);
@@ -574,7 +575,7 @@ function formatBytes(n) {
 
 ui.composer.addEventListener('submit', (e) => { e.preventDefault(); send(); });
 ui.keyPromptOpen.addEventListener('click', () => { openSettings(true); ui.apiKey.focus(); });
-// The card is clamped to two lines on narrow screens; a tap shows all of it.
+// On a phone the card is clamped to three lines; a tap shows all of it.
 ui.modelCard.addEventListener('click', () => ui.modelCard.classList.toggle('expanded'));
 ui.stop.addEventListener('click', stop);
 ui.newChat.addEventListener('click', newChat);

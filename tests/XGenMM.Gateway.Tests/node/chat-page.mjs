@@ -258,8 +258,10 @@ async function keyScenario(page) {
   await page.locator('#settings').waitFor({ state: 'visible' });
   const connected = {
     promptHidden: await page.locator('#key-prompt').isHidden(),
+    composerErrorHidden: await page.locator('#composer-error').isHidden(),
     modelCard: await page.textContent('#model-card'),
     modelCardVisible: await page.locator('#model-card').isVisible(),
+    modelCardClipped: await page.evaluate(() => { const c = document.getElementById('model-card'); return c.scrollHeight > c.clientHeight + 1; }),
     maxTokens: await page.inputValue('#max-tokens'),
     maxTokensPlaceholder: await page.getAttribute('#max-tokens', 'placeholder'),
     maxTokensLabel: (await page.locator('label', { has: page.locator('#max-tokens') }).textContent()).replace(/\s+/g, ' ').trim(),
