@@ -24,6 +24,9 @@ public sealed class XGenMMPipeline : IDisposable
     /// <summary>The checkpoint's chat template (the hard-coded Phi-3 one when it ships none).</summary>
     public ChatTemplate ChatTemplate { get; init; } = ChatTemplate.Phi3;
 
+    /// <summary>Apply the EXIF orientation tag before preprocessing (off: the original implementation never does).</summary>
+    public bool ApplyExifOrientation { get; init; }
+
     public XGenMMPipeline(XGenMMModel model, XGenMMTokenizer tokenizer)
     {
         Model = model;
@@ -56,7 +59,7 @@ public sealed class XGenMMPipeline : IDisposable
     /// <summary>Vision tokens [n, D] of one encoded image file.</summary>
     public Tensor EncodeImage(ReadOnlySpan<byte> imageBytes)
     {
-        return Model.EncodeImage(Preprocessor.Process(ImageDecoder.Decode(imageBytes, ImageLimits)));
+        return Model.EncodeImage(Preprocessor.Process(ImageDecoder.Decode(imageBytes, ImageLimits, ApplyExifOrientation)));
     }
 
     /// <summary>Streams the answer to a chat whose user turns hold one &lt;image&gt; per image, in order.</summary>

@@ -28,6 +28,35 @@ public sealed class VisionEngineTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task The_EXIF_orientation_tag_is_ignored_unless_ApplyExifOrientation_is_set()
+    {
+        var pipeline = TestModels.TinyPipeline;
+        var plain = TestModels.CocoJpeg;
+        // An APP1 Exif segment right after SOI: big-endian TIFF, one IFD entry, Orientation = 6 (rotate 90° clockwise).
+        byte[] exif =
+        [
+            0xFF, 0xE1, 0x00, 0x22, (byte)'E', (byte)'x', (byte)'i', (byte)'f', 0, 0,
+            (byte)'M', (byte)'M', 0x00, 0x2A, 0x00, 0x00, 0x00, 0x08,
+            0x00, 0x01, 0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00,
+        ];
+        byte[] tagged = [.. plain[..2], .. exif, .. plain[2..]];
+
+        using var byDefault = new VisionEngine(pipeline.Model, new VisionEngineOptions { WireFormat = VisionTokenFormat.Float32 });
+        using var unrotated = pipeline.EncodeImage(plain);
+        using var fromDefault = (await byDefault.EncodeAsync(tagged, "t", Ct)).Tokens.ToTensor(TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.Float32);
+        Assert.Equal(unrotated.shape, fromDefault.shape);
+        Assert.True(fromDefault.allclose(unrotated, rtol: 1e-4, atol: 1e-5), "by default the model sees the stored pixels, as the original pipeline does");
+
+        using var applying = new VisionEngine(pipeline.Model, new VisionEngineOptions { WireFormat = VisionTokenFormat.Float32, ApplyExifOrientation = true });
+        using var rotated = pipeline.Model.EncodeImage(pipeline.Preprocessor.Process(ImageDecoder.Decode(tagged, applyExifOrientation: true)));
+        using var fromApplying = (await applying.EncodeAsync(tagged, "t", Ct)).Tokens.ToTensor(TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.Float32);
+        Assert.Equal(rotated.shape, fromApplying.shape);
+        Assert.True(fromApplying.allclose(rotated, rtol: 1e-4, atol: 1e-5), "with the option the model sees the upright image");
+        Assert.False(rotated.shape.SequenceEqual(unrotated.shape) && rotated.allclose(unrotated, rtol: 1e-4, atol: 1e-5), "rotating changes what the model sees");
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task The_cache_hits_by_content_and_scope_and_concurrent_requests_share_one_encode()
     {
         using var engine = new VisionEngine(TestModels.TinyPipeline.Model, new VisionEngineOptions { MaxBatchWaitMilliseconds = 20 });

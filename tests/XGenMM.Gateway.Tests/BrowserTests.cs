@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using XGenMM.Gateway.Hosting;
 
 namespace XGenMM.Gateway.Tests;
 
@@ -77,6 +78,8 @@ public sealed class BrowserTests(NanoGatewayFixture gateway)
         Assert.Equal(390, (int)layout["width"]!);
         Assert.True((int)layout["scrollWidth"]! <= 390, $"no sideways scrolling at a phone's width (content is {layout["scrollWidth"]} px wide)");
         Assert.Equal(2, (int)layout["userImages"]!); // the question's picture and the broken one
+        // Only the newest good answer (the follow-up's) can be regenerated; the failed turn has no buttons.
+        Assert.Equal([false, true, false], layout["regenerateOn"]!.AsArray().Select(n => (bool)n!));
         Assert.Empty(result["consoleErrors"]!.AsArray());
     }
 
@@ -102,6 +105,85 @@ public sealed class BrowserTests(NanoGatewayFixture gateway)
         Assert.True((double)result["runningAfter"]! == 0,
             $"the decode slot is freed: xgenmm_num_requests_running{{device=\"cpu\"}} is {result["runningAfter"]} {result["freedAfterMs"]} ms after stop");
         Assert.Equal(0, (double)result["signalrStreamsAfter"]!);
+        Assert.Empty(result["consoleErrors"]!.AsArray());
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Without_a_key_the_page_asks_for_one_and_with_one_it_shows_the_model_card_and_the_default_max_tokens()
+    {
+        var result = await RunPageAsync("key", []);
+
+        var noKey = result["noKey"]!;
+        Assert.True((bool)noKey["promptVisible"]!, "without a key the composer asks for one");
+        Assert.Contains("enter the API key the gateway printed", (string?)noKey["promptText"], StringComparison.Ordinal);
+        Assert.Equal("no API key", (string?)noKey["status"]);
+        Assert.True((bool)noKey["sendDisabledEmpty"]!, "nothing to send yet");
+        Assert.False((bool)noKey["sendDisabledWithText"]!, "Send is not silently greyed out for want of a key");
+        Assert.True((bool)noKey["settingsHiddenAfterClose"]!);
+        Assert.Equal("Not connected: enter an API key first.", (string?)noKey["composerError"]);
+        Assert.True((bool)noKey["settingsVisibleAfterSend"]!, "Send without a key opens the key box");
+        Assert.Equal(0, (int)noKey["messages"]!);
+        Assert.True((bool)noKey["keyFocused"]!, "the prompt's button puts the cursor in the key box");
+        Assert.True((bool)noKey["modelCardHidden"]!, "no model card before the hub says what the model is");
+
+        var refused = result["refused"]!;
+        Assert.True((bool)refused["promptVisible"]!);
+        Assert.Contains("refused this API key", (string?)refused["promptText"], StringComparison.Ordinal);
+
+        var connected = result["connected"]!;
+        string defaultMaxTokens = new RequestLimits().DefaultMaxTokens.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True((bool)connected["promptHidden"]!, "the key prompt goes away once a key connects");
+        Assert.True((bool)connected["composerErrorHidden"]!, "so does the 'not connected' of the Send before");
+        // The card is the first paragraph of models/xgenmm-nano/README.md: what the model knows, and that general questions get nonsense.
+        Assert.True((bool)connected["modelCardVisible"]!);
+        Assert.False((bool)connected["modelCardClipped"]!, "at a desktop's width all of the card shows");
+        string card = (string)connected["modelCard"]!;
+        Assert.Contains("synthetic pictures", card, StringComparison.Ordinal);
+        Assert.Contains("general questions get nonsense", card, StringComparison.Ordinal);
+        Assert.Equal(ServedModel.ReadCard(NanoGatewayFixture.ResolveModel()), card);
+        Assert.Equal(defaultMaxTokens, (string?)connected["maxTokens"]);
+        Assert.Equal(defaultMaxTokens, (string?)connected["maxTokensPlaceholder"]);
+        Assert.Equal($"Max tokens (default {defaultMaxTokens})", (string?)connected["maxTokensLabel"]);
+        Assert.Equal(0, (int)connected["ignoreEosSwitches"]!);
+        Assert.DoesNotContain("Don't stop", (string?)connected["settingsText"], StringComparison.Ordinal);
+        Assert.Empty(result["consoleErrors"]!.AsArray());
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Copy_puts_an_answer_on_the_clipboard_and_Regenerate_asks_the_last_question_again()
+    {
+        var result = await RunPageAsync("actions", new()
+        {
+            ["question"] = NanoScene.CountQuestion,
+            ["followUp"] = NanoScene.ColorQuestion,
+        });
+
+        string first = (string)result["firstText"]!;
+        Assert.Equal(NanoScene.CountAnswer, NanoScene.Normalize(first));
+        Assert.Equal(["Copy", "Regenerate"], result["buttons"]!.AsArray().Select(n => (string?)n));
+        Assert.Equal("Copied", (string?)result["copyLabel"]);
+        Assert.Equal(first, (string?)result["clipboard"]);
+
+        var regenerated = result["regenerated"]!;
+        Assert.Equal("done", (string?)regenerated["state"]);
+        Assert.Equal(first, (string?)regenerated["text"]); // greedy: the same question gets the same answer
+        Assert.Equal(1, (int)regenerated["answers"]!); // the answer was replaced, not added
+        Assert.Equal(1, (int)regenerated["users"]!);
+        var turns = regenerated["turns"]!.AsArray();
+        Assert.Equal(2, turns.Count);
+        Assert.Equal(turns[0]!.ToJsonString(), turns[1]!.ToJsonString()); // the same user turn, image included
+        Assert.Equal(1, (int)turns[1]!["messages"]![0]!["images"]!);
+
+        var after = result["afterFollowUp"]!;
+        Assert.Equal(1, (int)after["regenerateButtons"]!);
+        Assert.Equal(1, (int)after["lastHasRegenerate"]!);
+        Assert.Equal(2, (int)after["copyButtons"]!);
+        // Regenerating the follow-up sends the first exchange as history and the follow-up again, not the old answer.
+        var lastTurn = after["lastTurn"]!.AsArray();
+        Assert.Equal(["user", "assistant", "user"], lastTurn.Select(m => (string?)m!["role"]));
+        Assert.Equal(first, (string?)lastTurn[1]!["content"]);
+        Assert.Equal(NanoScene.ColorQuestion, (string?)lastTurn[2]!["content"]);
+        Assert.Equal(2, (int)after["answers"]!);
         Assert.Empty(result["consoleErrors"]!.AsArray());
     }
 }

@@ -163,7 +163,7 @@ public sealed partial class VisionEngine : IDisposable
                 {
                     try
                     {
-                        work.Image = _preprocessor.Process(ImageDecoder.Decode(work.Bytes, _limits));
+                        work.Image = _preprocessor.Process(ImageDecoder.Decode(work.Bytes, _limits, _options.ApplyExifOrientation));
                         _toEncode.Writer.TryWrite(work);
                     }
 #pragma warning disable CA1031 // every failure belongs to the request that sent the file

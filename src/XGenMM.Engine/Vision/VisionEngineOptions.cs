@@ -19,6 +19,9 @@ public sealed class VisionEngineOptions
     public long MaxImageBytes { get; set; } = 20L * 1024 * 1024;
     /// <summary>Largest accepted decoded image, in pixels (guards against decompression bombs).</summary>
     public long MaxImagePixels { get; set; } = 40_000_000;
+    /// <summary>Rotate/flip images by their EXIF orientation tag before preprocessing. Off by default: the original
+    /// implementation (PIL without <c>ImageOps.exif_transpose</c>) feeds the stored pixels to the model.</summary>
+    public bool ApplyExifOrientation { get; set; }
     public string Name { get; set; } = "vision";
 
     public void Validate()

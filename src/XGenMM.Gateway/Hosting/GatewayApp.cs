@@ -55,7 +55,8 @@ public static class GatewayApp
         var model = ServedModel.From(builder.Configuration);
         services.AddSingleton(model);
         string? developmentKey = services.AddXGenMMTenants(builder.Configuration, mode, gateway.DevelopmentApiKey);
-        services.AddSingleton(new StartupBanner(developmentKey));
+        services.AddSingleton(new StartupBanner(developmentKey, mode.ToString(),
+            mode == GatewayMode.Local ? builder.Configuration["Silo:Roles"] ?? "" : null));
         services.AddHostedService<StartupAnnouncer>();
         services.AddHostedService<DecoderLimitsRefresher>();
 

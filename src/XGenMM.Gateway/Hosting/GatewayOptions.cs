@@ -19,6 +19,10 @@ public sealed class GatewayOptions
     /// <summary>The model id of the API (<c>/v1/models</c>, the <c>model</c> field); empty = the model directory's name.</summary>
     public string ModelId { get; set; } = "";
 
+    /// <summary>One line on what the served model is and knows (the chat page shows it); empty = the first paragraph of the
+    /// model directory's README.md.</summary>
+    public string ModelCard { get; set; } = "";
+
     /// <summary>In Local mode without configured tenants, the API key of the development tenant; empty = a new random key per run.</summary>
     public string DevelopmentApiKey { get; set; } = "";
 }

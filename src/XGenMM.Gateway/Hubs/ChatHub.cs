@@ -37,6 +37,7 @@ public sealed class ChatHub(ChatService chat, ServedModel model, IOptions<Reques
     public object Info() => new
     {
         model = model.Id,
+        modelCard = model.Card,
         contextLength = model.ContextLength,
         maxImagesPerRequest = limits.Value.MaxImagesPerRequest,
         maxImageBytes = limits.Value.MaxImageBytes,

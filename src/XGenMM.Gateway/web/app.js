@@ -7,18 +7,22 @@ const KEY_STORAGE = 'xgenmm.apiKey';
 const SETTINGS_STORAGE = 'xgenmm.settings';
 
 const el = (id) => document.getElementById(id);
+const KEY_PROMPT = document.getElementById('key-prompt-text').textContent.replace(/\s+/g, ' ').trim();
 const ui = {
-  model: el('model'), status: el('status'), newChat: el('new-chat'), settingsToggle: el('settings-toggle'), settings: el('settings'),
+  model: el('model'), modelCard: el('model-card'), modelCardBar: el('model-card-bar'), status: el('status'), newChat: el('new-chat'), settingsToggle: el('settings-toggle'), settings: el('settings'),
   keyForm: el('key-form'), apiKey: el('api-key'), forgetKey: el('forget-key'), keyError: el('key-error'),
-  maxTokens: el('max-tokens'), temperature: el('temperature'), topP: el('top-p'), seed: el('seed'), ignoreEos: el('ignore-eos'),
+  maxTokens: el('max-tokens'), maxTokensDefault: el('max-tokens-default'), temperature: el('temperature'), topP: el('top-p'), seed: el('seed'),
   limits: el('limits'), conversation: el('conversation'), empty: el('empty'),
   composer: el('composer'), attachments: el('attachments'), composerError: el('composer-error'), fileInput: el('file-input'),
+  keyPrompt: el('key-prompt'), keyPromptText: el('key-prompt-text'), keyPromptOpen: el('key-prompt-open'),
   prompt: el('prompt'), send: el('send'), stop: el('stop'), dropOverlay: el('drop-overlay'),
 };
 
 const state = {
   connection: null,
   connected: false,
+  /** Why there is no connection when the key is to blame: 'missing' or 'refused' (the composer asks for a key). */
+  keyProblem: null,
   info: null,
   /** Completed turns: {role, content, images: [base64]}. */
   history: [],
@@ -27,6 +31,8 @@ const state = {
   attachments: [],
   /** The turn being generated: {subscription, finish(kind, error)}. */
   active: null,
+  /** The last answered turn, which Regenerate replaces: {user, userView, answerView, historyLength}. */
+  lastTurn: null,
 };
 
 // ---- connection ----------------------------------------------------------------------------------------------------
@@ -44,6 +50,7 @@ async function connect() {
   if (previous) await previous.stop().catch(() => {});
   showKeyError(null);
   const key = localStorage.getItem(KEY_STORAGE) ?? '';
+  state.keyProblem = key ? null : 'missing';
   if (!key) {
     setStatus('disconnected', 'no API key');
     openSettings(true);
@@ -65,6 +72,7 @@ async function connect() {
     if (state.connection !== connection) return;
     state.connection = null;
     const refused = e?.statusCode === 401 || /\b401\b/.test(String(e?.message));
+    state.keyProblem = refused ? 'refused' : null;
     setStatus('error', refused ? 'key refused' : 'cannot connect');
     showKeyError(refused ? 'The gateway refused this API key (401).' : `Cannot connect to the gateway: ${e?.message ?? e}`);
     openSettings(true);
@@ -72,6 +80,7 @@ async function connect() {
   }
   if (state.connection !== connection) return;
   state.connected = true;
+  showComposerError(null); // a "not connected" from before the key is no longer true
   setStatus('connected', 'connected');
   await loadInfo();
 }
@@ -81,9 +90,15 @@ async function loadInfo() {
     const info = await state.connection.invoke('Info');
     state.info = info;
     ui.model.textContent = info.model;
+    // What the model knows, so nobody mistakes a test model's nonsense for a broken page.
+    ui.modelCard.textContent = info.modelCard ?? '';
+    ui.modelCard.title = info.modelCard ?? '';
+    ui.modelCardBar.hidden = !info.modelCard;
     ui.limits.textContent = `Context ${info.contextLength} tokens · up to ${info.maxImagesPerRequest} image(s) per request, ` +
       `${formatBytes(info.maxImageBytes)} each · at most ${info.maxCompletionTokens} new tokens (default ${info.defaultMaxTokens}).`;
     ui.maxTokens.max = String(info.maxCompletionTokens);
+    ui.maxTokens.placeholder = String(info.defaultMaxTokens);
+    ui.maxTokensDefault.textContent = `(default ${info.defaultMaxTokens})`;
     if (!ui.maxTokens.value) ui.maxTokens.value = String(info.defaultMaxTokens);
   } catch (e) {
     ui.limits.textContent = `Could not read the model's limits: ${hubError(e)}`;
@@ -128,16 +143,15 @@ function loadSettings() {
   ui.temperature.value = saved.temperature ?? '0';
   ui.topP.value = saved.topP ?? '1';
   ui.seed.value = saved.seed ?? '';
-  ui.ignoreEos.checked = saved.ignoreEos === true;
 }
 
 function saveSettings() {
   localStorage.setItem(SETTINGS_STORAGE, JSON.stringify({
-    maxTokens: ui.maxTokens.value, temperature: ui.temperature.value, topP: ui.topP.value, seed: ui.seed.value, ignoreEos: ui.ignoreEos.checked,
+    maxTokens: ui.maxTokens.value, temperature: ui.temperature.value, topP: ui.topP.value, seed: ui.seed.value,
   }));
 }
 
-for (const input of [...settingInputs, ui.ignoreEos]) input.addEventListener('change', saveSettings);
+for (const input of settingInputs) input.addEventListener('change', saveSettings);
 
 /** The sampling part of a turn, or throws an Error whose message is shown to the user. */
 function readSampling() {
@@ -158,7 +172,6 @@ function readSampling() {
     temperature: number(ui.temperature, 'Temperature', { min: 0, max: 2 }),
     topP: number(ui.topP, 'Top p', { min: 0.000001, max: 1 }),
     seed: number(ui.seed, 'Seed', { integer: true, min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER, optional: true }),
-    ignoreEos: ui.ignoreEos.checked,
   };
 }
 
@@ -300,7 +313,7 @@ function send() {
   const attachments = state.attachments;
   if (!text && attachments.length === 0) return;
   if (!state.connected) {
-    showComposerError('Not connected: enter an API key under Settings.');
+    showComposerError('Not connected: enter an API key first.');
     openSettings(true);
     return;
   }
@@ -316,13 +329,55 @@ function send() {
 
   const user = { role: 'user', content: text, images: attachments.map((a) => a.base64) };
   const userView = messageView('user', text, attachments.map((a) => a.dataUrl));
-  const answer = messageView('assistant', '');
-  answer.view.dataset.state = 'streaming';
-  scrollToEnd();
   ui.prompt.value = '';
   state.attachments = [];
   renderAttachments();
   autoGrow();
+  generate(user, userView, sampling, attachments);
+}
+
+/** Asks again for the last answer: the same user turn (text and images) with the current sampling settings replaces it. */
+function regenerate() {
+  if (state.active || !state.lastTurn) return;
+  if (!state.connected) {
+    showComposerError('Not connected: enter an API key first.');
+    openSettings(true);
+    return;
+  }
+  let sampling;
+  try {
+    sampling = readSampling();
+  } catch (e) {
+    showComposerError(e.message);
+    openSettings(true);
+    return;
+  }
+  showComposerError(null);
+  const { user, userView, answerView, historyLength } = state.lastTurn;
+  state.history.length = historyLength;
+  answerView.remove();
+  generate(user, userView, sampling, null);
+}
+
+/**
+ * Streams the answer to <user> after the history. <attachments> are the composer's images of a new question (given
+ * back when it fails); a regenerated turn has none to give back.
+ */
+function generate(user, userView, sampling, attachments) {
+  const answer = messageView('assistant', '');
+  answer.view.dataset.state = 'streaming';
+  userView.view.classList.remove('failed');
+  scrollToEnd();
+  const historyLength = state.history.length;
+  // Only the newest answer can be asked again; a turn that fails hands that back to the answer before it.
+  const previous = state.lastTurn;
+  state.lastTurn = null;
+  for (const old of ui.conversation.querySelectorAll('.message.assistant .regenerate')) old.remove();
+  const restorePrevious = () => {
+    if (!previous || !previous.answerView.isConnected) return;
+    state.lastTurn = previous;
+    addRegenerate(previous.answerView);
+  };
 
   const turn = {
     conversationId: state.conversationId,
@@ -331,7 +386,6 @@ function send() {
     temperature: sampling.temperature,
     topP: sampling.topP,
     seed: sampling.seed,
-    ignoreEos: sampling.ignoreEos,
   };
   let content = '';
   let last = null;
@@ -343,13 +397,18 @@ function send() {
     if (state.active !== active) return;
     state.active = null;
     answer.view.dataset.state = kind;
-    if (kind === 'done') {
+    if (kind === 'done' || (kind === 'stopped' && content)) {
+      // A partial answer still belongs to the conversation.
       state.history.push(user, { role: 'assistant', content });
-      answer.meta.textContent = describe(last);
+      answer.meta.textContent = kind === 'done'
+        ? describe(last)
+        : `stopped after ${tokens} token(s), ${((performance.now() - started) / 1000).toFixed(1)} s`;
+      state.lastTurn = { user, userView, answerView: answer.view, historyLength };
+      addAnswerActions(answer.view, content);
     } else if (kind === 'stopped') {
-      // A partial answer still belongs to the conversation; with nothing said yet the turn is dropped.
-      if (content) state.history.push(user, { role: 'assistant', content });
-      else userView.view.classList.add('failed');
+      // With nothing said yet the turn is dropped.
+      userView.view.classList.add('failed');
+      restorePrevious();
       answer.meta.textContent = `stopped after ${tokens} token(s), ${((performance.now() - started) / 1000).toFixed(1)} s`;
     } else {
       userView.view.classList.add('failed');
@@ -359,9 +418,10 @@ function send() {
       box.textContent = hubError(error);
       answer.view.append(box);
       answer.meta.textContent = 'not added to the conversation';
+      restorePrevious();
       // Give the question back for another try when the composer is still empty.
-      if (!ui.prompt.value && state.attachments.length === 0) {
-        ui.prompt.value = text;
+      if (attachments && !ui.prompt.value && state.attachments.length === 0) {
+        ui.prompt.value = user.content;
         state.attachments = attachments;
         renderAttachments();
         autoGrow();
@@ -388,6 +448,57 @@ function send() {
     complete: () => finish('done'),
     error: (e) => finish('error', e),
   });
+}
+
+/** Copy on every answer; Regenerate only on the newest one (it replaces that answer). */
+function addAnswerActions(view, content) {
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  const copy = document.createElement('button');
+  copy.type = 'button';
+  copy.className = 'ghost copy';
+  copy.textContent = 'Copy';
+  copy.title = 'Copy this answer to the clipboard';
+  copy.addEventListener('click', async () => {
+    const ok = await copyText(content);
+    copy.textContent = ok ? 'Copied' : 'Copy failed';
+    setTimeout(() => { copy.textContent = 'Copy'; }, 2000);
+  });
+  actions.append(copy);
+  view.append(actions);
+  addRegenerate(view);
+}
+
+function addRegenerate(view) {
+  const again = document.createElement('button');
+  again.type = 'button';
+  again.className = 'ghost regenerate';
+  again.textContent = 'Regenerate';
+  again.title = 'Ask the last question again for a new answer';
+  again.addEventListener('click', regenerate);
+  view.querySelector('.actions')?.append(again);
+}
+
+/** The async clipboard exists only in secure contexts (https, localhost); a gateway reached over plain http elsewhere
+ * still copies through a selected textarea. */
+async function copyText(text) {
+  if (navigator.clipboard?.writeText) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch { /* permission refused: try the old way */ }
+  }
+  const area = document.createElement('textarea');
+  area.value = text;
+  area.setAttribute('readonly', '');
+  area.style.position = 'fixed';
+  area.style.opacity = '0';
+  document.body.append(area);
+  area.select();
+  let ok = false;
+  try { ok = document.execCommand('copy'); } catch { ok = false; }
+  area.remove();
+  return ok;
 }
 
 /** Stops the answer being generated: disposing the subscription cancels the stream and the server cancels the generation. */
@@ -418,6 +529,7 @@ function hubError(e) {
 function newChat() {
   if (state.active) stop();
   state.history = [];
+  state.lastTurn = null;
   state.conversationId = newConversationId();
   for (const m of ui.conversation.querySelectorAll('.message')) m.remove();
   ui.empty.hidden = false;
@@ -439,7 +551,14 @@ function updateButtons() {
   const busy = state.active !== null;
   ui.send.hidden = busy;
   ui.stop.hidden = !busy;
-  ui.send.disabled = !state.connected || (!ui.prompt.value.trim() && state.attachments.length === 0);
+  // Send stays usable without a connection: pressing it says why nothing can be sent, and the key prompt above says so
+  // before anyone tries.
+  ui.send.disabled = !ui.prompt.value.trim() && state.attachments.length === 0;
+  ui.keyPrompt.hidden = state.connected || !state.keyProblem;
+  ui.keyPromptText.textContent = state.keyProblem === 'refused'
+    ? 'The gateway refused this API key: enter the key it printed when it started.'
+    : KEY_PROMPT;
+  for (const b of ui.conversation.querySelectorAll('.message .regenerate')) b.disabled = busy;
 }
 
 function autoGrow() {
@@ -455,6 +574,9 @@ function formatBytes(n) {
 }
 
 ui.composer.addEventListener('submit', (e) => { e.preventDefault(); send(); });
+ui.keyPromptOpen.addEventListener('click', () => { openSettings(true); ui.apiKey.focus(); });
+// On a phone the card is clamped to three lines; a tap shows all of it.
+ui.modelCard.addEventListener('click', () => ui.modelCard.classList.toggle('expanded'));
 ui.stop.addEventListener('click', stop);
 ui.newChat.addEventListener('click', newChat);
 ui.prompt.addEventListener('input', () => { autoGrow(); updateButtons(); });

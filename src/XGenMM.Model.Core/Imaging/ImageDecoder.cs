@@ -36,8 +36,10 @@ public sealed class ImageDecodeException(ImageErrorReason reason, string message
 }
 
 /// <summary>
-/// Decodes JPEG, PNG, WebP, BMP and GIF (first frame) with SkiaSharp into RGB, applying the EXIF orientation.
-/// Alpha is dropped without compositing, as PIL's <c>convert("RGB")</c> does.
+/// Decodes JPEG, PNG, WebP, BMP and GIF (first frame) with SkiaSharp into RGB. Alpha is dropped without compositing,
+/// as PIL's <c>convert("RGB")</c> does. The EXIF orientation tag is ignored unless asked for: the original pipeline
+/// (PIL <c>Image.open</c> + <c>convert("RGB")</c>, then the HF processor) never applies it, so the model was trained and
+/// evaluated on the stored pixels.
 /// </summary>
 public static class ImageDecoder
 {
@@ -53,7 +55,9 @@ public static class ImageDecoder
         return new ImageHeader(codec.Info.Width, codec.Info.Height, codec.EncodedFormat.ToString().ToLowerInvariant());
     }
 
-    public static RgbImage Decode(ReadOnlySpan<byte> bytes, ImageLimits? limits = null)
+    /// <param name="applyExifOrientation">Rotate/flip by the EXIF orientation tag so the image is upright as a viewer shows
+    /// it; false (the default) keeps the stored pixels, as the original implementation does.</param>
+    public static RgbImage Decode(ReadOnlySpan<byte> bytes, ImageLimits? limits = null, bool applyExifOrientation = false)
     {
         using var stream = new SKMemoryStream(bytes.ToArray());
         using var codec = Open(bytes, stream, limits ?? ImageLimits.Default);
@@ -80,7 +84,8 @@ public static class ImageDecoder
             rgb[j + 1] = rgba[i + 1];
             rgb[j + 2] = rgba[i + 2];
         }
-        return Orient(new RgbImage(info.Width, info.Height, rgb), codec.EncodedOrigin);
+        var image = new RgbImage(info.Width, info.Height, rgb);
+        return applyExifOrientation ? Orient(image, codec.EncodedOrigin) : image;
     }
 
     private static SKCodec Open(ReadOnlySpan<byte> bytes, SKMemoryStream stream, ImageLimits limits)

@@ -85,11 +85,11 @@ public sealed class ImageDecoderTests
         Assert.Equal(new byte[] { 255, 0, 0, 0, 0, 255 }, image.Pixels);
     }
 
-    [Fact]
-    public void EXIF_orientation_6_rotates_clockwise()
+    /// <summary>A JPEG with an APP1 Exif segment (big-endian TIFF, one IFD entry: Orientation = 6, "rotate 90° clockwise
+    /// to view") inserted right after SOI, and the same JPEG without it.</summary>
+    private static (byte[] Tagged, byte[] Plain) JpegWithOrientation6()
     {
         var jpeg = Encode(SKEncodedImageFormat.Jpeg, 40, 30);
-        // Insert an APP1 Exif segment (big-endian TIFF, one IFD entry: Orientation = 6) right after SOI.
         byte[] exif =
         [
             0xFF, 0xE1, 0x00, 0x22, (byte)'E', (byte)'x', (byte)'i', (byte)'f', 0, 0,
@@ -97,12 +97,38 @@ public sealed class ImageDecoderTests
             0x00, 0x01, 0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x00, 0x00,
             0x00, 0x00, 0x00, 0x00,
         ];
-        var rotated = jpeg[..2].Concat(exif).Concat(jpeg[2..]).ToArray();
-        var image = ImageDecoder.Decode(rotated);
+        return ([.. jpeg[..2], .. exif, .. jpeg[2..]], jpeg);
+    }
+
+    [Fact]
+    public void EXIF_orientation_is_ignored_by_default_as_PIL_convert_RGB_does()
+    {
+        var (tagged, plain) = JpegWithOrientation6();
+        var stored = ImageDecoder.Decode(plain);
+        var image = ImageDecoder.Decode(tagged);
+        // The original pipeline (PIL Image.open + convert("RGB")) sees the stored pixels: same size, same bytes.
+        Assert.Equal((40, 30), (image.Width, image.Height));
+        Assert.Equal(stored.Pixels, image.Pixels);
+        Assert.Equal((40, 30), (ImageDecoder.Probe(tagged).Width, ImageDecoder.Probe(tagged).Height));
+    }
+
+    [Fact]
+    public void EXIF_orientation_6_rotates_clockwise_when_asked()
+    {
+        var (tagged, plain) = JpegWithOrientation6();
+        var stored = ImageDecoder.Decode(plain);
+        var image = ImageDecoder.Decode(tagged, applyExifOrientation: true);
         Assert.Equal((30, 40), (image.Width, image.Height));
         // The red left half of the stored image is now the top half.
         Assert.InRange(image.Pixels[(5 * 30 + 15) * 3], 200, 240);
         Assert.InRange(image.Pixels[(35 * 30 + 15) * 3 + 2], 180, 220);
+        // Pixel for pixel: shown (x, y) is stored (y, h - 1 - x), h = 30 the stored height.
+        var expected = new byte[stored.Pixels.Length];
+        for (int y = 0; y < 40; y++)
+            for (int x = 0; x < 30; x++)
+                for (int c = 0; c < 3; c++)
+                    expected[(y * 30 + x) * 3 + c] = stored.Pixels[((30 - 1 - x) * 40 + y) * 3 + c];
+        Assert.Equal(expected, image.Pixels);
     }
 
     [Fact]
