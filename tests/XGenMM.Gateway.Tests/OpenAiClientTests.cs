@@ -93,6 +93,23 @@ public sealed class OpenAiClientTests(NanoGatewayFixture gateway)
         Assert.Equal((int)choices["usage"]!["completion_tokens"]!, (int)choices["streamedUsage"]!["completion_tokens"]!);
         Assert.True((int)choices["usage"]!["completion_tokens"]! >= 2, "each choice has at least one token");
 
+        // logprobs with top_logprobs = 3 (greedy): one entry per generated token, each with three alternatives best
+        // first, the sampled token being the most likely one; the streamed entries are the same.
+        var logprobs = result["logprobs"]!;
+        var content = logprobs["content"]!.AsArray();
+        Assert.NotEmpty(content);
+        foreach (var entry in content)
+        {
+            double logprob = (double)entry!["logprob"]!;
+            Assert.InRange(logprob, double.NegativeInfinity, 0);
+            var top = entry["top_logprobs"]!.AsArray();
+            Assert.Equal(3, top.Count);
+            Assert.True((double)top[0]!["logprob"]! >= (double)top[1]!["logprob"]! && (double)top[1]!["logprob"]! >= (double)top[2]!["logprob"]!);
+            Assert.Equal((double)top[0]!["logprob"]!, logprob, 5);
+            Assert.Equal(System.Text.Encoding.UTF8.GetBytes((string)entry["token"]!), entry["bytes"]!.AsArray().Select(b => (byte)(int)b!));
+        }
+        Assert.Equal(content.Select(e => (double)e!["logprob"]!), logprobs["streamed"]!.AsArray().Select(e => (double)e!["logprob"]!));
+
         // Errors arrive as the client's typed exceptions with the API's status, type and code.
         var badKey = result["errors"]!["badKey"]!;
         Assert.True((bool)badKey["isAuthenticationError"]!, $"a wrong key raises AuthenticationError: {badKey}");

@@ -76,6 +76,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
                         Sampling = new SamplingParameters(turn.Temperature, turn.TopP, Seed: turn.Seed is ulong seed ? unchecked(seed + (ulong)i) : null),
                         StopStrings = [.. turn.Stop],
                         StopTokenIds = turn.IgnoreEos ? [] : null,
+                        TopLogprobs = turn.TopLogprobs,
                     };
                     started.Add(cluster.GenerateAsync(request, ct => EncodeImagesAsync(turn, imageKeys, ct), cancellationToken).GetAsyncEnumerator(cancellationToken));
                 }
@@ -406,7 +407,7 @@ public sealed class ChatGeneration : IAsyncEnumerable<ChatDelta>, IAsyncDisposab
                 yield break;
             }
             _produced++;
-            yield return new ChatDelta(chunk.Text);
+            yield return new ChatDelta(chunk.Text) { Logprobs = ToLogprobs(chunk) };
 
             bool more;
             try
@@ -430,6 +431,16 @@ public sealed class ChatGeneration : IAsyncEnumerable<ChatDelta>, IAsyncDisposab
             last = now;
             chunk = _chunks.Current;
         }
+    }
+
+    private static TokenLogprobs? ToLogprobs(GenerationChunk chunk)
+    {
+        if (chunk.Logprob is not double logprob) return null;
+        var top = chunk.TopLogprobs ?? [];
+        // The sampled token's own text when it is among the alternatives (the delta's text can be empty or held back
+        // while a stop string or a UTF-8 sequence is incomplete).
+        string token = top.FirstOrDefault(t => t.TokenId == chunk.TokenId)?.Text ?? chunk.Text;
+        return new TokenLogprobs(token, logprob, [.. top.Select(t => (t.Text, t.Logprob))]);
     }
 
     public async ValueTask DisposeAsync()

@@ -26,6 +26,9 @@ public sealed record ChatTurn
     public IReadOnlyList<string> Stop { get; init; } = [];
     /// <summary>Generate exactly max_tokens, not stopping at the end-of-turn token (vLLM's ignore_eos, for benchmarks).</summary>
     public bool IgnoreEos { get; init; }
+    /// <summary>OpenAI's logprobs/top_logprobs: null = none; 0..20 = the sampled token's log probability and that many
+    /// alternatives on every delta.</summary>
+    public int? TopLogprobs { get; init; }
     /// <summary>Where the request came in: "http" or "signalr" (metrics label).</summary>
     public string Protocol { get; init; } = "http";
 }
@@ -40,4 +43,11 @@ public sealed record TurnUsage(int PromptTokens, int ImageTokens, int Completion
 public sealed record TurnTimings(double QueueSeconds, double TimeToFirstTokenSeconds, double EndToEndSeconds);
 
 /// <summary>One step of a streamed answer: text to append, and on the last delta the finish reason, usage and timings.</summary>
-public sealed record ChatDelta(string Text, string? FinishReason = null, TurnUsage? Usage = null, TurnTimings? Timings = null);
+public sealed record ChatDelta(string Text, string? FinishReason = null, TurnUsage? Usage = null, TurnTimings? Timings = null)
+{
+    /// <summary>When the turn asked for log probabilities: the sampled token's (token, logprob) and its alternatives.</summary>
+    public TokenLogprobs? Logprobs { get; init; }
+}
+
+/// <summary>One generated token's log probability (natural log) and the most likely alternatives at its position.</summary>
+public sealed record TokenLogprobs(string Token, double Logprob, IReadOnlyList<(string Token, double Logprob)> Top);

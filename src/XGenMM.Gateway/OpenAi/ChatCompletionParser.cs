@@ -11,6 +11,9 @@ namespace XGenMM.Gateway.OpenAi;
 /// </summary>
 public static class ChatCompletionParser
 {
+    /// <summary>OpenAI's bound of top_logprobs (the decode engine's as well).</summary>
+    public const int MaxTopLogprobs = 20;
+
     private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 32, CommentHandling = JsonCommentHandling.Disallow, AllowTrailingCommas = false };
 
     public static ChatCompletionRequest Parse(ReadOnlyMemory<byte> body, RequestLimits limits)
@@ -92,7 +95,12 @@ public static class ChatCompletionParser
             int n = OptionalInt(root, "n") ?? 1;
             if (n < 1) throw OpenAiException.Invalid($"'n' must be at least 1; got {n}.", "n");
             if (n > limits.MaxChoices) throw OpenAiException.Invalid($"'n' is {n}; the limit is {limits.MaxChoices} choices per request.", "n", "too_many_choices");
-            if (OptionalBool(root, "logprobs") == true) throw OpenAiException.Invalid("'logprobs' is not supported.", "logprobs", "unsupported_parameter");
+            bool logprobs = OptionalBool(root, "logprobs") ?? false;
+            int? topLogprobs = OptionalInt(root, "top_logprobs");
+            if (topLogprobs is int top && (top < 0 || top > MaxTopLogprobs))
+                throw OpenAiException.Invalid($"'top_logprobs' must be between 0 and {MaxTopLogprobs}; got {top}.", "top_logprobs");
+            if (topLogprobs is not null && !logprobs)
+                throw OpenAiException.Invalid("'top_logprobs' needs 'logprobs' set to true.", "top_logprobs");
             foreach (var unsupported in new[] { "tools", "functions", "tool_choice", "function_call", "audio" })
                 if (root.TryGetProperty(unsupported, out var value) && value.ValueKind != JsonValueKind.Null)
                     throw OpenAiException.Invalid($"'{unsupported}' is not supported by this model.", unsupported, "unsupported_parameter");
@@ -142,6 +150,7 @@ public static class ChatCompletionParser
                 TopP = (float)topP,
                 Seed = seed,
                 Choices = n,
+                TopLogprobs = logprobs ? topLogprobs ?? 0 : null,
                 Stop = stop,
                 User = user,
             };

@@ -19,6 +19,8 @@ public sealed record ChatCompletionRequest
     public ulong? Seed { get; init; }
     /// <summary>OpenAI's <c>n</c>: how many choices to generate for the prompt.</summary>
     public int Choices { get; init; } = 1;
+    /// <summary>null unless <c>logprobs</c> is true; then <c>top_logprobs</c> (0..20, default 0).</summary>
+    public int? TopLogprobs { get; init; }
     public IReadOnlyList<string> Stop { get; init; } = [];
     public string? User { get; init; }
     public bool IgnoreEos { get; init; }

@@ -85,6 +85,7 @@ public static class OpenAiEndpoints
                 Seed = request.Seed,
                 Stop = request.Stop,
                 IgnoreEos = request.IgnoreEos,
+                TopLogprobs = request.TopLogprobs,
                 Protocol = "http",
             };
             choices = await chat.StartAsync(turn, request.Choices, cancel).ConfigureAwait(false);
@@ -151,19 +152,21 @@ public static class OpenAiEndpoints
 
     private static async Task WriteCompletionAsync(HttpContext http, IReadOnlyList<ChatGeneration> choices, ServedModel model)
     {
-        (string Text, ChatDelta? Last)[] results;
+        (string Text, ChatDelta? Last, List<TokenLogprobs>? Logprobs)[] results;
         try
         {
             results = await Task.WhenAll(choices.Select(async choice =>
             {
                 var text = new System.Text.StringBuilder();
                 ChatDelta? last = null;
+                List<TokenLogprobs>? logprobs = null;
                 await foreach (var delta in choice.WithCancellation(http.RequestAborted).ConfigureAwait(false))
                 {
                     text.Append(delta.Text);
+                    if (delta.Logprobs is { } l) (logprobs ??= []).Add(l);
                     last = delta;
                 }
-                return (text.ToString(), last);
+                return (text.ToString(), last, logprobs);
             })).ConfigureAwait(false);
         }
         catch (OpenAiException e)
@@ -192,7 +195,7 @@ public static class OpenAiEndpoints
             json.WriteString("content", results[i].Text);
             json.WriteNull("refusal");
             json.WriteEndObject();
-            json.WriteNull("logprobs");
+            WriteLogprobs(json, results[i].Logprobs);
             json.WriteString("finish_reason", results[i].Last?.FinishReason ?? "stop");
             json.WriteEndObject();
         }
@@ -244,8 +247,9 @@ public static class OpenAiEndpoints
             await foreach (var (i, delta, error) in deltas.Reader.ReadAllAsync(cancel).ConfigureAwait(false))
             {
                 if (error is not null) throw error;
-                if (delta!.Text.Length > 0)
-                    await WriteChunkAsync(http, head, model, includeUsage, choices[i].Index, json => json.WriteString("content", delta.Text), null, null).ConfigureAwait(false);
+                if (delta!.Text.Length > 0 || delta.Logprobs is not null)
+                    await WriteChunkAsync(http, head, model, includeUsage, choices[i].Index, json => json.WriteString("content", delta.Text), null, null,
+                        delta.Logprobs is { } l ? [l] : null).ConfigureAwait(false);
                 if (delta.FinishReason is { } finish)
                 {
                     await WriteChunkAsync(http, head, model, includeUsage, choices[i].Index, _ => { }, finish, null).ConfigureAwait(false);
@@ -278,7 +282,7 @@ public static class OpenAiEndpoints
 
     /// <summary>One <c>chat.completion.chunk</c> of choice <paramref name="index"/>; <paramref name="delta"/> null writes the usage-only chunk (empty choices).</summary>
     private static async Task WriteChunkAsync(HttpContext http, ChatGeneration stream, ServedModel model, bool includeUsage, int index,
-        Action<Utf8JsonWriter>? delta, string? finish, TurnUsage? usage)
+        Action<Utf8JsonWriter>? delta, string? finish, TurnUsage? usage, IReadOnlyList<TokenLogprobs>? logprobs = null)
     {
         var buffer = new ArrayBufferWriter<byte>(512);
         using (var json = new Utf8JsonWriter(buffer, OpenAiJsonContext.WriterOptions))
@@ -297,7 +301,7 @@ public static class OpenAiEndpoints
                 json.WriteStartObject("delta");
                 delta(json);
                 json.WriteEndObject();
-                json.WriteNull("logprobs");
+                WriteLogprobs(json, logprobs);
                 if (finish is null) json.WriteNull("finish_reason");
                 else json.WriteString("finish_reason", finish);
                 json.WriteEndObject();
@@ -311,6 +315,44 @@ public static class OpenAiEndpoints
         await http.Response.Body.WriteAsync(buffer.WrittenMemory, http.RequestAborted).ConfigureAwait(false);
         await http.Response.Body.WriteAsync("\n\n"u8.ToArray(), http.RequestAborted).ConfigureAwait(false);
         await http.Response.Body.FlushAsync(http.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>OpenAI's <c>logprobs</c> of a choice: null when not asked, else <c>{"content": [...], "refusal": null}</c>
+    /// with each token's text, log probability, UTF-8 bytes and its alternatives.</summary>
+    private static void WriteLogprobs(Utf8JsonWriter json, IReadOnlyList<TokenLogprobs>? logprobs)
+    {
+        if (logprobs is null)
+        {
+            json.WriteNull("logprobs");
+            return;
+        }
+        json.WriteStartObject("logprobs");
+        json.WriteStartArray("content");
+        foreach (var token in logprobs)
+        {
+            WriteToken(json, token.Token, token.Logprob);
+            json.WriteStartArray("top_logprobs");
+            foreach (var (text, logprob) in token.Top)
+            {
+                WriteToken(json, text, logprob);
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+        json.WriteEndArray();
+        json.WriteNull("refusal");
+        json.WriteEndObject();
+
+        static void WriteToken(Utf8JsonWriter json, string text, double logprob)
+        {
+            json.WriteStartObject();
+            json.WriteString("token", text);
+            json.WriteNumber("logprob", logprob);
+            json.WriteStartArray("bytes");
+            foreach (byte b in System.Text.Encoding.UTF8.GetBytes(text)) json.WriteNumberValue(b);
+            json.WriteEndArray();
+        }
     }
 
     private static void WriteUsage(Utf8JsonWriter json, TurnUsage usage)

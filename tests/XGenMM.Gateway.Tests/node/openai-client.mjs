@@ -105,6 +105,12 @@ async function main() {
     }
   }
 
+  // Log probabilities (greedy, 3 alternatives), non-streamed and streamed.
+  const withLogprobs = await client.chat.completions.create(ask(input.question, { temperature: 0, max_tokens: 6, logprobs: true, top_logprobs: 3 }));
+  const logprobStream = await client.chat.completions.create(ask(input.question, { temperature: 0, max_tokens: 6, logprobs: true, top_logprobs: 3, stream: true }));
+  const streamedLogprobs = [];
+  for await (const chunk of logprobStream) for (const c of chunk.choices) streamedLogprobs.push(...(c.logprobs?.content ?? []));
+
   // Errors as the client raises them.
   const badKey = await expectError(() => new OpenAI({ apiKey: 'not-a-key', baseURL: input.baseURL, maxRetries: 0 }).chat.completions.create(ask(input.question)));
   const tooManyTokens = await expectError(() => client.chat.completions.create(ask(input.question, { max_tokens: 1_000_000 })));
@@ -151,6 +157,11 @@ async function main() {
       streamedFinishReasons: Object.keys(multiStreamed.finishReasons).sort().map((k) => multiStreamed.finishReasons[k]),
       streamedIds: multiStreamed.ids.size,
       streamedUsage: multiStreamed.usage,
+    },
+    logprobs: {
+      content: withLogprobs.choices[0].logprobs?.content ?? null,
+      text: withLogprobs.choices[0].message.content,
+      streamed: streamedLogprobs,
     },
     errors: { badKey, tooManyTokens, badStreamKey, invalidImage },
   };
