@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.IO.Hashing;
 using System.Runtime.CompilerServices;
 using System.Text;
@@ -171,16 +172,29 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
         or EnumerationAbortedException or TimeoutException
         || (e is OrleansException && e is not ClusterRejectedException);
 
-    /// <summary>The decoder for the request, or null when none is live. With admission control on and
-    /// <paramref name="promptTokens"/> &gt;= 0, only decoders predicted within the TTFT target are candidates, and
-    /// none being one is a refusal.</summary>
-    /// <exception cref="ClusterRejectedException">OverCapacity, with when to come back.</exception>
     private async Task<DecoderLoadReport?> PickAsync(GenerationRequest request, long promptTokens, HashSet<string> failed, CancellationToken cancellationToken)
     {
         var live = (await GetDecodersAsync(cancellationToken).ConfigureAwait(false)).Where(d => !d.Draining && !failed.Contains(d.DecoderKey)).ToArray();
+        try
+        {
+            return Choose(live, request.ConversationId, promptTokens, _options);
+        }
+        catch (ClusterRejectedException e) when (e.Kind == RejectionKind.OverCapacity)
+        {
+            LogOverCapacity(request.RequestId, e.Message);
+            throw;
+        }
+    }
+
+    /// <summary>The decoder for a request among the live ones, or null when there is none. With admission control on
+    /// and <paramref name="promptTokens"/> &gt;= 0, only decoders predicted within the TTFT target are candidates, and
+    /// none being one is a refusal.</summary>
+    /// <exception cref="ClusterRejectedException">OverCapacity, with when to come back.</exception>
+    internal static DecoderLoadReport? Choose(DecoderLoadReport[] live, string? conversationId, long promptTokens, ClusterChatOptions options)
+    {
         if (live.Length == 0) return null;
         var candidates = live;
-        double target = _options.Admission.TtftTargetSeconds;
+        double target = options.Admission.TtftTargetSeconds;
         if (target > 0 && promptTokens >= 0)
         {
             var predicted = live.Select(d => (Decoder: d, Seconds: CapacityModel.Predict(d, promptTokens).Seconds)).ToArray();
@@ -188,23 +202,24 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
             if (candidates.Length == 0)
             {
                 var best = predicted.MinBy(p => p.Seconds);
-                double retryAfter = CapacityModel.RetryAfterSeconds(best.Seconds, target, _options.Admission.MaxRetryAfterSeconds);
-                LogOverCapacity(request.RequestId, best.Decoder.DecoderKey, best.Seconds, target, retryAfter);
-                throw new ClusterRejectedException(RejectionKind.OverCapacity,
-                    $"The cluster is over capacity: the shortest predicted time to first token is {best.Seconds:0.##} s (decoder '{best.Decoder.DecoderKey}'), over the target of {target:0.##} s; retry in {retryAfter:0} s.")
+                double retryAfter = CapacityModel.RetryAfterSeconds(best.Seconds, target, options.Admission.MaxRetryAfterSeconds);
+                throw new ClusterRejectedException(RejectionKind.OverCapacity, string.Create(CultureInfo.InvariantCulture,
+                    $"The cluster is over capacity: the shortest predicted time to first token is {best.Seconds:0.###} s (decoder '{best.Decoder.DecoderKey}'), over the target of {target:0.###} s; retry in {retryAfter:0} s."))
                 { RetryAfterSeconds = retryAfter };
             }
         }
-        string? conversationId = request.ConversationId;
         if (conversationId is not null)
         {
             // Affinity is decided over all live decoders, so that a conversation keeps its decoder once that one is
             // back under the target; while it is over, the request goes elsewhere.
             var affine = live.MaxBy(d => Rendezvous(conversationId, d.DecoderKey))!;
-            if (affine.WaitingTokens <= _options.AffinityMaxWaitingTokens && affine.Waiting < Math.Max(1, affine.TotalSlots) && candidates.Contains(affine)) return affine;
+            if (affine.WaitingTokens <= options.AffinityMaxWaitingTokens && affine.Waiting < Math.Max(1, affine.TotalSlots) && candidates.Contains(affine)) return affine;
         }
         return candidates.MinBy(d => (d.Waiting + (double)d.Running / Math.Max(1, d.TotalSlots), d.WaitingTokens, Rendezvous(conversationId ?? "", d.DecoderKey)));
     }
+
+    /// <summary>The decoder a conversation sticks to while it can take it.</summary>
+    internal static string AffineDecoder(IEnumerable<string> decoderKeys, string conversationId) => decoderKeys.MaxBy(k => Rendezvous(conversationId, k))!;
 
     private static ulong Rendezvous(string conversation, string decoder) =>
         XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(conversation + "\n" + decoder));
@@ -223,8 +238,8 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
     [LoggerMessage(EventId = 205, Level = LogLevel.Warning, Message = "The decoder registry could not be read; routing on the last known decoders")]
     private partial void LogRegistryUnavailable(Exception exception);
 
-    [LoggerMessage(EventId = 206, Level = LogLevel.Information, Message = "Request {RequestId} refused: the best decoder {Decoder} is predicted at {Predicted:0.###} s to first token, over the target of {Target} s; retry after {RetryAfter} s")]
-    private partial void LogOverCapacity(string requestId, string decoder, double predicted, double target, double retryAfter);
+    [LoggerMessage(EventId = 206, Level = LogLevel.Information, Message = "Request {RequestId} refused at admission: {Reason}")]
+    private partial void LogOverCapacity(string requestId, string reason);
 
     [LoggerMessage(EventId = 203, Level = LogLevel.Warning, Message = "Request {RequestId}: image tokens lost ({Reason}); encoding the images again")]
     private partial void LogReencoding(string requestId, string reason);
