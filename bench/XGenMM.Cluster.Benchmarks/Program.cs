@@ -37,7 +37,7 @@ await cluster.DeployAsync();
 var registry = cluster.Client.GetGrain<IDecoderRegistryGrain>(0);
 for (int i = 0; i < 200 && (await registry.List()).Length == 0; i++) await Task.Delay(50);
 var engine = cluster.GetSiloServiceProvider(cluster.Silos[0].SiloAddress).GetRequiredService<EngineHost>().Decoders.Values.Single();
-var chat = new ClusterChat(cluster.Client, Options.Create(new ClusterChatOptions { RegistryRefresh = TimeSpan.FromSeconds(5) }), NullLogger<ClusterChat>.Instance);
+var chat = new ClusterChat(cluster.Client, Options.Create(new ClusterChatOptions { RegistryRefresh = TimeSpan.FromSeconds(5), Admission = { TtftTargetSeconds = 0 } }), NullLogger<ClusterChat>.Instance);
 var tokenizer = XGenMMTokenizer.FromDirectory(modelDir);
 int[] prompt = [.. tokenizer.Encode(ChatTemplate.Render([new ChatMessage("user", "Describe a busy street market in the morning.")], true, true))];
 Console.WriteLine($"model {modelDir}; prompt {prompt.Length} tokens, {tokens} new tokens (ignore EOS), {streams} concurrent stream(s), {runs} runs each way");

@@ -97,6 +97,9 @@ public enum RejectionKind
     NoDecoder = 7,
     /// <summary>A generation was interrupted and could not be resumed.</summary>
     Interrupted = 8,
+    /// <summary>Refused at the door by admission control: every decoder's predicted time to first token is over the
+    /// target; <see cref="ClusterRejectedException.RetryAfterSeconds"/> says when to come back.</summary>
+    OverCapacity = 9,
 }
 
 /// <summary>A typed failure that crosses the cluster boundary intact.</summary>
@@ -112,4 +115,6 @@ public sealed class ClusterRejectedException : Exception
     /// <summary>Completion text already streamed when an interrupted generation gave up.</summary>
     [Id(1)] public string? ProducedText { get; init; }
     [Id(2)] public int ProducedTokens { get; init; }
+    /// <summary>When the caller may try again (0 = no advice).</summary>
+    [Id(3)] public double RetryAfterSeconds { get; init; }
 }

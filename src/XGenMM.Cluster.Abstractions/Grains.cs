@@ -26,7 +26,8 @@ public interface IDecoderGrain : IGrainWithStringKey
     Task<DecoderLoadReport> GetLoad();
 }
 
-/// <summary>A decoder's load as routers see it.</summary>
+/// <summary>A decoder's load as routers see it, with what admission control needs to predict a new request's wait
+/// (CapacityModel in XGenMM.Cluster.Client).</summary>
 [GenerateSerializer, Immutable, Alias("xgenmm.DecoderLoadReport")]
 public sealed record DecoderLoadReport
 {
@@ -41,6 +42,16 @@ public sealed record DecoderLoadReport
     [Id(8)] public double TokensPerSecond { get; init; }
     [Id(9)] public bool Draining { get; init; }
     [Id(10)] public DateTimeOffset At { get; init; }
+    /// <summary>Seconds of one decode step at the recent batch (moving average; 0 = not measured yet).</summary>
+    [Id(11)] public double DecodeStepSeconds { get; init; }
+    /// <summary>Prefill seconds per prompt position (moving average; 0 = not measured yet).</summary>
+    [Id(12)] public double PrefillSecondsPerToken { get; init; }
+    /// <summary>Prompt positions prefilled per engine step at most.</summary>
+    [Id(13)] public int PrefillChunkTokens { get; init; }
+    /// <summary>Prompt positions of admitted requests not prefilled yet.</summary>
+    [Id(14)] public long PrefillingTokens { get; init; }
+    /// <summary>Tokens each running request may still generate, ascending (when the slots free at the latest).</summary>
+    [Id(15)] public int[] RemainingTokens { get; init; } = [];
 }
 
 /// <summary>The cluster-wide list of decoders and their latest load (key 0). Decoder silos report every second.</summary>

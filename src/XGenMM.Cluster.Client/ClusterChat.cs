@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.IO.Hashing;
 using System.Runtime.CompilerServices;
 using System.Text;
@@ -84,14 +85,16 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
                         : $"The generation was interrupted after {produced.Count} token(s) and could not be resumed after {attempts} attempt(s): {lastError?.Message}")
                 { ProducedText = text.ToString(), ProducedTokens = produced.Count };
             attempts++;
-            var decoder = await PickAsync(request.ConversationId, failed, cancellationToken).ConfigureAwait(false);
+            // A generation already streaming was admitted once: moving it is recovery, never a refusal.
+            long admitTokens = produced.Count == 0 ? CapacityModel.PromptPositions(request) : -1;
+            var decoder = await PickAsync(request, admitTokens, failed, cancellationToken).ConfigureAwait(false);
             for (var waited = System.Diagnostics.Stopwatch.StartNew(); decoder is null && waited.Elapsed < _options.NoDecoderWait;)
             {
                 // Decoders may be starting or the registry failing over: look again shortly.
                 await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken).ConfigureAwait(false);
                 _fetched = DateTimeOffset.MinValue;
                 failed.Clear();
-                decoder = await PickAsync(request.ConversationId, failed, cancellationToken).ConfigureAwait(false);
+                decoder = await PickAsync(request, admitTokens, failed, cancellationToken).ConfigureAwait(false);
             }
             if (decoder is null)
             {
@@ -169,17 +172,54 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
         or EnumerationAbortedException or TimeoutException
         || (e is OrleansException && e is not ClusterRejectedException);
 
-    private async Task<DecoderLoadReport?> PickAsync(string? conversationId, HashSet<string> failed, CancellationToken cancellationToken)
+    private async Task<DecoderLoadReport?> PickAsync(GenerationRequest request, long promptTokens, HashSet<string> failed, CancellationToken cancellationToken)
     {
         var live = (await GetDecodersAsync(cancellationToken).ConfigureAwait(false)).Where(d => !d.Draining && !failed.Contains(d.DecoderKey)).ToArray();
+        try
+        {
+            return Choose(live, request.ConversationId, promptTokens, _options);
+        }
+        catch (ClusterRejectedException e) when (e.Kind == RejectionKind.OverCapacity)
+        {
+            LogOverCapacity(request.RequestId, e.Message);
+            throw;
+        }
+    }
+
+    /// <summary>The decoder for a request among the live ones, or null when there is none. With admission control on
+    /// and <paramref name="promptTokens"/> &gt;= 0, only decoders predicted within the TTFT target are candidates, and
+    /// none being one is a refusal.</summary>
+    /// <exception cref="ClusterRejectedException">OverCapacity, with when to come back.</exception>
+    internal static DecoderLoadReport? Choose(DecoderLoadReport[] live, string? conversationId, long promptTokens, ClusterChatOptions options)
+    {
         if (live.Length == 0) return null;
+        var candidates = live;
+        double target = options.Admission.TtftTargetSeconds;
+        if (target > 0 && promptTokens >= 0)
+        {
+            var predicted = live.Select(d => (Decoder: d, Seconds: CapacityModel.Predict(d, promptTokens).Seconds)).ToArray();
+            candidates = [.. predicted.Where(p => p.Seconds <= target).Select(p => p.Decoder)];
+            if (candidates.Length == 0)
+            {
+                var best = predicted.MinBy(p => p.Seconds);
+                double retryAfter = CapacityModel.RetryAfterSeconds(best.Seconds, target, options.Admission.MaxRetryAfterSeconds);
+                throw new ClusterRejectedException(RejectionKind.OverCapacity, string.Create(CultureInfo.InvariantCulture,
+                    $"The cluster is over capacity: the shortest predicted time to first token is {best.Seconds:0.###} s (decoder '{best.Decoder.DecoderKey}'), over the target of {target:0.###} s; retry in {retryAfter:0} s."))
+                { RetryAfterSeconds = retryAfter };
+            }
+        }
         if (conversationId is not null)
         {
+            // Affinity is decided over all live decoders, so that a conversation keeps its decoder once that one is
+            // back under the target; while it is over, the request goes elsewhere.
             var affine = live.MaxBy(d => Rendezvous(conversationId, d.DecoderKey))!;
-            if (affine.WaitingTokens <= _options.AffinityMaxWaitingTokens && affine.Waiting < Math.Max(1, affine.TotalSlots)) return affine;
+            if (affine.WaitingTokens <= options.AffinityMaxWaitingTokens && affine.Waiting < Math.Max(1, affine.TotalSlots) && candidates.Contains(affine)) return affine;
         }
-        return live.MinBy(d => (d.Waiting + (double)d.Running / Math.Max(1, d.TotalSlots), d.WaitingTokens, Rendezvous(conversationId ?? "", d.DecoderKey)));
+        return candidates.MinBy(d => (d.Waiting + (double)d.Running / Math.Max(1, d.TotalSlots), d.WaitingTokens, Rendezvous(conversationId ?? "", d.DecoderKey)));
     }
+
+    /// <summary>The decoder a conversation sticks to while it can take it.</summary>
+    internal static string AffineDecoder(IEnumerable<string> decoderKeys, string conversationId) => decoderKeys.MaxBy(k => Rendezvous(conversationId, k))!;
 
     private static ulong Rendezvous(string conversation, string decoder) =>
         XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(conversation + "\n" + decoder));
@@ -197,6 +237,9 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
 
     [LoggerMessage(EventId = 205, Level = LogLevel.Warning, Message = "The decoder registry could not be read; routing on the last known decoders")]
     private partial void LogRegistryUnavailable(Exception exception);
+
+    [LoggerMessage(EventId = 206, Level = LogLevel.Information, Message = "Request {RequestId} refused at admission: {Reason}")]
+    private partial void LogOverCapacity(string requestId, string reason);
 
     [LoggerMessage(EventId = 203, Level = LogLevel.Warning, Message = "Request {RequestId}: image tokens lost ({Reason}); encoding the images again")]
     private partial void LogReencoding(string requestId, string reason);

@@ -13,4 +13,6 @@ public sealed class ClusterChatOptions
     public TimeSpan NoDecoderWait { get; set; } = TimeSpan.FromSeconds(10);
     /// <summary>Items the decoder may batch into one message of the token stream.</summary>
     public int StreamBatchSize { get; set; } = 16;
+    /// <summary>Admission control (bound from <c>Cluster:Admission</c>, not <c>Cluster:Routing</c>).</summary>
+    public AdmissionOptions Admission { get; set; } = new();
 }

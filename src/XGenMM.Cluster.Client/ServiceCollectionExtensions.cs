@@ -5,12 +5,16 @@ namespace XGenMM.Cluster.Client;
 
 public static class ServiceCollectionExtensions
 {
-    /// <summary>Registers <see cref="IClusterChat"/> (routing + recovery) with options from <c>Cluster:Routing</c>.</summary>
+    /// <summary>Registers <see cref="IClusterChat"/> (routing + recovery) with options from <c>Cluster:Routing</c> and
+    /// admission control from <c>Cluster:Admission</c>.</summary>
     public static IServiceCollection AddXGenMMClusterChat(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddOptions<ClusterChatOptions>().Bind(configuration.GetSection("Cluster:Routing"))
+            .Configure(o => configuration.GetSection("Cluster:Admission").Bind(o.Admission))
             .Validate(o => o.MaxRecoveryAttempts >= 0 && o.StreamBatchSize >= 1 && o.RegistryRefresh >= TimeSpan.Zero,
                 "Cluster:Routing needs MaxRecoveryAttempts >= 0, StreamBatchSize >= 1 and a non-negative RegistryRefresh.")
+            .Validate(o => o.Admission.TtftTargetSeconds >= 0 && o.Admission.MaxRetryAfterSeconds >= 1,
+                "Cluster:Admission needs TtftTargetSeconds >= 0 (0 = off) and MaxRetryAfterSeconds >= 1.")
             .ValidateOnStart();
         services.AddSingleton<IClusterChat, ClusterChat>();
         return services;

@@ -58,8 +58,10 @@ public sealed class ClusterFixture : IAsyncLifetime
         for (int i = 0; i < 200 && (await registry.List()).Length < 2; i++) await Task.Delay(50);
     }
 
+    /// <summary>Admission control off: these tests load a CPU decoder far past any TTFT target on purpose and test
+    /// routing and recovery, not shedding (CapacityModelTests and the gateway's AdmissionTests do).</summary>
     public static ClusterChat NewChat(IGrainFactory grains) =>
-        new(grains, Options.Create(new ClusterChatOptions { RegistryRefresh = TimeSpan.Zero, MaxRecoveryAttempts = 3 }), NullLogger<ClusterChat>.Instance);
+        new(grains, Options.Create(new ClusterChatOptions { RegistryRefresh = TimeSpan.Zero, MaxRecoveryAttempts = 3, Admission = { TtftTargetSeconds = 0 } }), NullLogger<ClusterChat>.Instance);
 
     public IReadOnlyList<int> Prompt(string question, int images = 0) =>
         Tokenizer.Encode(ChatTemplate.Render([new ChatMessage("user", string.Concat(Enumerable.Repeat("<image>\n", images)) + question)], true, true)).ToArray();

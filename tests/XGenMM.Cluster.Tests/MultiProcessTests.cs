@@ -69,7 +69,7 @@ public sealed class MultiProcessTests
                 .UseOrleansClient(c => c.UseXGenMMClustering(config)).Build();
             await client.StartAsync(Ct);
             var grains = client.Services.GetRequiredService<IClusterClient>();
-            using var chat = new ClusterChat(grains, Options.Create(new ClusterChatOptions { RegistryRefresh = TimeSpan.Zero, NoDecoderWait = TimeSpan.FromSeconds(90) }),
+            using var chat = new ClusterChat(grains, Options.Create(new ClusterChatOptions { RegistryRefresh = TimeSpan.Zero, NoDecoderWait = TimeSpan.FromSeconds(90), Admission = { TtftTargetSeconds = 0 } }),
                 NullLogger<ClusterChat>.Instance);
             var registry = grains.GetGrain<IDecoderRegistryGrain>(0);
             var clock = Stopwatch.StartNew();

@@ -151,6 +151,35 @@ public sealed class DecodeEngineTests
         await Task.WhenAll(busy2, queued);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task The_load_carries_the_measured_step_and_prefill_costs_and_the_tokens_each_running_request_has_left()
+    {
+        using var engine = TestModels.NewEngine(o => { o.MaxSlots = 2; o.PrefillChunkTokens = 16; });
+        var fresh = engine.GetLoad();
+        Assert.Equal(0, fresh.DecodeStepSeconds);
+        Assert.Equal(0, fresh.PrefillSecondsPerToken);
+        Assert.Equal(16, fresh.PrefillChunkTokens);
+        Assert.Empty(fresh.RemainingTokens);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var busy = Drain(engine.Submit(Request("busy", TestModels.Prompt("Busy with a long answer."), 900), cts.Token));
+        await WaitFor(() => engine.GetLoad() is { Running: 1, DecodeStepSeconds: > 0 });
+        var load = engine.GetLoad();
+        Assert.True(load.PrefillSecondsPerToken > 0, "prefill chunks were timed");
+        Assert.Equal(0, load.PrefillingTokens);
+        Assert.Single(load.RemainingTokens);
+        Assert.InRange(load.RemainingTokens[0], 1, 899);
+        await cts.CancelAsync();
+        await busy;
+        await WaitFor(() => engine.GetLoad() is { Running: 0, RemainingTokens.Count: 0 });
+    }
+
+    [Fact]
+    public void Step_costs_are_averaged_with_the_first_sample_taken_whole()
+    {
+        Assert.Equal(0.5, EngineStatistics.Ewma(0, 0.5));
+        Assert.Equal(1 + EngineStatistics.EwmaWeight * (2 - 1), EngineStatistics.Ewma(1, 2), 12);
+    }
+
     [Fact(Timeout = 30_000)]
     public void Requests_that_can_never_fit_are_rejected_before_they_queue()
     {

@@ -34,6 +34,7 @@ public sealed class ClusterModeTests(GatewayFixture gateway)
             ["Cluster:Clustering"] = "Localhost",
             ["Cluster:GatewayPort"] = gateway.OrleansGatewayPort.ToString(CultureInfo.InvariantCulture),
             ["Cluster:ClusterId"] = gateway.ClusterId,
+            ["Cluster:Admission:TtftTargetSeconds"] = "0",
             ["Telemetry:OtlpEndpoint"] = otlpEndpoint,
             ["Telemetry:OtlpProtocol"] = "http/protobuf",
         };

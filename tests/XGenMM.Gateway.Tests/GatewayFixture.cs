@@ -67,6 +67,8 @@ public class GatewayFixture : IAsyncLifetime
             ["Gateway:Limits:MaxCompletionTokens"] = "256",
             ["Gateway:Limits:MaxStreamsPerConnection"] = "2",
             ["Logging:LogLevel:Default"] = "Warning",
+            // Shedding off: these tests check answers and limits on a loaded CPU; AdmissionGatewayFixture turns it on.
+            ["Cluster:Admission:TtftTargetSeconds"] = "0",
         };
         AddTenant(settings, 0, "alpha", AlphaKey, rpm: 10_000, concurrent: 64, images: 8);
         AddTenant(settings, 1, "beta", BetaKey, rpm: 10_000, concurrent: 64, images: 8);

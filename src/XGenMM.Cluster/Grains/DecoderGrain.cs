@@ -106,5 +106,10 @@ internal static class DecoderReports
         TokensPerSecond = load.TokensPerSecond,
         Draining = draining || load.Draining,
         At = DateTimeOffset.UtcNow,
+        DecodeStepSeconds = load.DecodeStepSeconds,
+        PrefillSecondsPerToken = load.PrefillSecondsPerToken,
+        PrefillChunkTokens = load.PrefillChunkTokens,
+        PrefillingTokens = load.PrefillingTokens,
+        RemainingTokens = [.. load.RemainingTokens],
     };
 }

@@ -54,7 +54,7 @@ public sealed partial class DecodeEngine : IDisposable
         _scheduler = new Scheduler(slots, options);
         _runner = new ModelRunner(model, slots, _contextLength);
         _output = new OutputProcessor(tokenizer, _statistics, _logger, c => Completed?.Invoke(c));
-        _load = _statistics.Snapshot(options.Name, _scheduler, _contextLength);
+        _load = _statistics.Snapshot(options.Name, _scheduler, _contextLength, options.PrefillChunkTokens);
         LogStarted(options.Name, slots, _contextLength, _runner.CacheBytes / (1024.0 * 1024.0));
         _thread = new Thread(Loop) { IsBackground = true, Name = $"decode-{options.Name}" };
         _thread.Start();
@@ -159,7 +159,7 @@ public sealed partial class DecodeEngine : IDisposable
                 }
                 worked = true;
             }
-            _load = _statistics.Snapshot(Name, _scheduler, _contextLength);
+            _load = _statistics.Snapshot(Name, _scheduler, _contextLength, _options.PrefillChunkTokens);
             if (!worked) _wake.Wait(_scheduler.NextWakeDelay(Stopwatch.GetTimestamp()));
         }
     }
@@ -188,15 +188,22 @@ public sealed partial class DecodeEngine : IDisposable
             _runner.Admit(s);
             if (s.ReusedTokens > 0) LogPrefixReused(s.Request.RequestId, s.ReusedTokens, s.PromptPositions);
         }
+        // Timed for admission control: routers predict a new request's wait from these costs.
         foreach (var chunk in plan.Prefills)
+        {
+            long started = Stopwatch.GetTimestamp();
             if (_runner.Prefill(chunk) is { } logits && _output.Accept(chunk.Sequence, logits) is { } reason)
                 End(chunk.Sequence, reason);
+            _statistics.RecordPrefill(Stopwatch.GetElapsedTime(started).TotalSeconds, chunk.Count);
+        }
         if (plan.Decodes.Count > 0)
         {
+            long started = Stopwatch.GetTimestamp();
             var (logits, vocab) = _runner.Decode(plan.Decodes, plan.DecodeWidth);
             foreach (var row in plan.Decodes)
                 if (_output.Accept(row.Sequence, logits.AsSpan(row.Slot * vocab, vocab)) is { } reason)
                     End(row.Sequence, reason);
+            _statistics.RecordDecodeStep(Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
         return plan.HasModelWork;
     }

@@ -34,6 +34,20 @@ public sealed record DecodeLoad
     /// preempts, as now.</summary>
     public long PreemptionsTotal { get; init; }
     public bool Draining { get; init; }
+    /// <summary>Seconds of one decode step at the recent batch sizes (moving average; 0 until the first step), the
+    /// pace at which running rows produce tokens and free their slots.</summary>
+    public double DecodeStepSeconds { get; init; }
+    /// <summary>Seconds of prefill per prompt position (moving average over prefill chunks; 0 until the first one).</summary>
+    public double PrefillSecondsPerToken { get; init; }
+    /// <summary>Prompt positions prefilled per step at most (<see cref="DecodeEngineOptions.PrefillChunkTokens"/>):
+    /// a prompt of n positions waits for n / this many steps, each with a decode pass of the running rows.</summary>
+    public int PrefillChunkTokens { get; init; }
+    /// <summary>Prompt positions of admitted requests not prefilled yet (queued prefill work besides
+    /// <see cref="WaitingTokens"/>).</summary>
+    public long PrefillingTokens { get; init; }
+    /// <summary>Tokens each running request may still generate (max new tokens less what it produced), ascending:
+    /// an upper bound on when each slot frees.</summary>
+    public IReadOnlyList<int> RemainingTokens { get; init; } = [];
 }
 
 /// <summary>What the engine reports when a request ends (metrics, ledgers).</summary>

@@ -13,6 +13,27 @@ internal sealed class EngineStatistics
     private readonly double[] _ttft = new double[LatencySamples];
     private readonly double[] _itl = new double[LatencySamples];
     private long _ttftCount, _itlCount, _generatedTotal;
+    private double _decodeStepSeconds, _prefillSecondsPerToken;
+
+    /// <summary>Weight of the newest sample in the step-time averages: about the last ten steps count, so the figure
+    /// follows a batch that grows or shrinks within a second or two without jumping on one slow step.</summary>
+    internal const double EwmaWeight = 0.2;
+
+    /// <summary>Seconds of one decode forward pass (with its sampling), averaged over recent steps.</summary>
+    public void RecordDecodeStep(double seconds)
+    {
+        lock (_lock) _decodeStepSeconds = Ewma(_decodeStepSeconds, seconds);
+    }
+
+    /// <summary>Seconds of one prefill chunk of <paramref name="tokens"/> positions, averaged per position.</summary>
+    public void RecordPrefill(double seconds, int tokens)
+    {
+        if (tokens <= 0) return;
+        lock (_lock) _prefillSecondsPerToken = Ewma(_prefillSecondsPerToken, seconds / tokens);
+    }
+
+    /// <summary>The first sample stands alone: averaging it with the initial 0 would report half the real cost.</summary>
+    internal static double Ewma(double average, double sample) => average == 0 ? sample : average + EwmaWeight * (sample - average);
 
     public void RecordTtft(double seconds)
     {
@@ -48,16 +69,22 @@ internal sealed class EngineStatistics
     }
 
     /// <summary>The engine's load: slot use from the scheduler, rates and latencies from the samples.</summary>
-    public DecodeLoad Snapshot(string name, Scheduler scheduler, int contextLength)
+    public DecodeLoad Snapshot(string name, Scheduler scheduler, int contextLength, int prefillChunkTokens)
     {
         int running = 0;
-        long kvTokens = 0;
+        long kvTokens = 0, prefilling = 0;
+        var remaining = new List<int>();
         foreach (var s in scheduler.BySlot)
         {
             if (s is null) continue;
             running++;
             kvTokens += s.Length;
+            if (s.State == Sequence.Phase.Prefilling) prefilling += s.PromptPositions - s.Length;
+            remaining.Add(Math.Max(0, s.Request.MaxNewTokens - s.Completion.Count));
         }
+        remaining.Sort();
+        double stepSeconds, prefillPerToken;
+        lock (_lock) (stepSeconds, prefillPerToken) = (_decodeStepSeconds, _prefillSecondsPerToken);
         var (tps, ttft50, ttft99, itl50, itl99, generated) = Read();
         var (waiting, waitingTokens) = scheduler.WaitingCounters;
         return new DecodeLoad
@@ -81,6 +108,11 @@ internal sealed class EngineStatistics
             PrefixReusedTokensTotal = scheduler.ReusedTokensTotal,
             PreemptionsTotal = Scheduler.PreemptionsTotal,
             Draining = scheduler.Draining,
+            DecodeStepSeconds = stepSeconds,
+            PrefillSecondsPerToken = prefillPerToken,
+            PrefillChunkTokens = prefillChunkTokens,
+            PrefillingTokens = prefilling,
+            RemainingTokens = [.. remaining],
         };
     }
 

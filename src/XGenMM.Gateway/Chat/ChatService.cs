@@ -236,6 +236,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         RejectionKind.ShuttingDown => OpenAiException.Unavailable(e.Message, "shutting_down", 1),
         RejectionKind.NoDecoder => OpenAiException.Unavailable(e.Message, "no_decoder", 5),
         RejectionKind.Interrupted => OpenAiException.Unavailable(e.Message, "generation_interrupted", 1),
+        RejectionKind.OverCapacity => OpenAiException.Unavailable(e.Message, "over_capacity", Math.Max(1, e.RetryAfterSeconds)),
         _ => OpenAiException.Unavailable(e.Message, "cluster_unavailable", 2),
     };
 

@@ -1,0 +1,123 @@
+using XGenMM.Cluster.Abstractions;
+using XGenMM.Cluster.Client;
+
+namespace XGenMM.Cluster.Tests;
+
+/// <summary>The admission model on hand-made load reports, and the router's choice with it.</summary>
+public sealed class CapacityModelTests
+{
+    private const double Step = 0.02, PerToken = 0.001;
+
+    private static DecoderLoadReport Report(string key = "d1", int slots = 4, int running = 0, int waiting = 0, long waitingTokens = 0,
+        long prefilling = 0, int[]? remaining = null, double step = Step, double perToken = PerToken, int chunk = 512) => new()
+    {
+        DecoderKey = key,
+        Silo = "silo",
+        TotalSlots = slots,
+        Running = running,
+        Waiting = waiting,
+        WaitingTokens = waitingTokens,
+        PrefillingTokens = prefilling,
+        RemainingTokens = remaining ?? [],
+        DecodeStepSeconds = step,
+        PrefillSecondsPerToken = perToken,
+        PrefillChunkTokens = chunk,
+    };
+
+    [Fact]
+    public void An_idle_decoder_costs_only_the_prefill_of_the_prompt()
+    {
+        var p = CapacityModel.Predict(Report(), 100);
+        Assert.Equal(0, p.SlotWaitSeconds);
+        Assert.Equal(100 * PerToken, p.PrefillSeconds, 9);
+        Assert.Equal(0, p.InterleavedDecodeSeconds);
+    }
+
+    [Fact]
+    public void With_a_free_slot_the_prefill_ahead_counts_and_every_chunk_of_it_costs_one_decode_step()
+    {
+        // 300 admitted but not prefilled + 400 waiting + 600 new = 1300 positions = 3 chunks of 512.
+        var p = CapacityModel.Predict(Report(running: 2, waiting: 1, waitingTokens: 400, prefilling: 300, remaining: [50, 80]), 600);
+        Assert.Equal(0, p.SlotWaitSeconds);
+        Assert.Equal(1300 * PerToken, p.PrefillSeconds, 9);
+        Assert.Equal(3 * Step, p.InterleavedDecodeSeconds, 9);
+        Assert.Equal(p.SlotWaitSeconds + p.PrefillSeconds + p.InterleavedDecodeSeconds, p.Seconds, 9);
+    }
+
+    [Fact]
+    public void With_every_slot_taken_the_request_waits_for_the_row_that_ends_first_or_the_kth_behind_waiting_ones()
+    {
+        int[] remaining = [10, 200, 300, 900];
+        Assert.Equal(10 * Step, CapacityModel.Predict(Report(running: 4, remaining: remaining), 1).SlotWaitSeconds, 9);
+        Assert.Equal(200 * Step, CapacityModel.Predict(Report(running: 4, waiting: 1, remaining: remaining), 1).SlotWaitSeconds, 9);
+        Assert.Equal(900 * Step, CapacityModel.Predict(Report(running: 4, waiting: 3, remaining: remaining), 1).SlotWaitSeconds, 9);
+        // Beyond the running rows each further round of slots is assumed to last as long as the longest row now.
+        Assert.Equal(2 * 900 * Step, CapacityModel.Predict(Report(running: 4, waiting: 4, remaining: remaining), 1).SlotWaitSeconds, 9);
+        Assert.Equal(3 * 900 * Step, CapacityModel.Predict(Report(running: 4, waiting: 8, remaining: remaining), 1).SlotWaitSeconds, 9);
+    }
+
+    [Fact]
+    public void Free_slots_absorb_waiting_requests_before_anyone_waits_for_a_row()
+    {
+        Assert.Equal(0, CapacityModel.Predict(Report(slots: 4, running: 2, waiting: 1, remaining: [100, 100]), 1).SlotWaitSeconds);
+        Assert.Equal(100 * Step, CapacityModel.Predict(Report(slots: 4, running: 2, waiting: 2, remaining: [100, 100]), 1).SlotWaitSeconds, 9);
+    }
+
+    [Fact]
+    public void A_decoder_that_measured_nothing_yet_is_predicted_free()
+    {
+        Assert.Equal(0, CapacityModel.Predict(Report(running: 4, waiting: 3, waitingTokens: 5000, remaining: [10, 20, 30, 40], step: 0, perToken: 0), 1000).Seconds);
+    }
+
+    [Fact]
+    public void Retry_after_is_the_excess_over_the_target_rounded_up_within_1_s_and_the_maximum()
+    {
+        Assert.Equal(4, CapacityModel.RetryAfterSeconds(5.2, 2, 30));
+        Assert.Equal(1, CapacityModel.RetryAfterSeconds(2.1, 2, 30));
+        Assert.Equal(30, CapacityModel.RetryAfterSeconds(500, 2, 30));
+    }
+
+    [Fact]
+    public void Prompt_positions_count_image_rows_in_place_of_their_placeholder_and_resumed_tokens()
+    {
+        var request = new GenerationRequest
+        {
+            RequestId = "r",
+            Tenant = "t",
+            PromptIds = new int[20],
+            Images = [new ImageRef("a", 128), new ImageRef("b", 64)],
+            ResumeTokenIds = new int[5],
+        };
+        Assert.Equal(20 - 2 + 128 + 64 + 5, CapacityModel.PromptPositions(request));
+    }
+
+    [Fact]
+    public void The_router_refuses_with_retry_after_when_every_decoder_is_over_the_target_and_not_when_admission_is_off()
+    {
+        var options = new ClusterChatOptions { Admission = { TtftTargetSeconds = 2, MaxRetryAfterSeconds = 30 } };
+        // Full, rows 300 and 500 tokens from their end: 6 s and 10 s to the first free slot.
+        DecoderLoadReport[] full = [Report("a", slots: 1, running: 1, remaining: [300]), Report("b", slots: 1, running: 1, remaining: [500])];
+        var e = Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose(full, "conversation", 10, options));
+        Assert.Equal(RejectionKind.OverCapacity, e.Kind);
+        Assert.Equal(Math.Ceiling(300 * Step + 10 * PerToken + Step - 2), e.RetryAfterSeconds);
+
+        var off = new ClusterChatOptions { Admission = { TtftTargetSeconds = 0 } };
+        Assert.NotNull(ClusterChat.Choose(full, "conversation", 10, off));
+        // A generation being moved (no admission: promptTokens < 0) is never refused.
+        Assert.NotNull(ClusterChat.Choose(full, "conversation", -1, options));
+    }
+
+    [Fact]
+    public void Affinity_yields_to_a_decoder_under_the_target_while_the_affine_one_is_over_it()
+    {
+        var options = new ClusterChatOptions { Admission = { TtftTargetSeconds = 2 } };
+        string conversation = "conversation-7";
+        string affine = ClusterChat.AffineDecoder(["a", "b"], conversation);
+        string other = affine == "a" ? "b" : "a";
+        DecoderLoadReport[] bothFree = [Report(affine, running: 1, remaining: [500]), Report(other)];
+        Assert.Equal(affine, ClusterChat.Choose(bothFree, conversation, 10, options)!.DecoderKey);
+
+        DecoderLoadReport[] affineFull = [Report(affine, slots: 1, running: 1, remaining: [500]), Report(other)];
+        Assert.Equal(other, ClusterChat.Choose(affineFull, conversation, 10, options)!.DecoderKey);
+    }
+}
