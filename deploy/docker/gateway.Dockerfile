@@ -17,6 +17,7 @@ COPY src/XGenMM.Model.Core/XGenMM.Model.Core.csproj src/XGenMM.Model.Core/
 COPY src/XGenMM.Cluster.Abstractions/XGenMM.Cluster.Abstractions.csproj src/XGenMM.Cluster.Abstractions/
 COPY src/XGenMM.Cluster.Client/XGenMM.Cluster.Client.csproj src/XGenMM.Cluster.Client/
 COPY src/XGenMM.ServiceDefaults/XGenMM.ServiceDefaults.csproj src/XGenMM.ServiceDefaults/
+COPY src/XGenMM.Gateway.Contracts/XGenMM.Gateway.Contracts.csproj src/XGenMM.Gateway.Contracts/
 COPY src/XGenMM.Gateway/XGenMM.Gateway.csproj src/XGenMM.Gateway/
 RUN dotnet restore src/XGenMM.Gateway/XGenMM.Gateway.csproj
 COPY src/ src/

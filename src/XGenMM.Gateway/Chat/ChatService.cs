@@ -253,7 +253,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
     /// Records a finished request. Prefill and decode times are the decoder's when it reports them; otherwise they are
     /// read off the stream as the gateway saw it (prefill = time to first token less queue time, decode = the rest).
     /// </summary>
-    internal void Record(ChatTurn turn, string finish, TurnUsage usage, double ttft, double e2e, TimingReport? engine, IReadOnlyList<double> gaps)
+    internal void Record(ChatTurn turn, string finish, UsageReport usage, double ttft, double e2e, TimingReport? engine, IReadOnlyList<double> gaps)
     {
         string name = model.Id;
         double queue = engine?.QueueSeconds ?? 0;
@@ -264,13 +264,13 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         metrics.QueueTime.WithLabels(name, turn.Protocol).Observe(queue);
         metrics.PrefillTime.WithLabels(name, turn.Protocol).Observe(prefill);
         metrics.DecodeTime.WithLabels(name, turn.Protocol).Observe(decode);
-        metrics.RequestPromptTokens.WithLabels(name, turn.Protocol).Observe(usage.PromptTokens);
+        metrics.RequestPromptTokens.WithLabels(name, turn.Protocol).Observe(usage.OpenAiPromptTokens());
         metrics.RequestGenerationTokens.WithLabels(name, turn.Protocol).Observe(usage.CompletionTokens);
         var itl = metrics.InterTokenLatency.WithLabels(name, turn.Protocol);
         foreach (var gap in gaps) itl.Observe(gap);
-        metrics.PrefixCacheQueries.WithLabels(name).Inc(usage.PromptTokens);
+        metrics.PrefixCacheQueries.WithLabels(name).Inc(usage.OpenAiPromptTokens());
         metrics.PrefixCacheHits.WithLabels(name).Inc(usage.CachedTokens);
-        metrics.PromptTokens.WithLabels(turn.Tenant, name).Inc(usage.PromptTokens - usage.ImageTokens);
+        metrics.PromptTokens.WithLabels(turn.Tenant, name).Inc(usage.PromptTokens);
         metrics.ImageTokens.WithLabels(turn.Tenant, name).Inc(usage.ImageTokens);
         metrics.GenerationTokens.WithLabels(turn.Tenant, name).Inc(usage.CompletionTokens);
         metrics.Success.WithLabels(turn.Tenant, finish, name).Inc();
@@ -395,15 +395,14 @@ public sealed class ChatGeneration : IAsyncEnumerable<ChatDelta>, IAsyncDisposab
         {
             if (chunk.IsFinal)
             {
-                var usage = chunk.Usage is { } u
-                    ? new TurnUsage(u.PromptTokens + u.ImageTokens, u.ImageTokens, u.CompletionTokens, u.CachedTokens)
-                    : new TurnUsage(_textTokens, 0, _produced, 0);
+                // The decoder's report as it came: one vocabulary from the decoder to the tenant's ledger.
+                var usage = chunk.Usage ?? new UsageReport(_textTokens, 0, _produced, 0);
                 double e2e = Stopwatch.GetElapsedTime(_arrived).TotalSeconds;
-                var timings = new TurnTimings(chunk.Timings?.QueueSeconds ?? 0, ttft, e2e);
+                var timings = new TimingReport(chunk.Timings?.QueueSeconds ?? 0, ttft, e2e, chunk.Timings?.PrefillSeconds ?? 0);
                 string finish = chunk.Finish switch { FinishKind.Length => "length", FinishKind.Cancelled => "abort", _ => "stop" };
                 _finished = true;
                 _service.Record(_turn, finish, usage, ttft, e2e, chunk.Timings, gaps);
-                await _lease.ReturnAsync(new UsageReport(usage.PromptTokens - usage.ImageTokens, usage.ImageTokens, usage.CompletionTokens, usage.CachedTokens)).ConfigureAwait(false);
+                await _lease.ReturnAsync(usage).ConfigureAwait(false);
                 yield return new ChatDelta(chunk.Text, finish, usage, timings);
                 yield break;
             }

@@ -1,3 +1,5 @@
+using XGenMM.Cluster.Abstractions;
+
 namespace XGenMM.Gateway.Chat;
 
 /// <summary>A piece of a message: text, or the index of an image in <see cref="ChatTurn.Images"/>.</summary>
@@ -33,17 +35,10 @@ public sealed record ChatTurn
     public string Protocol { get; init; } = "http";
 }
 
-/// <summary>Usage of one completed turn, in OpenAI's terms: prompt tokens include the image tokens.</summary>
-public sealed record TurnUsage(int PromptTokens, int ImageTokens, int CompletionTokens, int CachedTokens)
-{
-    public int TotalTokens => PromptTokens + CompletionTokens;
-}
-
-/// <summary>Seconds from the gateway's point of view, plus the decoder's queue time.</summary>
-public sealed record TurnTimings(double QueueSeconds, double TimeToFirstTokenSeconds, double EndToEndSeconds);
-
-/// <summary>One step of a streamed answer: text to append, and on the last delta the finish reason, usage and timings.</summary>
-public sealed record ChatDelta(string Text, string? FinishReason = null, TurnUsage? Usage = null, TurnTimings? Timings = null)
+/// <summary>One step of a streamed answer: text to append, and on the last delta the finish reason, the usage (the wire's
+/// <see cref="UsageReport"/>: text prompt and image tokens apart; <see cref="UsageFigures"/> gives OpenAI's sums) and
+/// the timings (time to first token and end to end as the gateway saw them, queue and prefill as the decoder did).</summary>
+public sealed record ChatDelta(string Text, string? FinishReason = null, UsageReport? Usage = null, TimingReport? Timings = null)
 {
     /// <summary>When the turn asked for log probabilities: the sampled token's (token, logprob) and its alternatives.</summary>
     public TokenLogprobs? Logprobs { get; init; }

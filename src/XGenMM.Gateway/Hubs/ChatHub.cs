@@ -165,7 +165,7 @@ public sealed class ChatHub(ChatService chat, ServedModel model, IOptions<Reques
         FinishReason = d.FinishReason,
         Usage = d.Usage is { } u ? new HubUsage
         {
-            PromptTokens = u.PromptTokens, ImageTokens = u.ImageTokens, CompletionTokens = u.CompletionTokens, CachedTokens = u.CachedTokens, TotalTokens = u.TotalTokens,
+            PromptTokens = u.OpenAiPromptTokens(), ImageTokens = u.ImageTokens, CompletionTokens = u.CompletionTokens, CachedTokens = u.CachedTokens, TotalTokens = u.TotalTokens(),
         } : null,
         Timings = d.Timings is { } t ? new HubTimings
         {

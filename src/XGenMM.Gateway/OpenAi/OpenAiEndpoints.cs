@@ -146,7 +146,7 @@ public static class OpenAiEndpoints
     /// The usage of a completion of one or more choices, as OpenAI and vLLM count it: the prompt once, the completion
     /// tokens of every choice.
     /// </summary>
-    private static TurnUsage? SumUsage(TurnUsage?[] usages) =>
+    private static UsageReport? SumUsage(UsageReport?[] usages) =>
         usages.Length == 0 || usages[0] is not { } first ? null
             : first with { CompletionTokens = usages.Sum(u => u?.CompletionTokens ?? 0) };
 
@@ -243,7 +243,7 @@ public static class OpenAiEndpoints
                     json.WriteString("content", "");
                 }, null, null).ConfigureAwait(false);
             }
-            var usages = new TurnUsage?[choices.Count];
+            var usages = new UsageReport?[choices.Count];
             await foreach (var (i, delta, error) in deltas.Reader.ReadAllAsync(cancel).ConfigureAwait(false))
             {
                 if (error is not null) throw error;
@@ -282,7 +282,7 @@ public static class OpenAiEndpoints
 
     /// <summary>One <c>chat.completion.chunk</c> of choice <paramref name="index"/>; <paramref name="delta"/> null writes the usage-only chunk (empty choices).</summary>
     private static async Task WriteChunkAsync(HttpContext http, ChatGeneration stream, ServedModel model, bool includeUsage, int index,
-        Action<Utf8JsonWriter>? delta, string? finish, TurnUsage? usage, IReadOnlyList<TokenLogprobs>? logprobs = null)
+        Action<Utf8JsonWriter>? delta, string? finish, UsageReport? usage, IReadOnlyList<TokenLogprobs>? logprobs = null)
     {
         var buffer = new ArrayBufferWriter<byte>(512);
         using (var json = new Utf8JsonWriter(buffer, OpenAiJsonContext.WriterOptions))
@@ -355,12 +355,12 @@ public static class OpenAiEndpoints
         }
     }
 
-    private static void WriteUsage(Utf8JsonWriter json, TurnUsage usage)
+    private static void WriteUsage(Utf8JsonWriter json, UsageReport usage)
     {
         json.WriteStartObject("usage");
-        json.WriteNumber("prompt_tokens", usage.PromptTokens);
+        json.WriteNumber("prompt_tokens", usage.OpenAiPromptTokens());
         json.WriteNumber("completion_tokens", usage.CompletionTokens);
-        json.WriteNumber("total_tokens", usage.TotalTokens);
+        json.WriteNumber("total_tokens", usage.TotalTokens());
         json.WriteStartObject("prompt_tokens_details");
         json.WriteNumber("cached_tokens", usage.CachedTokens);
         json.WriteNumber("image_tokens", usage.ImageTokens);
