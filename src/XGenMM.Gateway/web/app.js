@@ -307,25 +307,32 @@ function scrollToEnd() {
   ui.conversation.scrollTop = ui.conversation.scrollHeight;
 }
 
+/** The sampling settings when a turn can be sent now; otherwise null, with the reason shown by the composer and the
+ * settings opened where it can be fixed (no key yet, or a setting out of range). */
+function readyToSend() {
+  if (!state.connected) {
+    showComposerError('Not connected: enter an API key first.');
+    openSettings(true);
+    return null;
+  }
+  try {
+    const sampling = readSampling();
+    showComposerError(null);
+    return sampling;
+  } catch (e) {
+    showComposerError(e.message);
+    openSettings(true);
+    return null;
+  }
+}
+
 function send() {
   if (state.active) return;
   const text = ui.prompt.value.trim();
   const attachments = state.attachments;
   if (!text && attachments.length === 0) return;
-  if (!state.connected) {
-    showComposerError('Not connected: enter an API key first.');
-    openSettings(true);
-    return;
-  }
-  let sampling;
-  try {
-    sampling = readSampling();
-  } catch (e) {
-    showComposerError(e.message);
-    openSettings(true);
-    return;
-  }
-  showComposerError(null);
+  const sampling = readyToSend();
+  if (!sampling) return;
 
   const user = { role: 'user', content: text, images: attachments.map((a) => a.base64) };
   const userView = messageView('user', text, attachments.map((a) => a.dataUrl));
@@ -339,20 +346,8 @@ function send() {
 /** Asks again for the last answer: the same user turn (text and images) with the current sampling settings replaces it. */
 function regenerate() {
   if (state.active || !state.lastTurn) return;
-  if (!state.connected) {
-    showComposerError('Not connected: enter an API key first.');
-    openSettings(true);
-    return;
-  }
-  let sampling;
-  try {
-    sampling = readSampling();
-  } catch (e) {
-    showComposerError(e.message);
-    openSettings(true);
-    return;
-  }
-  showComposerError(null);
+  const sampling = readyToSend();
+  if (!sampling) return;
   const { user, userView, answerView, historyLength } = state.lastTurn;
   state.history.length = historyLength;
   answerView.remove();
