@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using XGenMM.Deploy.Tests.Infrastructure;
 using static XGenMM.Deploy.Tests.Infrastructure.Rendered;
 
@@ -7,7 +8,7 @@ namespace XGenMM.Deploy.Tests;
 /// A default install works on a plain cluster (issue 20): what needs KEDA or the Prometheus operator renders only
 /// where the cluster serves their APIs (or where the operator forces it), and everything else still validates.
 /// </summary>
-public sealed class PlainClusterTests
+public sealed partial class PlainClusterTests
 {
     private static readonly string[] OptionalGroups = ["keda.sh/", "monitoring.coreos.com/"];
 
@@ -93,5 +94,86 @@ public sealed class PlainClusterTests
         // helm install --dry-run=client sees no KEDA API (it takes no --api-versions): the plain-cluster note.
         Assert.Contains("does not serve KEDA's ScaledObject API", plain.StdOut, StringComparison.Ordinal);
         Assert.DoesNotContain("Silo autoscaling uses KEDA ScaledObjects", plain.StdOut, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_default_model_cache_is_per_pod_and_needs_no_storage_class()
+    {
+        var r = await Helm.RenderAsync("plain-default");
+        Assert.DoesNotContain(r.OfKind("PersistentVolumeClaim"), c => Component(c) == "model");
+        foreach (var w in r.Silos.Append(r.Gateway))
+        {
+            var model = Arr(PodSpec(w), "volumes").Single(v => Str(v, "name") == "model");
+            Assert.NotNull(At(model, "emptyDir"));
+        }
+    }
+
+    public static TheoryData<string, string?, string?> CacheClaims() => new()
+    {
+        // values -> the claim's access mode and storage class (null: refused)
+        { "model: { huggingface: { cache: { type: pvc } } }", null, null },
+        { "model: { huggingface: { cache: { type: pvc, pvc: { storageClass: nfs-rwx } } } }", "ReadWriteMany", "nfs-rwx" },
+        { "model: { huggingface: { cache: { type: pvc, pvc: { accessModes: [ReadWriteOnce] } } } }", "ReadWriteOnce", null },
+    };
+
+    [Theory]
+    [MemberData(nameof(CacheClaims))]
+    public async Task A_shared_ReadWriteMany_cache_claim_needs_a_storage_class_that_supports_it(string values, string? accessMode, string? storageClass)
+    {
+        var template = await Helm.TemplateAsync(Scenario.Named("plain-default"), values);
+        if (accessMode is null)
+        {
+            Assert.NotEqual(0, template.ExitCode);
+            Assert.Contains("ReadWriteMany claim without a storageClass", template.StdErr, StringComparison.Ordinal);
+            return;
+        }
+        Assert.True(template.ExitCode == 0, template.StdErr);
+        var r = await Helm.ValidateAsync(template.StdOut);
+        Assert.Empty(r.Problems);
+        var claim = Assert.Single(r.OfKind("PersistentVolumeClaim"), c => Component(c) == "model");
+        Assert.Equal([accessMode], (At(claim, "spec.accessModes") as JsonArray)!.Select(a => a!.ToString()));
+        Assert.Equal(storageClass, Str(claim, "spec.storageClassName"));
+    }
+
+    /// <summary>Package managers and fetches: a pod at start reaches no index or site but the model host (and the
+    /// helm test, the release's own gateway).</summary>
+    [GeneratedRegex(@"\b(pip3?|npm|npx|yarn|apt|apt-get|apk|dnf|yum|conda|wget|curl)\b")]
+    private static partial Regex Fetcher();
+
+    [Theory]
+    [MemberData(nameof(Scenario.Names), MemberType = typeof(Scenario))]
+    public async Task No_container_installs_or_fetches_anything_at_start(string scenario)
+    {
+        var r = await Helm.RenderAsync(scenario);
+        var pods = r.Workloads.Select(w => (Name: Name(w), Spec: PodSpec(w))).Concat(r.OfKind("Pod").Select(p => (Name: Name(p), Spec: Obj(p, "spec"))));
+        foreach (var (name, spec) in pods)
+            foreach (var c in Arr(spec, "initContainers").Concat(Arr(spec, "containers")))
+            {
+                string command = string.Join(' ', new[] { "command", "args" }.SelectMany(k => At(c, k) is JsonArray a ? a.Select(x => x!.ToString()) : []));
+                foreach (Match m in Fetcher().Matches(command))
+                {
+                    // The one exception: curl of the helm test, to the release's gateway Service only.
+                    Assert.True(m.Value == "curl" && IsHelmTest(r, name), $"{name}/{Str(c, "name")} runs {m.Value}: {command}");
+                    foreach (Match url in Url().Matches(command))
+                        Assert.StartsWith($"http://{Scenario.Release}-xgenmm-gateway.{Scenario.Namespace}.svc", url.Value, StringComparison.Ordinal);
+                }
+            }
+        // The download script installs nothing either.
+        string script = Repo.ReadAllText("helm", "xgenmm", "files", "download_model.py");
+        Assert.DoesNotMatch(@"pip|subprocess|urllib|requests", script);
+    }
+
+    private static bool IsHelmTest(Rendered r, string podName) =>
+        r.Find("Pod", podName) is { } pod && StringMap(At(pod, "metadata.annotations")).GetValueOrDefault("helm.sh/hook") == "test";
+
+    [GeneratedRegex(@"https?://[^\s""']+")]
+    private static partial Regex Url();
+
+    [Fact]
+    public void The_downloader_image_brings_its_tool_and_runs_as_the_pods_user()
+    {
+        var lines = Repo.ReadAllText("deploy", "docker", "model-downloader.Dockerfile").Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')).ToList();
+        Assert.Contains(lines, l => l.StartsWith("RUN pip install", StringComparison.Ordinal) && l.Contains("huggingface_hub", StringComparison.Ordinal));
+        Assert.Equal("USER 1654:1654", lines.Last(l => l.StartsWith("USER ", StringComparison.Ordinal)));
     }
 }

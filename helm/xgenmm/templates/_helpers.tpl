@@ -165,8 +165,8 @@ include "xgenmm.model.initContainer" (dict "root" $ "profile" "full"|"meta")
 {{- $hf := $root.Values.model.huggingface -}}
 {{- if eq $root.Values.model.source "huggingface" }}
 - name: model-download
-  image: {{ $hf.image }}
-  imagePullPolicy: IfNotPresent
+  image: {{ $hf.image | default (include "xgenmm.image" (dict "root" $root "repository" $root.Values.images.modelDownloader.repository)) }}
+  imagePullPolicy: {{ $root.Values.images.pullPolicy }}
   command: ["python3", "/opt/xgenmm/download_model.py"]
   env:
     - name: HF_REPO
@@ -179,8 +179,6 @@ include "xgenmm.model.initContainer" (dict "root" $ "profile" "full"|"meta")
       value: {{ .profile }}
     - name: ALLOW_PATTERNS
       value: {{ ternary (join "," $hf.gatewayAllowPatterns) "" (eq .profile "meta") | quote }}
-    - name: HUB_PACKAGE
-      value: {{ $hf.hubPackage | quote }}
     - name: HOME
       value: /tmp
     - name: HF_HOME
