@@ -94,6 +94,7 @@ public sealed partial class PlainClusterTests
         // helm install --dry-run=client sees no KEDA API (it takes no --api-versions): the plain-cluster note.
         Assert.Contains("does not serve KEDA's ScaledObject API", plain.StdOut, StringComparison.Ordinal);
         Assert.DoesNotContain("Silo autoscaling uses KEDA ScaledObjects", plain.StdOut, StringComparison.Ordinal);
+        Assert.Contains($"helm test {Scenario.Release} -n {Scenario.Namespace} --logs", plain.StdOut, StringComparison.Ordinal);
     }
 
     [Fact]
