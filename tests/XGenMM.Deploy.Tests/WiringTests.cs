@@ -292,7 +292,7 @@ public sealed class WiringTests
         var r = await Helm.RenderAsync(scenario);
         // Our own variables (Section__Key and ASPNETCORE_*) must be documented; helpers of the chart are listed here.
         string[] chartHelpers = ["REDIS_PASSWORD", "REDISCLI_AUTH", "HOME", "HF_REPO", "HF_REVISION", "MODEL_DIR", "DOWNLOAD_PROFILE",
-            "ALLOW_PATTERNS", "HUB_PACKAGE", "HF_HOME", "HF_HUB_DISABLE_TELEMETRY", "HF_TOKEN"];
+            "ALLOW_PATTERNS", "HF_HOME", "HF_HUB_DISABLE_TELEMETRY", "HF_TOKEN"];
         foreach (var w in r.Workloads)
             foreach (var c in AllContainers(w))
             {

@@ -8,7 +8,6 @@ directory keeps pods that share a cache volume from downloading the same files a
 import fcntl
 import os
 import pathlib
-import subprocess
 import sys
 
 repo = os.environ["HF_REPO"]
@@ -38,11 +37,9 @@ with open(target.parent / f".{target.name}.lock", "w") as lock:
     try:
         import huggingface_hub
     except ImportError:
-        packages = "/tmp/pylib"
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "--no-cache-dir",
-                               "--disable-pip-version-check", "--target", packages, os.environ["HUB_PACKAGE"]])
-        sys.path.insert(0, packages)
-        import huggingface_hub
+        # Nothing is installed at pod start (the pod may reach no package index): the image must bring it.
+        sys.exit("huggingface_hub is not installed in this image: use the chart's model-downloader image "
+                 "(deploy/docker/model-downloader.Dockerfile) or an image of your own that has it (model.huggingface.image).")
     print(f"{repo}@{revision}: downloading ({profile}) into {target}", flush=True)
     huggingface_hub.snapshot_download(
         repo_id=repo,

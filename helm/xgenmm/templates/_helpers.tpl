@@ -165,8 +165,8 @@ include "xgenmm.model.initContainer" (dict "root" $ "profile" "full"|"meta")
 {{- $hf := $root.Values.model.huggingface -}}
 {{- if eq $root.Values.model.source "huggingface" }}
 - name: model-download
-  image: {{ $hf.image }}
-  imagePullPolicy: IfNotPresent
+  image: {{ $hf.image | default (include "xgenmm.image" (dict "root" $root "repository" $root.Values.images.modelDownloader.repository)) }}
+  imagePullPolicy: {{ $root.Values.images.pullPolicy }}
   command: ["python3", "/opt/xgenmm/download_model.py"]
   env:
     - name: HF_REPO
@@ -179,8 +179,6 @@ include "xgenmm.model.initContainer" (dict "root" $ "profile" "full"|"meta")
       value: {{ .profile }}
     - name: ALLOW_PATTERNS
       value: {{ ternary (join "," $hf.gatewayAllowPatterns) "" (eq .profile "meta") | quote }}
-    - name: HUB_PACKAGE
-      value: {{ $hf.hubPackage | quote }}
     - name: HOME
       value: /tmp
     - name: HF_HOME
@@ -294,4 +292,32 @@ id, else the checkpoint directory's name. */}}
 {{- else -}}
 xgenmm-nano
 {{- end -}}
+{{- end -}}
+
+{{- /*
+The silo autoscaler engine in effect: "keda" only when the cluster serves KEDA's ScaledObject API (a plain cluster
+without KEDA gets fixed replicas instead of objects it cannot create), "hpa" as configured, else "none".
+*/ -}}
+{{- define "xgenmm.siloAutoscaler" -}}
+{{- $engine := .Values.autoscaling.engine -}}
+{{- if eq $engine "keda" -}}
+{{- if .Capabilities.APIVersions.Has "keda.sh/v1alpha1/ScaledObject" -}}keda{{- else -}}none{{- end -}}
+{{- else -}}{{ $engine }}{{- end -}}
+{{- end -}}
+
+{{- /*
+Prometheus operator monitors in effect ("true" or ""): a switch of true or false wins; "auto" renders them only when
+the cluster serves monitoring.coreos.com/v1. ServiceMonitors on auto step aside when PodMonitors are on (one scrape
+per target).
+*/ -}}
+{{- define "xgenmm.monitoring.podMonitor" -}}
+{{- $on := .Values.monitoring.podMonitor.enabled -}}
+{{- if eq (toString $on) "auto" -}}{{- $on = .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" -}}{{- end -}}
+{{- if $on -}}true{{- end -}}
+{{- end -}}
+
+{{- define "xgenmm.monitoring.serviceMonitor" -}}
+{{- $on := .Values.monitoring.serviceMonitor.enabled -}}
+{{- if eq (toString $on) "auto" -}}{{- $on = and (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") (not (include "xgenmm.monitoring.podMonitor" .)) -}}{{- end -}}
+{{- if $on -}}true{{- end -}}
 {{- end -}}

@@ -39,13 +39,18 @@ internal static class Helm
         return args;
     }
 
-    public static Task<ToolResult> TemplateAsync(Scenario scenario, string extraValues = "") =>
-        RunAsync(["template", Scenario.Release, Repo.Chart, "--namespace", Scenario.Namespace, .. ValuesArguments(scenario, extraValues)]);
+    /// <summary>--api-versions for each optional API the scenario's cluster serves.</summary>
+    public static List<string> ApiArguments(Scenario scenario, IReadOnlyList<string>? apiVersions = null) =>
+        (apiVersions ?? scenario.ApiVersions).SelectMany(a => new[] { "--api-versions", a }).ToList();
+
+    public static Task<ToolResult> TemplateAsync(Scenario scenario, string extraValues = "", IReadOnlyList<string>? apiVersions = null) =>
+        RunAsync(["template", Scenario.Release, Repo.Chart, "--namespace", Scenario.Namespace, .. ApiArguments(scenario, apiVersions), .. ValuesArguments(scenario, extraValues)]);
 
     public static Task<ToolResult> LintAsync(Scenario scenario) =>
         RunAsync(["lint", Repo.Chart, "--strict", "--namespace", Scenario.Namespace, .. ValuesArguments(scenario)]);
 
-    /// <summary>A client-side dry-run install: prints the manifests and NOTES.txt without a cluster.</summary>
+    /// <summary>A client-side dry-run install: prints the manifests and NOTES.txt without a cluster (helm install takes
+    /// no --api-versions: it renders as for a plain cluster, whatever the scenario's APIs).</summary>
     public static Task<ToolResult> DryRunInstallAsync(Scenario scenario) =>
         RunAsync(["install", Scenario.Release, Repo.Chart, "--namespace", Scenario.Namespace, "--dry-run=client", .. ValuesArguments(scenario)]);
 

@@ -1,10 +1,20 @@
 namespace XGenMM.Deploy.Tests.Infrastructure;
 
-/// <summary>One way to install the chart: values files of the chart's own, plus inline values of the test.</summary>
-internal sealed record Scenario(string Name, IReadOnlyList<string> ValuesFiles, string InlineValues = "")
+/// <summary>One way to install the chart: values files of the chart's own, plus inline values of the test, into a
+/// cluster that serves the optional APIs (KEDA, the Prometheus operator) unless <see cref="ApiVersions"/> says otherwise.</summary>
+internal sealed record Scenario(string Name, IReadOnlyList<string> ValuesFiles, string InlineValues = "", IReadOnlyList<string>? Apis = null)
 {
     public const string Release = "xg";
     public const string Namespace = "serving";
+
+    /// <summary>The optional APIs the chart looks for (helm template --api-versions).</summary>
+    public static readonly IReadOnlyList<string> OptionalApis = ["keda.sh/v1alpha1/ScaledObject", "monitoring.coreos.com/v1"];
+
+    /// <summary>The API versions the cluster serves beyond the built-in ones: the optional APIs unless the scenario says.</summary>
+    public IReadOnlyList<string> ApiVersions => Apis ?? OptionalApis;
+
+    /// <summary>A plain cluster: no KEDA, no Prometheus operator.</summary>
+    public bool Plain => ApiVersions.Count == 0;
 
     public override string ToString() => Name;
 
@@ -70,6 +80,11 @@ internal sealed record Scenario(string Name, IReadOnlyList<string> ValuesFiles, 
                 - id: acme
                   keySha256: ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
             """),
+        // A plain cluster (no KEDA, no Prometheus operator): the defaults, and the disaggregated example (whose KEDA
+        // engine and ServiceMonitor switch must fall back to nothing, resp. be forced off here).
+        new("plain-default", [], "", []),
+        new("plain-disaggregated", ["examples/disaggregated.yaml"], "monitoring: { serviceMonitor: { enabled: auto } }", []),
+        new("plain-hpa-autoscaling", [], "autoscaling: { engine: hpa }", []),
     ];
 
     public static TheoryData<string> Names()
