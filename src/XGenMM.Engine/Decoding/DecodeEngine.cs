@@ -212,6 +212,9 @@ public sealed partial class DecodeEngine : IDisposable
     {
         _scheduler.Release(s, reason);
         _runner.Forget(s);
+        // Published before the stream ends: whoever sees the end and then reads the load finds this request's tokens
+        // counted and its slot free (the snapshot after the step would come too late for them).
+        _load = _statistics.Snapshot(Name, _scheduler, _contextLength, _options.PrefillChunkTokens);
         _output.Finish(s, reason);
     }
 
