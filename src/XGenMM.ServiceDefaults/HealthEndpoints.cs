@@ -23,7 +23,7 @@ public static class HealthEndpoints
 
     /// <summary>Readiness of a host that has nothing to check but <paramref name="readiness"/>: 200 or 503 with the status.</summary>
     public static IEndpointConventionBuilder MapXGenMMReadiness(this IEndpointRouteBuilder endpoints, IHostReadiness readiness, string pattern = "/readyz") =>
-        endpoints.MapGet(pattern, () => readiness.Readiness is { Ready: true } state
+        endpoints.MapGet(pattern, () => readiness.Readiness is var state && state.Ready
             ? Results.Ok(new { status = state.Status })
-            : Results.Json(new { status = readiness.Readiness.Status, reason = readiness.Readiness.Reason }, statusCode: StatusCodes.Status503ServiceUnavailable));
+            : Results.Json(new { status = state.Status, reason = state.Reason }, statusCode: StatusCodes.Status503ServiceUnavailable));
 }

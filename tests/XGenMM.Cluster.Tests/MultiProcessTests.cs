@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -13,6 +12,8 @@ using XGenMM.Cluster.Client;
 using XGenMM.Cluster.Hosting;
 using XGenMM.ServiceDefaults;
 using XGenMM.Model.Tokenization;
+
+using static XGenMM.Cluster.Tests.ChildProcesses;
 
 namespace XGenMM.Cluster.Tests;
 
@@ -138,34 +139,5 @@ public sealed class MultiProcessTests
                 p.Dispose();
             }
         }
-    }
-
-    private static string SiloDll()
-    {
-        // tests/XGenMM.Cluster.Tests/bin/<Configuration>/net10.0 -> src/XGenMM.Silo/bin/<Configuration>/net10.0
-        var output = new DirectoryInfo(AppContext.BaseDirectory);
-        string configuration = output.Parent!.Name;
-        string root = output.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
-        string dll = Path.Combine(root, "src", "XGenMM.Silo", "bin", configuration, "net10.0", "XGenMM.Silo.dll");
-        return File.Exists(dll) ? dll : throw new FileNotFoundException("Build src/XGenMM.Silo first.", dll);
-    }
-
-    private static Process Start(string file, string arguments, Dictionary<string, string> environment)
-    {
-        var info = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var (k, v) in environment) info.Environment[k] = v;
-        var process = Process.Start(info) ?? throw new InvalidOperationException($"could not start {file}");
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

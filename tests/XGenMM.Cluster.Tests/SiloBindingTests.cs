@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 
 namespace XGenMM.Cluster.Tests;
 
@@ -19,17 +18,17 @@ public sealed class SiloBindingTests
     [Trait("Category", "E2E")]
     public async Task The_silo_http_port_listens_on_the_configured_address(string? address, string expectedHex)
     {
-        int httpPort = FreePort();
+        int httpPort = ChildProcesses.FreePort();
         var environment = new Dictionary<string, string>
         {
             ["Silo__HttpPort"] = httpPort.ToString(CultureInfo.InvariantCulture),
             ["Model__Path"] = Fixtures.GoldenTinyAnyRes,
             ["Cluster__ClusterId"] = "bind-" + Guid.NewGuid().ToString("N")[..8],
-            ["Cluster__SiloPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
-            ["Cluster__GatewayPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
+            ["Cluster__SiloPort"] = ChildProcesses.FreePort().ToString(CultureInfo.InvariantCulture),
+            ["Cluster__GatewayPort"] = ChildProcesses.FreePort().ToString(CultureInfo.InvariantCulture),
         };
         if (address is not null) environment["Silo__HttpAddress"] = address;
-        using var silo = Start(environment);
+        using var silo = ChildProcesses.Start("dotnet", ChildProcesses.SiloDll(), environment);
         try
         {
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
@@ -61,30 +60,5 @@ public sealed class SiloBindingTests
             silo.Kill(entireProcessTree: true);
             await silo.WaitForExitAsync(Ct);
         }
-    }
-
-    private static Process Start(Dictionary<string, string> environment)
-    {
-        // tests/XGenMM.Cluster.Tests/bin/<Configuration>/net10.0 -> src/XGenMM.Silo/bin/<Configuration>/net10.0
-        var output = new DirectoryInfo(AppContext.BaseDirectory);
-        string configuration = output.Parent!.Name;
-        string root = output.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
-        string dll = Path.Combine(root, "src", "XGenMM.Silo", "bin", configuration, "net10.0", "XGenMM.Silo.dll");
-        if (!File.Exists(dll)) throw new FileNotFoundException("Build src/XGenMM.Silo first.", dll);
-        var info = new ProcessStartInfo("dotnet", dll) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var (k, v) in environment) info.Environment[k] = v;
-        var process = Process.Start(info) ?? throw new InvalidOperationException("could not start the silo");
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -42,9 +42,6 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
     /// <summary>The checkpoint names of every parameter this silo holds, over all devices (what its roles loaded).</summary>
     public IReadOnlyList<string> LoadedParameterNames => _pipelines.SelectMany(p => p.Model.named_parameters().Select(n => n.name)).ToList();
 
-    /// <summary>Bytes of every parameter this silo holds, over all devices.</summary>
-    public long LoadedParameterBytes => _pipelines.Sum(p => p.Model.parameters().Sum(t => t.NumberOfElements * t.ElementSize));
-
     public VisionEngine Vision => _vision ?? throw new InvalidOperationException(Roles.Contains(SiloRoles.Vision)
         ? "The vision engine is still loading." : "This silo has no vision role.");
 

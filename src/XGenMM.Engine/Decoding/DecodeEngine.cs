@@ -17,7 +17,6 @@ namespace XGenMM.Engine.Decoding;
 /// </summary>
 public sealed partial class DecodeEngine : IDisposable
 {
-    private readonly XGenMMTokenizer _tokenizer;
     private readonly DecodeEngineOptions _options;
     private readonly ILogger _logger;
     private readonly RequestValidator _validator;
@@ -28,10 +27,10 @@ public sealed partial class DecodeEngine : IDisposable
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _wake = new(false);
     private readonly int _contextLength;
-    private readonly int _embeddingDim;
     private volatile bool _stopped;
     private volatile bool _cancelAll;
     private volatile DecodeLoad _load;
+    private readonly List<(Sequence Sequence, DecodeFinishReason Reason)> _ended = [];
 
     /// <summary>Raised on the engine thread when a request ends (not when it is rejected); keep handlers short.</summary>
     public event Action<DecodeCompletion>? Completed;
@@ -39,18 +38,18 @@ public sealed partial class DecodeEngine : IDisposable
     public DecodeEngine(XGenMMModel model, XGenMMTokenizer tokenizer, DecodeEngineOptions options, ILogger<DecodeEngine>? logger = null)
     {
         options.Validate();
-        _tokenizer = tokenizer;
+        Tokenizer = tokenizer;
         _options = options;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         var text = model.Config.Text;
-        _embeddingDim = text.HiddenSize;
+        EmbeddingDim = text.HiddenSize;
         _contextLength = options.MaxSequenceLength > 0 ? Math.Min(options.MaxSequenceLength, text.MaxPositionEmbeddings) : text.MaxPositionEmbeddings;
         // One extra position per slot is scratch space that padding rows of a decode batch write to.
         long perSlot = ModelRunner.BytesPerSlot(model, _contextLength + 1);
         int slots = (int)Math.Min(options.MaxSlots, options.KvCacheBytes / perSlot);
         if (slots < 1)
             throw new ArgumentOutOfRangeException(nameof(options), $"KvCacheBytes {options.KvCacheBytes} is less than one slot of {perSlot} bytes ({_contextLength} positions); raise it or lower MaxSequenceLength.");
-        _validator = new RequestValidator(text.VocabSize, _embeddingDim, _contextLength);
+        _validator = new RequestValidator(text.VocabSize, EmbeddingDim, _contextLength);
         _scheduler = new Scheduler(slots, options);
         _runner = new ModelRunner(model, slots, _contextLength);
         _output = new OutputProcessor(tokenizer, _statistics, _logger, c => Completed?.Invoke(c));
@@ -63,8 +62,8 @@ public sealed partial class DecodeEngine : IDisposable
     public string Name => _options.Name;
     public int ContextLength => _contextLength;
     public int Slots => _scheduler.Slots;
-    public XGenMMTokenizer Tokenizer => _tokenizer;
-    public int EmbeddingDim => _embeddingDim;
+    public XGenMMTokenizer Tokenizer { get; }
+    public int EmbeddingDim { get; }
 
     /// <summary>The loop's last snapshot, with the queue counters read live: a request that was just admitted, expired
     /// or cancelled shows at once (routing decisions and readiness must not lag a step behind).</summary>
@@ -160,6 +159,9 @@ public sealed partial class DecodeEngine : IDisposable
                 worked = true;
             }
             _load = _statistics.Snapshot(Name, _scheduler, _contextLength, _options.PrefillChunkTokens);
+            // Ended streams end after the load is out: a caller that sees its end finds its tokens counted there.
+            foreach (var (s, reason) in _ended) _output.Finish(s, reason);
+            _ended.Clear();
             if (!worked) _wake.Wait(_scheduler.NextWakeDelay(Stopwatch.GetTimestamp()));
         }
     }
@@ -208,15 +210,15 @@ public sealed partial class DecodeEngine : IDisposable
         return plan.HasModelWork;
     }
 
+    /// <summary>Frees the sequence's slot now; its stream ends once the step's load is published (see the loop).</summary>
     private void End(Sequence s, DecodeFinishReason reason)
     {
         _scheduler.Release(s, reason);
         _runner.Forget(s);
-        // Published before the stream ends: whoever sees the end and then reads the load finds this request's tokens
-        // counted and its slot free (the snapshot after the step would come too late for them).
-        _load = _statistics.Snapshot(Name, _scheduler, _contextLength, _options.PrefillChunkTokens);
-        _output.Finish(s, reason);
+        _ended.Add((s, reason));
     }
+
+
 
     public void Dispose()
     {

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using XGenMM.Cluster.Abstractions;
 using XGenMM.Model;
 using XGenMM.Model.Configuration;
@@ -32,18 +31,18 @@ public sealed class ServedModel
     public XGenMMTokenizer Tokenizer { get; }
     /// <summary>The checkpoint's own chat template, compiled at start (a template this server cannot render stops the start).</summary>
     public ChatTemplate ChatTemplate { get; }
-    private volatile StrongBox<int>? _contextLength;
+    private volatile int _contextLength;
 
     /// <summary>The smallest context length that a live decoder reported (its engine's MaxSequenceLength, capped by the
     /// model's positions); null until the first report. The gateway's check against it is a courtesy that saves a
     /// round trip: each decode engine checks its own limit again.</summary>
-    public int? ContextLength => _contextLength?.Value;
+    public int? ContextLength => _contextLength is > 0 and var length ? length : null;
 
     /// <summary>Takes the context length from the decoders' load reports (every decoder that is not draining).</summary>
     public void LearnFrom(IEnumerable<DecoderLoadReport> decoders)
     {
         int smallest = decoders.Where(d => !d.Draining && d.ContextLength > 0).Select(d => d.ContextLength).DefaultIfEmpty(0).Min();
-        if (smallest > 0 && smallest != _contextLength?.Value) _contextLength = new StrongBox<int>(smallest);
+        if (smallest > 0) _contextLength = smallest;
     }
     /// <summary>The model part of every image's content key (<see cref="ImageContentKey"/>).</summary>
     public string ImageFingerprint { get; }
