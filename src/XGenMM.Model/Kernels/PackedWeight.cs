@@ -18,6 +18,25 @@ public enum WeightFormat
     Q8,
 }
 
+/// <summary>The configuration names of the decoder weight formats (Model:WeightFormat).</summary>
+public static class WeightFormats
+{
+    /// <summary>The names accepted, first the canonical ones.</summary>
+    public const string Names = "torch, f32, bf16, int8";
+
+    /// <summary>"torch" (libtorch's mat-mul over the loaded tensors: null), "f32", "bf16" or "int8" (also the long
+    /// spellings float32, bfloat16, q8_0).</summary>
+    /// <exception cref="ArgumentException">Any other name.</exception>
+    public static WeightFormat? Parse(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "torch" => null,
+        "f32" or "float32" or "fp32" => WeightFormat.F32,
+        "bf16" or "bfloat16" => WeightFormat.BF16,
+        "int8" or "q8" or "q8_0" => WeightFormat.Q8,
+        _ => throw new ArgumentException($"Weight format '{name}' is not one of {Names}.", nameof(name)),
+    };
+}
+
 /// <summary>A column segment of a source weight stored [in, out] row-major: <paramref name="Columns"/> columns
 /// starting at <paramref name="Data"/>, rows <paramref name="RowStride"/> floats apart.</summary>
 internal readonly unsafe struct WeightSource(float* data, long rowStride, int columns)
