@@ -307,7 +307,42 @@ public sealed unsafe class PackedWeight : IDisposable
                 s1 = Avx.LoadVector256(scales + 8);
                 scales += BlockColumns;
             }
-            for (int i = g0; i < g1; i++)
+            int i = g0;
+            if (rows <= 2)
+            {
+                // One or two rows are bound by the FMA latency, not by throughput: a second set of accumulators for
+                // odd k (the unused rows' registers) keeps two independent chains per output vector.
+                for (; i + 1 < g1; i += 2)
+                {
+                    var w0 = TFormat.Load(w, (long)i * BlockColumns);
+                    var w1 = TFormat.Load(w, (long)i * BlockColumns + 8);
+                    var w2 = TFormat.Load(w, (long)(i + 1) * BlockColumns);
+                    var w3 = TFormat.Load(w, (long)(i + 1) * BlockColumns + 8);
+                    if (TFormat.Scaled)
+                    {
+                        w0 = Avx.Multiply(w0, s0);
+                        w1 = Avx.Multiply(w1, s1);
+                        w2 = Avx.Multiply(w2, s0);
+                        w3 = Avx.Multiply(w3, s1);
+                    }
+                    var v = Vector256.Create(x[i]);
+                    a0 = Fma.MultiplyAdd(v, w0, a0);
+                    b0 = Fma.MultiplyAdd(v, w1, b0);
+                    v = Vector256.Create(x[i + 1]);
+                    a2 = Fma.MultiplyAdd(v, w2, a2);
+                    b2 = Fma.MultiplyAdd(v, w3, b2);
+                    if (rows > 1)
+                    {
+                        v = Vector256.Create(x[x1 + i]);
+                        a1 = Fma.MultiplyAdd(v, w0, a1);
+                        b1 = Fma.MultiplyAdd(v, w1, b1);
+                        v = Vector256.Create(x[x1 + i + 1]);
+                        a3 = Fma.MultiplyAdd(v, w2, a3);
+                        b3 = Fma.MultiplyAdd(v, w3, b3);
+                    }
+                }
+            }
+            for (; i < g1; i++)
             {
                 var w0 = TFormat.Load(w, (long)i * BlockColumns);
                 var w1 = TFormat.Load(w, (long)i * BlockColumns + 8);
@@ -325,6 +360,13 @@ public sealed unsafe class PackedWeight : IDisposable
                 if (rows > 4) { v = Vector256.Create(x[x4 + i]); a4 = Fma.MultiplyAdd(v, w0, a4); b4 = Fma.MultiplyAdd(v, w1, b4); }
                 if (rows > 5) { v = Vector256.Create(x[x5 + i]); a5 = Fma.MultiplyAdd(v, w0, a5); b5 = Fma.MultiplyAdd(v, w1, b5); }
             }
+        }
+        if (rows <= 2)
+        {
+            a0 = Avx.Add(a0, a2);
+            b0 = Avx.Add(b0, b2);
+            a1 = Avx.Add(a1, a3);
+            b1 = Avx.Add(b1, b3);
         }
         Vector256<float> c0 = default, c1 = default;
         bool hasBias = bias is not null;
