@@ -28,6 +28,11 @@ var config = new XGenMMConfig
     Resampler = new ResamplerConfig { VisFeatureDim = 384, LangEmbeddingDim = 512, NumVisTokens = 64, Depth = 2, Heads = 8, DimHead = 48 },
     Text = new TextConfig { HiddenSize = 512, IntermediateSize = 1536, NumHiddenLayers = 8, NumAttentionHeads = 8, NumKeyValueHeads = 8 },
 };
+if (args.Length > 0 && args[0] == "weights")
+{
+    await WeightFormatBenchmark.Run(config, XGenMMTokenizer.FromDirectory(FindTokenizer()), args);
+    return;
+}
 using var model = new XGenMMModel(config);
 ModelInitialization.InitializeRandom(model, seed: 1);
 model.eval();

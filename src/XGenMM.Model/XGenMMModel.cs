@@ -1,6 +1,7 @@
 using TorchSharp;
 using XGenMM.Model.Configuration;
 using XGenMM.Model.Imaging;
+using XGenMM.Model.Kernels;
 using XGenMM.Model.Language;
 using XGenMM.Model.Vision;
 using static TorchSharp.torch;
@@ -90,6 +91,24 @@ public sealed class XGenMMModel : nn.Module
         return LanguageModel.LmHead.forward(hidden);
     }
 
+    /// <summary>
+    /// Moves the decoder's linear layers and the output head into the CPU mat-mul kernels (<see cref="PackedWeight"/>)
+    /// in <paramref name="format"/>, freeing their tensors. For inference only (no gradients through packed layers).
+    /// Does nothing on a GPU or on a CPU without AVX2+FMA, and for a model without the language part.
+    /// </summary>
+    /// <returns>What was packed: layers and native bytes (0 when nothing was).</returns>
+    public PackReport PackDecoder(WeightFormat format, int groupSize = PackedWeight.DefaultGroupSize)
+    {
+        if (!Parts.HasFlag(ModelParts.Language) || Device.type != DeviceType.CPU || !PackedWeight.IsSupported) return new PackReport(0, 0);
+        int layers = 0;
+        long bytes = 0;
+        var head = LanguageModel.LmHead;
+        if (head.Pack(format, groupSize)) { layers++; bytes += head.Packed!.ByteLength; }
+        foreach (var module in LanguageModel.Model.modules())
+            if (module is Modules.Linear linear && linear.Packed is null && linear.Pack(format, groupSize)) { layers++; bytes += linear.Packed!.ByteLength; }
+        return new PackReport(layers, bytes);
+    }
+
     private sealed class Vlm : nn.Module
     {
         public SiglipVisionTransformer? VisionEncoder { get; }
@@ -113,3 +132,6 @@ public sealed class XGenMMModel : nn.Module
         }
     }
 }
+
+/// <summary>Layers moved into the CPU kernels by <see cref="XGenMMModel.PackDecoder"/> and the native bytes they hold.</summary>
+public readonly record struct PackReport(int Layers, long Bytes);

@@ -30,6 +30,7 @@ using XGenMM.Model.Training.Data;
 //         [--carry W]                                      what each question named, read at every position of its
 //                                                          answer from the decoder's last layer input, weight W
 //   eval  --model DIR [--count N] [--seed S]               exact-match accuracy per question type, greedy
+//         [--weights torch|f32|bf16|int8]                  the decoder's linears on libtorch or on the CPU kernels
 //   preview --out DIR [--count N]                          writes sample images and conversations
 //   probe [--types color,shape] [--simple 1] [--steps N] [--vision-lr-scale X]
 //                                                          a short run that shows whether the decoder learns to read
@@ -111,6 +112,9 @@ switch (args.FirstOrDefault())
     case "eval":
     {
         using var pipeline = XGenMMPipeline.Load(Opt("--model", "models/xgenmm-nano"));
+        // --weights f32|bf16|int8 runs the decoder on the CPU kernels in that format (Model:WeightFormat); torch = as loaded.
+        if (XGenMM.Model.Kernels.WeightFormats.Parse(Opt("--weights", "torch")) is { } weights)
+            Console.WriteLine($"decoder weights: {weights}, {pipeline.Model.PackDecoder(weights).Layers} layers packed");
         int count = IntOpt("--count", 300), seed = IntOpt("--seed", NanoRecipe.EvalSeed);
         bool showMistakes = opts.ContainsKey("--mistakes");
         var result = NanoRecipe.Evaluate(pipeline, count, seed, Console.WriteLine, showMistakes

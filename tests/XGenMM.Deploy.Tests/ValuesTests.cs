@@ -18,6 +18,7 @@ public sealed class ValuesTests
         { "port 0", "cluster: { siloPort: 0 }", ["/cluster/siloPort", "minimum"] },
         { "an unknown model source", "model: { source: s3 }", ["/model/source", "huggingface", "pvc", "hostPath"] },
         { "an unsupported dtype", "model: { dtype: int8 }", ["/model/dtype", "bfloat16"] },
+        { "an unknown weight format", "model: { weightFormat: q4 }", ["/model/weightFormat", "int8"] },
         { "a PVC model without a claim", "model: { source: pvc }", ["/model/pvc/claimName", "minLength"] },
         { "a relative hostPath", "model: { source: hostPath, hostPath: { path: models/xgen } }", ["/model/hostPath/path"] },
         { "a drain past the silo's limit", "silos: { decoder: { drainTimeoutSeconds: 7200 } }", ["/silos/decoder/drainTimeoutSeconds", "maximum"] },
@@ -60,6 +61,7 @@ public sealed class ValuesTests
         Assert.Equal(Contract.SiloDefault("Cluster:GatewayPort"), values["cluster"]!["gatewayPort"]!.ToString());
         Assert.Equal(Contract.SiloDefault("Cluster:ClusterId"), values["cluster"]!["clusterId"]!.ToString());
         Assert.Equal("8080", values["gateway"]!["port"]!.ToString()); // ASPNETCORE_HTTP_PORTS in docs/configuration.md
+        Assert.Equal(Contract.SiloDefault("Model:WeightFormat"), values["model"]!["weightFormat"]!.ToString());
 
         // The schema's range for the drain is the silo's own [Range] on SiloSettings.DrainTimeoutSeconds.
         var schema = JsonNode.Parse(Repo.ReadAllText("helm", "xgenmm", "values.schema.json"))!;

@@ -127,6 +127,7 @@ public sealed class WiringTests
             // The silo binds loopback unless told otherwise; in a pod the kubelet and Prometheus come to the pod IP.
             Assert.Equal("0.0.0.0", EnvValue(c, "Silo__HttpAddress"));
             Assert.Contains(EnvValue(c, "Model__DType"), new[] { "float32", "float16", "bfloat16" });
+            Assert.Contains(EnvValue(c, "Model__WeightFormat"), new[] { "auto", "f32", "bf16", "int8", "torch" });
         }
         Assert.Superset(new HashSet<string>(["vision", "decoder"]), roles);
     }

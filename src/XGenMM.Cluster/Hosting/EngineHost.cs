@@ -5,6 +5,7 @@ using XGenMM.Cluster.Placement;
 using XGenMM.Engine.Decoding;
 using XGenMM.Engine.Vision;
 using XGenMM.Model;
+using XGenMM.Model.Kernels;
 using XGenMM.Model.Runtime;
 
 namespace XGenMM.Cluster.Hosting;
@@ -90,6 +91,17 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
             "bfloat16" or "bf16" => torch.ScalarType.BFloat16,
             var other => throw new InvalidOperationException($"Model:DType '{other}' is not one of float32, float16, bfloat16."),
         };
+        WeightFormat? cpuWeights;
+        try
+        {
+            cpuWeights = model.Value.WeightFormat.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)
+                ? (dtype == torch.ScalarType.BFloat16 ? WeightFormat.BF16 : WeightFormat.F32)
+                : WeightFormats.Parse(model.Value.WeightFormat);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidOperationException($"Model:WeightFormat: {e.Message} (or auto)", e);
+        }
         // Each device loads only what its roles run: the vision engine lives on the first device, decoders on every
         // device; a vision-only silo never builds the language model and a decoder-only silo never builds SigLIP.
         bool hasVision = Roles.Contains(SiloRoles.Vision), decoder = Roles.Contains(SiloRoles.Decoder);
@@ -99,6 +111,14 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
             if (parts == 0) continue;
             var pipeline = XGenMMPipeline.Load(ModelDirectory, new torch.Device(Devices[d]), dtype, parts: parts);
             _pipelines.Add(pipeline);
+            if (decoder && cpuWeights is { } format && pipeline.Model.Device.type == DeviceType.CPU)
+            {
+                // The CPU kernels split every product over all cores and hold the weights once, packed; the torch
+                // copy is freed. On a CPU without AVX2+FMA nothing is packed and libtorch serves as before.
+                var packed = pipeline.Model.PackDecoder(format);
+                if (packed.Layers > 0) LogPacked(Devices[d], format, packed.Layers, packed.Bytes / (1024.0 * 1024.0));
+                else LogNotPacked(Devices[d], format);
+            }
             if (decoder)
             {
                 var options = Clone(decode.Value);
@@ -134,6 +154,12 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
         foreach (var d in _decoders.Values) d.Dispose();
         foreach (var p in _pipelines) p.Dispose();
     }
+
+    [LoggerMessage(EventId = 302, Level = LogLevel.Information, Message = "Decoder on {Device}: {Layers} linear layers and the head run on the CPU kernels in {Format} ({Megabytes:F1} MiB)")]
+    private partial void LogPacked(string device, WeightFormat format, int layers, double megabytes);
+
+    [LoggerMessage(EventId = 303, Level = LogLevel.Warning, Message = "Decoder on {Device}: weight format {Format} asked for, but this CPU lacks AVX2+FMA; libtorch's mat-mul serves in the model's dtype")]
+    private partial void LogNotPacked(string device, WeightFormat format);
 
     [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "Engines loaded from {Model}: roles {Roles}, devices {Devices}")]
     private partial void LogLoaded(string model, string roles, string devices);

@@ -28,4 +28,8 @@ public sealed class ModelSettings
     public string? Path { get; set; }
     /// <summary>float32, float16 or bfloat16 (half types for GPUs).</summary>
     public string DType { get; set; } = "float32";
+    /// <summary>How a CPU decoder holds its linear layers and head: <c>auto</c> (bf16 for a bfloat16 model, f32
+    /// otherwise), <c>f32</c>, <c>bf16</c>, <c>int8</c> (our AVX2 kernels, weights packed once at load) or <c>torch</c>
+    /// (libtorch's mat-mul over the loaded tensors). GPU devices always keep the torch path.</summary>
+    public string WeightFormat { get; set; } = "auto";
 }

@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using XGenMM.Model.Configuration;
+using XGenMM.Model.Kernels;
 using XGenMM.Model.Modules;
 using static TorchSharp.torch;
 
@@ -71,12 +72,53 @@ public sealed class DecoupledLinear : nn.Module<Tensor, Tensor>, ITransposedWeig
         register_module("additional_fc", _additional);
     }
 
+    /// <summary>Both halves of the head (the predicted columns of the main weight and additional_fc) as one packed
+    /// weight, biases included, once <see cref="Pack"/> ran.</summary>
+    public PackedWeight? Packed { get; private set; }
+
+    /// <summary>Moves the head into one <see cref="PackedWeight"/> of 32015 outputs and frees its tensors (CPU with
+    /// AVX2+FMA only; returns false and changes nothing elsewhere). The never-predicted columns are dropped.</summary>
+    public bool Pack(WeightFormat format, int groupSize = PackedWeight.DefaultGroupSize)
+    {
+        if (Packed is not null) throw new InvalidOperationException("This head is already packed.");
+        if (!PackedLinear.CanPack(_weight) || _additional.Packed is not null) return false;
+        var extra = _additional.Weight;
+        long hidden = _weight.shape[0], vocab = _weight.shape[1], extraColumns = extra.shape[1];
+        using (var scope = torch.NewDisposeScope())
+        {
+            var main = PackedLinear.AsFloat32(_weight);
+            var added = PackedLinear.AsFloat32(extra);
+            var bias = PackedLinear.AsFloat32(torch.cat([_bias.narrow(0, 0, _initial), _additional.Bias!], 0));
+            unsafe
+            {
+                WeightSource[] sources = [new(TensorMemory.Floats(main), vocab, (int)_initial), new(TensorMemory.Floats(added), extraColumns, (int)extraColumns)];
+                Packed = PackedWeight.Pack((int)hidden, sources, new ReadOnlySpan<float>(TensorMemory.Floats(bias), (int)(_initial + extraColumns)), format, groupSize);
+            }
+        }
+        PackedLinear.Release(_weight);
+        PackedLinear.Release(_bias);
+        PackedLinear.Release(_additional.Weight);
+        PackedLinear.Release(_additional.Bias!);
+        return true;
+    }
+
     // h [..., D] -> [..., initial + additional]
     public override Tensor forward(Tensor h)
     {
+        if (Packed is not null) return PackedLinear.Forward(Packed, h);
         using var scope = torch.NewDisposeScope();
         // Columns at or above initial_tokenizer_len are never predicted: skip them instead of computing and slicing.
         var main = torch.matmul(h, _weight.narrow(1, 0, _initial)).add_(_bias.narrow(0, 0, _initial), Scalars.One);
         return torch.cat([main, _additional.forward(h)], -1).MoveToOuterDisposeScope();
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            Packed?.Dispose();
+            Packed = null;
+        }
+        base.Dispose(disposing);
     }
 }

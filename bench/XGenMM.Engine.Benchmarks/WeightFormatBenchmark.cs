@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using System.Globalization;
+using TorchSharp;
+using XGenMM.Engine.Decoding;
+using XGenMM.Model;
+using XGenMM.Model.Configuration;
+using XGenMM.Model.Kernels;
+using XGenMM.Model.Tokenization;
+
+/// <summary>
+/// `weights` section (issue 19): the decode engine with the decoder's linears and head on libtorch ("torch", the
+/// baseline) and on our CPU kernels (f32, bf16, int8), same random weights, alternating rounds in one process.
+/// Per format: closed-loop decode at 1/4/16 streams (output tok/s and decode-only tok/s = streams / ITL p50, the
+/// figure llama-batched-bench's S_TG compares with) and the prefill rate of one 512-token prompt.
+/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2].
+/// </summary>
+internal static class WeightFormatBenchmark
+{
+    public static async Task Run(XGenMMConfig config, XGenMMTokenizer tokenizer, string[] args)
+    {
+        string Arg(string name, string fallback) => args.FirstOrDefault(a => a.StartsWith(name + "=", StringComparison.Ordinal))?[(name.Length + 1)..] ?? fallback;
+        var formats = Arg("formats", "torch,f32,int8").Split(',');
+        var streams = Arg("streams", "1,4,16").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        int rounds = int.Parse(Arg("rounds", "2"), CultureInfo.InvariantCulture);
+        const int PromptTokens = 32, NewTokens = 64, PrefillTokens = 512;
+        var results = new Dictionary<(string Format, int Streams), List<(double Output, double DecodeOnly)>>();
+        var prefill = new Dictionary<string, List<double>>();
+        var models = new Dictionary<string, XGenMMModel>();
+        try
+        {
+            foreach (var format in formats)
+            {
+                var model = new XGenMMModel(config);
+                ModelInitialization.InitializeRandom(model, seed: 1);
+                model.eval();
+                var packed = WeightFormats.Parse(format) is { } f ? model.PackDecoder(f) : default;
+                models[format] = model;
+                Console.WriteLine($"{format}: {packed.Layers} layers packed, {packed.Bytes / 1e6:F1} MB of kernel weights");
+            }
+            var rng = new Random(7);
+            int[] Prompt(int length) => Enumerable.Range(0, length).Select(_ => rng.Next(100, 30000)).ToArray();
+            for (int round = 0; round < rounds; round++)
+                foreach (var format in formats)
+                {
+                    using var engine = new DecodeEngine(models[format], tokenizer, new DecodeEngineOptions { MaxSlots = 32, MaxSequenceLength = 640, PrefixReuse = false, KvCacheBytes = 1L << 30 });
+                    var itl = new List<double>();
+                    engine.Completed += c => { lock (itl) itl.AddRange(c.InterTokenSeconds); };
+                    async Task<int> Stream(int id, int promptLength, int newTokens) =>
+                        await engine.Submit(new DecodeRequest { RequestId = $"w{id}", PromptIds = Prompt(promptLength), MaxNewTokens = newTokens, StopTokenIds = [] })
+                            .CountAsync(e => !e.IsFinal);
+                    await Task.WhenAll(Enumerable.Range(0, 2).Select(i => Stream(i, PromptTokens, 8))); // warm-up
+                    foreach (int n in streams)
+                    {
+                        lock (itl) itl.Clear();
+                        var clock = Stopwatch.StartNew();
+                        int tokens = (await Task.WhenAll(Enumerable.Range(0, n).Select(i => Stream(i, PromptTokens, NewTokens)))).Sum();
+                        double seconds = clock.Elapsed.TotalSeconds;
+                        double p50;
+                        lock (itl) p50 = Percentile(itl.Order().ToArray(), 0.5);
+                        var key = (format, n);
+                        if (!results.TryGetValue(key, out var list)) results[key] = list = [];
+                        list.Add((tokens / seconds, n / p50));
+                    }
+                    await Stream(0, PrefillTokens, 1); // warm the 512-row shapes
+                    var sw = Stopwatch.StartNew();
+                    await Stream(1, PrefillTokens, 1);
+                    if (!prefill.TryGetValue(format, out var pl)) prefill[format] = pl = [];
+                    pl.Add(PrefillTokens / sw.Elapsed.TotalSeconds);
+                }
+        }
+        finally
+        {
+            foreach (var m in models.Values) m.Dispose();
+        }
+        string baseline = formats[0];
+        Console.WriteLine();
+        Console.WriteLine($"Decode by weight format ({PromptTokens}-token prompts, {NewTokens} new tokens, median of {rounds} alternating rounds; ratios to {baseline}):");
+        Console.WriteLine("| format | streams | output tok/s | decode-only tok/s | decode-only ratio |");
+        Console.WriteLine("|---|---|---|---|---|");
+        foreach (int n in streams)
+            foreach (var format in formats)
+            {
+                double output = Median(results[(format, n)].Select(r => r.Output)), decodeOnly = Median(results[(format, n)].Select(r => r.DecodeOnly));
+                double baseDecode = Median(results[(baseline, n)].Select(r => r.DecodeOnly));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {format} | {n} | {output:F1} | {decodeOnly:F1} | {decodeOnly / baseDecode:F2}x |"));
+            }
+        Console.WriteLine();
+        Console.WriteLine($"| format | prefill {PrefillTokens} tok/s (TTFT of one prompt) | ratio |");
+        Console.WriteLine("|---|---|---|");
+        foreach (var format in formats)
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {format} | {Median(prefill[format]):F0} | {Median(prefill[format]) / Median(prefill[baseline]):F2}x |"));
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length == 0 ? double.NaN : sorted[sorted.Length / 2];
+    }
+
+    private static double Percentile(double[] sorted, double p) => sorted.Length == 0 ? double.NaN : sorted[(int)Math.Round(p * (sorted.Length - 1))];
+}

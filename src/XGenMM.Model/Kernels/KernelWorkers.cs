@@ -1,0 +1,97 @@
+using System.Diagnostics;
+
+namespace XGenMM.Model.Kernels;
+
+/// <summary>
+/// A small persistent pool that runs one mat-mul at a time over every core: the caller takes the first share, the
+/// workers the others. Workers spin for a short while after each job before they block, because a decode step calls
+/// a mat-mul every few tens of microseconds and waking a blocked thread costs about as much as a small product.
+/// One job at a time: a caller that finds the pool busy (two engines in one process) runs its product alone instead
+/// of queueing behind the other.
+/// </summary>
+internal sealed unsafe class KernelWorkers : IDisposable
+{
+    /// <summary>How long an idle worker keeps spinning before it blocks.</summary>
+    private static readonly long SpinTicks = Stopwatch.Frequency / 5000; // 200 us
+
+    private static readonly Lazy<KernelWorkers> SharedPool = new(() => new KernelWorkers(DefaultThreads()));
+
+    /// <summary>The process-wide pool, one participant per core (at most 16).</summary>
+    public static KernelWorkers Shared => SharedPool.Value;
+
+    private readonly Thread[] _threads;
+    private readonly ManualResetEventSlim[] _start;
+    private readonly Lock _busy = new();
+    private MatMulJob _job;
+    private int _pending;
+    private volatile bool _stopping;
+
+    public int Participants => _threads.Length + 1;
+
+    public KernelWorkers(int participants)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(participants, 1);
+        _threads = new Thread[participants - 1];
+        _start = new ManualResetEventSlim[participants - 1];
+        for (int i = 0; i < _threads.Length; i++)
+        {
+            _start[i] = new ManualResetEventSlim(false, spinCount: 1);
+            int index = i + 1;
+            _threads[i] = new Thread(() => Work(index)) { IsBackground = true, Name = $"xgenmm-kernel-{index}" };
+            _threads[i].Start();
+        }
+    }
+
+    private static int DefaultThreads() => Math.Clamp(Environment.ProcessorCount, 1, 16);
+
+    /// <summary>Runs <paramref name="job"/> over all participants and returns when every share is done.</summary>
+    public void Run(in MatMulJob job)
+    {
+        int participants = Participants;
+        if (participants == 1 || job.Units < 2 || !_busy.TryEnter())
+        {
+            job.Execute(0, job.Units);
+            return;
+        }
+        try
+        {
+            int used = Math.Min(participants, job.Units);
+            _job = job;
+            _job.Participants = used;
+            Volatile.Write(ref _pending, used - 1);
+            for (int i = 0; i < used - 1; i++) _start[i].Set();
+            var (from, to) = _job.Share(0);
+            _job.Execute(from, to);
+            var spinner = new SpinWait();
+            while (Volatile.Read(ref _pending) != 0) spinner.SpinOnce(sleep1Threshold: -1);
+        }
+        finally
+        {
+            _busy.Exit();
+        }
+    }
+
+    private void Work(int index)
+    {
+        var start = _start[index - 1];
+        while (true)
+        {
+            long spinUntil = Stopwatch.GetTimestamp() + SpinTicks;
+            while (!start.IsSet && Stopwatch.GetTimestamp() < spinUntil) Thread.SpinWait(8);
+            start.Wait();
+            start.Reset();
+            if (_stopping) return;
+            var (from, to) = _job.Share(index);
+            if (from < to) _job.Execute(from, to);
+            Interlocked.Decrement(ref _pending);
+        }
+    }
+
+    public void Dispose()
+    {
+        _stopping = true;
+        foreach (var s in _start) s.Set();
+        foreach (var t in _threads) t.Join();
+        foreach (var s in _start) s.Dispose();
+    }
+}

@@ -1,0 +1,187 @@
+using TorchSharp;
+using XGenMM.Model.Kernels;
+using static TorchSharp.torch;
+
+namespace XGenMM.Model.Tests.Kernels;
+
+/// <summary>The CPU mat-mul kernels against torch.matmul: odd sizes, every tile height, partial column blocks,
+/// bias, the three weight formats, and several callers at once.</summary>
+public sealed class PackedWeightTests
+{
+    public static TheoryData<int, int, int> Shapes() => new()
+    {
+        { 1, 1, 1 }, { 7, 5, 3 }, { 24, 16, 1 }, { 33, 17, 2 }, { 64, 100, 5 }, { 100, 33, 6 }, { 512, 48, 7 },
+        { 24, 32064, 1 }, { 31, 1, 13 }, { 96, 40, 16 }, { 65, 70, 17 }, { 128, 64, 40 },
+    };
+
+    private static Tensor Weights(int inF, int outF, int seed)
+    {
+        torch.manual_seed(seed);
+        return torch.randn([inF, outF]).mul_(0.05);
+    }
+
+    private static double MaxDiff(Tensor a, Tensor b)
+    {
+        using var d = (a - b).abs_();
+        return d.numel() == 0 ? 0 : d.max().item<float>();
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void F32_equals_torch_matmul(int inF, int outF, int batch)
+    {
+        Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
+        using var scope = torch.NewDisposeScope();
+        var w = Weights(inF, outF, inF * 31 + outF);
+        var b = torch.randn([outF]);
+        var x = torch.randn([batch, inF]);
+        using var packed = PackedWeight.FromTensor(w, b, WeightFormat.F32);
+        var expected = torch.matmul(x, w).add_(b);
+        var actual = packed.Forward(x);
+        Assert.Equal(expected.shape, actual.shape);
+        Assert.True(MaxDiff(expected, actual) <= 1e-5 * Math.Max(1, Math.Sqrt(inF)), $"max diff {MaxDiff(expected, actual)}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void BF16_equals_torch_matmul_over_the_rounded_weights(int inF, int outF, int batch)
+    {
+        Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
+        using var scope = torch.NewDisposeScope();
+        var w = Weights(inF, outF, inF * 7 + outF);
+        var x = torch.randn([batch, inF]);
+        using var packed = PackedWeight.FromTensor(w, null, WeightFormat.BF16);
+        // torch's own float32 -> bfloat16 conversion rounds to nearest even, as the packer does.
+        var expected = torch.matmul(x, w.to_type(ScalarType.BFloat16).to_type(ScalarType.Float32));
+        Assert.True(MaxDiff(expected, packed.Forward(x)) <= 1e-5 * Math.Max(1, Math.Sqrt(inF)));
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Q8_equals_torch_matmul_over_the_dequantized_weights(int inF, int outF, int batch)
+    {
+        Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
+        using var scope = torch.NewDisposeScope();
+        var w = Weights(inF, outF, inF * 13 + outF);
+        var x = torch.randn([batch, inF]);
+        using var packed = PackedWeight.FromTensor(w, null, WeightFormat.Q8);
+        var dequantized = Dequantize(packed);
+        var expected = torch.matmul(x, dequantized);
+        Assert.True(MaxDiff(expected, packed.Forward(x)) <= 1e-5 * Math.Max(1, Math.Sqrt(inF)));
+    }
+
+    [Theory]
+    [InlineData(32)]
+    [InlineData(512)]
+    public void Q8_rounding_error_is_at_most_half_a_step_of_its_group(int groupSize)
+    {
+        Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
+        using var scope = torch.NewDisposeScope();
+        const int inF = 512, outF = 48;
+        var w = Weights(inF, outF, 5);
+        w[3, 7] = torch.tensor(1.5f); // an outlier: only its own group's step grows
+        using var packed = PackedWeight.FromTensor(w, null, WeightFormat.Q8, groupSize);
+        Assert.Equal(groupSize, packed.GroupSize);
+        var values = w.data<float>().ToArray();
+        for (int n = 0; n < outF; n++)
+            for (int g = 0; g < inF; g += groupSize)
+            {
+                float max = 0;
+                for (int k = g; k < g + groupSize; k++) max = Math.Max(max, Math.Abs(values[k * outF + n]));
+                float halfStep = max / 127f / 2f;
+                for (int k = g; k < g + groupSize; k++)
+                {
+                    float error = Math.Abs(packed.Dequantized(k, n) - values[k * outF + n]);
+                    Assert.True(error <= halfStep * 1.0001f + 1e-12f, $"w[{k},{n}]: error {error} > half step {halfStep}");
+                }
+            }
+        // The group's largest value is exact up to float rounding: the step is chosen from it.
+        Assert.Equal(1.5f, packed.Dequantized(3, 7), 5);
+    }
+
+    [Fact]
+    public void A_zero_group_quantizes_to_zero_without_dividing_by_zero()
+    {
+        Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
+        using var w = torch.zeros([64, 16]);
+        using var packed = PackedWeight.FromTensor(w, null, WeightFormat.Q8);
+        using var x = torch.randn([3, 64]);
+        using var y = packed.Forward(x);
+        Assert.Equal(0f, y.abs().max().item<float>());
+    }
+
+    [Fact]
+    public void Leading_dimensions_and_half_precision_inputs_keep_their_shape_and_dtype()
+    {
+        Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
+        using var scope = torch.NewDisposeScope();
+        var w = Weights(40, 24, 3);
+        using var packed = PackedWeight.FromTensor(w, null, WeightFormat.F32);
+        var x = torch.randn([2, 3, 40]);
+        var y = packed.Forward(x);
+        Assert.Equal([2L, 3, 24], y.shape);
+        Assert.True(MaxDiff(torch.matmul(x, w), y) < 1e-5);
+        var xb = x.to_type(ScalarType.BFloat16);
+        var yb = packed.Forward(xb);
+        Assert.Equal(ScalarType.BFloat16, yb.dtype);
+        // A non-contiguous view is copied, not misread.
+        var strided = torch.randn([40, 5]).t();
+        Assert.True(MaxDiff(torch.matmul(strided, w), packed.Forward(strided)) < 1e-5);
+    }
+
+    [Fact]
+    public void A_wrong_width_or_a_gradient_request_is_refused()
+    {
+        Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
+        using var scope = torch.NewDisposeScope();
+        using var packed = PackedWeight.FromTensor(Weights(16, 8, 1), null, WeightFormat.F32);
+        Assert.Throws<ArgumentException>(() => packed.Forward(torch.randn([2, 15])));
+        var needsGrad = torch.randn([2, 16]).requires_grad_(true);
+        Assert.Throws<InvalidOperationException>(() => packed.Forward(needsGrad));
+    }
+
+    [Fact]
+    public void Concurrent_callers_each_get_their_own_correct_product()
+    {
+        Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
+        using var w = Weights(256, 300, 9);
+        using var packed = PackedWeight.FromTensor(w, null, WeightFormat.F32);
+        var failures = 0;
+        Parallel.For(0, 4, i =>
+        {
+            using var scope = torch.NewDisposeScope();
+            using var noGrad = torch.no_grad();
+            for (int r = 0; r < 50; r++)
+            {
+                var x = torch.randn([1 + (i + r) % 9, 256]);
+                if (MaxDiff(torch.matmul(x, w), packed.Forward(x)) > 1e-4) Interlocked.Increment(ref failures);
+            }
+        });
+        Assert.Equal(0, failures);
+    }
+
+    [Fact]
+    public void A_private_pool_of_three_splits_rows_of_blocks_correctly()
+    {
+        Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
+        using var scope = torch.NewDisposeScope();
+        using var workers = new KernelWorkers(3);
+        var w = Weights(50, 1000, 4);
+        using var packed = PackedWeight.FromTensor(w, null, WeightFormat.F32);
+        foreach (int batch in new[] { 1, 5, 16 })
+        {
+            var x = torch.randn([batch, 50]);
+            var y = torch.empty([batch, 1000]);
+            unsafe { packed.Multiply(TensorMemory.Floats(x), TensorMemory.Floats(y), batch, workers); }
+            Assert.True(MaxDiff(torch.matmul(x, w), y) < 1e-5);
+        }
+    }
+
+    internal static Tensor Dequantize(PackedWeight packed)
+    {
+        var values = new float[packed.InFeatures * packed.OutFeatures];
+        for (int k = 0; k < packed.InFeatures; k++)
+            for (int n = 0; n < packed.OutFeatures; n++) values[k * packed.OutFeatures + n] = packed.Dequantized(k, n);
+        return torch.tensor(values, [packed.InFeatures, packed.OutFeatures]);
+    }
+}
