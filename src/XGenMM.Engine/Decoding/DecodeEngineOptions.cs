@@ -18,7 +18,7 @@ public sealed class DecodeEngineOptions
     /// together (vLLM's max_num_batched_tokens). A step's time grows with its tokens, and every running stream waits
     /// for the whole step, so this bounds the inter-token latency a new prompt adds. Decode rows are planned first;
     /// prompts get what is left, at least a quarter of it, so admission never stalls behind many running streams.</summary>
-    public int MaxTokensPerStep { get; set; } = 128;
+    public int MaxTokensPerStep { get; set; } = 64;
     /// <summary>Waiting requests beyond which new ones are rejected as overloaded.</summary>
     public int MaxWaitingRequests { get; set; } = 256;
     /// <summary>Waiting prompt positions beyond which new requests are rejected as overloaded.</summary>
