@@ -11,6 +11,7 @@ using static TorchSharp.torch;
 // throughput, and memory across a long generation. Runs on a random "small" xGen-MM of the real architecture
 // (Phi-3 side shaped like performance-notes.md's llama.cpp comparison: hidden 512, 8 layers, ff 1536, vocab 32064).
 if (args.Length > 0 && args[0] is "parts" or "parts-child") return PartsBenchmark.Run(args);
+if (args.Length > 0 && args[0] == "bandwidth") return BandwidthBenchmark.Run(args);
 Console.WriteLine($"TorchSharp: {TorchRuntime.EnsureLoaded()}, threads {torch.get_num_threads()}, {Environment.ProcessorCount} cores");
 int decodeTokens = args.Length > 0 ? int.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 128;
 int longTokens = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 2000;
