@@ -16,9 +16,18 @@ using static TorchSharp.torch;
 // shapes of performance-notes.md's llama.cpp comparison: 32-token prompts, 64 new tokens per stream.
 Console.WriteLine($"TorchSharp: {TorchRuntime.EnsureLoaded()}, threads {torch.get_num_threads()}, {Environment.ProcessorCount} cores");
 // Arguments: a stream-count list (default 1,4,16,64) and/or section names (decode, sequential, vision; default all).
-var numeric = args.FirstOrDefault(a => char.IsDigit(a[0]));
+// --baseline: the decode section also runs the old separate-pass step policy (StepPolicy.Separate), alternating with
+// mixed steps at each stream count, and prints the ratios. --max-tokens-per-step=N: the mixed steps' token budget.
+// --threads=N: libtorch's intra-op threads (the side-by-side script passes what llama.cpp gets).
+var options = args.Where(a => a.StartsWith("--", StringComparison.Ordinal)).ToList();
+string? Option(string name) => options.FirstOrDefault(o => o.StartsWith($"--{name}=", StringComparison.Ordinal))?[(name.Length + 3)..];
+bool baseline = options.Contains("--baseline");
+int maxTokensPerStep = Option("max-tokens-per-step") is { } budget ? int.Parse(budget, CultureInfo.InvariantCulture) : new DecodeEngineOptions().MaxTokensPerStep;
+if (Option("threads") is { } threads) torch.set_num_threads(int.Parse(threads, CultureInfo.InvariantCulture));
+var positional = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToList();
+var numeric = positional.FirstOrDefault(a => char.IsDigit(a[0]));
 var streamsToRun = numeric is not null ? numeric.Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray() : [1, 4, 16, 64];
-var sections = args.Where(a => !char.IsDigit(a[0])).ToHashSet(StringComparer.OrdinalIgnoreCase);
+var sections = positional.Where(a => !char.IsDigit(a[0])).ToHashSet(StringComparer.OrdinalIgnoreCase);
 bool Run(string section) => sections.Count == 0 || sections.Contains(section);
 const int PromptTokens = 32, NewTokens = 64;
 
@@ -45,35 +54,66 @@ var rng = new Random(7);
 int[] RandomPrompt() => Enumerable.Range(0, PromptTokens).Select(_ => rng.Next(100, 30000)).ToArray();
 if (Run("decode"))
 {
-    var rows = new List<(int Streams, double TokensPerSecond, double ItlP50, double ItlP99, double TtftP50)>();
-    using (var engine = new DecodeEngine(model, tokenizer, new DecodeEngineOptions { MaxSlots = 64, MaxSequenceLength = 256, PrefixReuse = false, KvCacheBytes = 2L << 30 }))
+    // Decode-only throughput is streams / ITL p50, what llama-batched-bench reports as S_TG: it leaves out the
+    // prefill steps that the closed-loop output tok/s includes.
+    var policies = baseline ? new[] { StepPolicy.Separate, StepPolicy.Mixed } : [StepPolicy.Mixed];
+    var rows = new List<(StepPolicy Policy, int Streams, double TokensPerSecond, double ItlP50, double ItlP99, double TtftP50)>();
+    var engines = policies.ToDictionary(p => p, p => new DecodeEngine(model, tokenizer, new DecodeEngineOptions
+    {
+        MaxSlots = 64, MaxSequenceLength = 256, PrefixReuse = false, KvCacheBytes = 2L << 30, StepPolicy = p, MaxTokensPerStep = maxTokensPerStep,
+    }));
+    try
     {
         var itl = new List<double>();
         var ttft = new List<double>();
-        engine.Completed += c => { lock (itl) { itl.AddRange(c.InterTokenSeconds); ttft.Add(c.Timings.TimeToFirstTokenSeconds); } };
-        async Task<int> Stream(int id) =>
+        foreach (var engine in engines.Values)
+            engine.Completed += c => { lock (itl) { itl.AddRange(c.InterTokenSeconds); ttft.Add(c.Timings.TimeToFirstTokenSeconds); } };
+        async Task<int> Stream(DecodeEngine engine, int id) =>
             await engine.Submit(new DecodeRequest { RequestId = $"b{id}", PromptIds = RandomPrompt(), MaxNewTokens = NewTokens, StopTokenIds = [] })
                 .CountAsync(e => !e.IsFinal);
-        await Task.WhenAll(Enumerable.Range(0, 4).Select(Stream)); // warm-up
+        foreach (var engine in engines.Values) await Task.WhenAll(Enumerable.Range(0, 4).Select(i => Stream(engine, i))); // warm-up
         foreach (int streams in streamsToRun)
-        {
-            lock (itl) { itl.Clear(); ttft.Clear(); }
-            var clock = Stopwatch.StartNew();
-            int tokens = (await Task.WhenAll(Enumerable.Range(0, streams).Select(Stream))).Sum();
-            double seconds = clock.Elapsed.TotalSeconds;
-            double[] sorted, sortedTtft;
-            lock (itl) { sorted = itl.Order().ToArray(); sortedTtft = ttft.Order().ToArray(); }
-            rows.Add((streams, tokens / seconds, Percentile(sorted, 0.5), Percentile(sorted, 0.99), Percentile(sortedTtft, 0.5)));
-            Console.WriteLine($"  {streams} streams: {tokens} tokens in {seconds:F2} s");
-        }
+            foreach (var (policy, engine) in engines)
+            {
+                lock (itl) { itl.Clear(); ttft.Clear(); }
+                var clock = Stopwatch.StartNew();
+                int tokens = (await Task.WhenAll(Enumerable.Range(0, streams).Select(i => Stream(engine, i)))).Sum();
+                double seconds = clock.Elapsed.TotalSeconds;
+                double[] sorted, sortedTtft;
+                lock (itl) { sorted = itl.Order().ToArray(); sortedTtft = ttft.Order().ToArray(); }
+                rows.Add((policy, streams, tokens / seconds, Percentile(sorted, 0.5), Percentile(sorted, 0.99), Percentile(sortedTtft, 0.5)));
+                Console.WriteLine($"  {policy}, {streams} streams: {tokens} tokens in {seconds:F2} s");
+            }
+    }
+    finally
+    {
+        foreach (var engine in engines.Values) engine.Dispose();
     }
     Console.WriteLine();
-    Console.WriteLine($"Decode, {PromptTokens}-token prompts, {NewTokens} new tokens per stream (closed loop):");
-    Console.WriteLine("| streams | output tok/s | ratio to 1 stream | ITL p50 ms | ITL p99 ms | TTFT p50 ms |");
-    Console.WriteLine("|---|---|---|---|---|---|");
-    double single = rows.FirstOrDefault(r => r.Streams == 1).TokensPerSecond;
+    Console.WriteLine($"Decode, {PromptTokens}-token prompts, {NewTokens} new tokens per stream (closed loop), {torch.get_num_threads()} threads, mixed steps of at most {maxTokensPerStep} tokens:");
+    Console.WriteLine("| step policy | streams | output tok/s | ratio to 1 stream | decode-only tok/s (streams / ITL p50) | ITL p50 ms | ITL p99 ms | p99 / p50 | TTFT p50 ms |");
+    Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
     foreach (var r in rows)
-        Console.WriteLine($"| {r.Streams} | {r.TokensPerSecond:F0} | {(single > 0 ? r.TokensPerSecond / single : double.NaN):F2}x | {r.ItlP50 * 1000:F1} | {r.ItlP99 * 1000:F1} | {r.TtftP50 * 1000:F0} |");
+    {
+        double single = rows.FirstOrDefault(x => x.Streams == 1 && x.Policy == r.Policy).TokensPerSecond;
+        Console.WriteLine($"| {r.Policy} | {r.Streams} | {r.TokensPerSecond:F0} | {(single > 0 ? r.TokensPerSecond / single : double.NaN):F2}x | {r.Streams / r.ItlP50:F0} | {r.ItlP50 * 1000:F1} | {r.ItlP99 * 1000:F1} | {r.ItlP99 / r.ItlP50:F2} | {r.TtftP50 * 1000:F0} |");
+    }
+    if (baseline)
+    {
+        Console.WriteLine();
+        Console.WriteLine("Mixed / separate at each stream count:");
+        Console.WriteLine("| streams | output tok/s | decode-only tok/s | ITL p50 | ITL p99 |");
+        Console.WriteLine("|---|---|---|---|---|");
+        foreach (int streams in streamsToRun)
+        {
+            var a = rows.First(r => r.Streams == streams && r.Policy == StepPolicy.Separate);
+            var b = rows.First(r => r.Streams == streams && r.Policy == StepPolicy.Mixed);
+            Console.WriteLine($"| {streams} | {b.TokensPerSecond / a.TokensPerSecond:F2}x | {a.ItlP50 / b.ItlP50:F2}x | {b.ItlP50 / a.ItlP50:F2}x | {b.ItlP99 / a.ItlP99:F2}x |");
+        }
+    }
+    // One line per row for scripts (bench/llamacpp/side-by-side.sh reads these).
+    foreach (var r in rows)
+        Console.WriteLine(FormattableString.Invariant($"RESULT decode policy={r.Policy} streams={r.Streams} output_tps={r.TokensPerSecond:F2} decode_tps={r.Streams / r.ItlP50:F2} itl_p50_ms={r.ItlP50 * 1000:F2} itl_p99_ms={r.ItlP99 * 1000:F2}"));
 }
 
 // ---------------------------------------------------------------- one user, many conversations

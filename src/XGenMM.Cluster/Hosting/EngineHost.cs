@@ -139,6 +139,8 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
         MaxSlots = o.MaxSlots,
         MaxSequenceLength = o.MaxSequenceLength,
         PrefillChunkTokens = o.PrefillChunkTokens,
+        StepPolicy = o.StepPolicy,
+        MaxTokensPerStep = o.MaxTokensPerStep,
         MaxWaitingRequests = o.MaxWaitingRequests,
         MaxWaitingTokens = o.MaxWaitingTokens,
         QueueTimeToLive = o.QueueTimeToLive,

@@ -10,9 +10,9 @@ namespace XGenMM.Engine.Decoding;
 /// <summary>
 /// Continuous-batching decoder for one device: the serving generation loop (BatchGenerator in XGenMM.Model is the
 /// simple reference loop that parity tests compare it with). A dedicated thread runs steps: the
-/// <see cref="Scheduler"/> plans each one (admission in weighted-fair order, slots, prefix reuse, a prefill budget of
-/// <see cref="DecodeEngineOptions.PrefillChunkTokens"/> positions, one decode row per running sequence), the
-/// <see cref="ModelRunner"/> runs the model for it, and the <see cref="OutputProcessor"/> turns logits into tokens,
+/// <see cref="Scheduler"/> plans each one (admission in weighted-fair order, slots, prefix reuse, one decode row per
+/// running sequence and a prefill budget for new prompts), the <see cref="ModelRunner"/> runs the model for it (by
+/// default in one forward pass, <see cref="StepPolicy.Mixed"/>), and the <see cref="OutputProcessor"/> turns logits into tokens,
 /// text and the stream of <see cref="DecodeEvent"/>s callers read.
 /// </summary>
 public sealed partial class DecodeEngine : IDisposable
@@ -53,7 +53,7 @@ public sealed partial class DecodeEngine : IDisposable
         _scheduler = new Scheduler(slots, options);
         _runner = new ModelRunner(model, slots, _contextLength);
         _output = new OutputProcessor(tokenizer, _statistics, _logger, c => Completed?.Invoke(c));
-        _load = _statistics.Snapshot(options.Name, _scheduler, _contextLength, options.PrefillChunkTokens);
+        _load = _statistics.Snapshot(options.Name, _scheduler, _contextLength, _scheduler.PrefillBudget(0));
         LogStarted(options.Name, slots, _contextLength, _runner.CacheBytes / (1024.0 * 1024.0));
         _thread = new Thread(Loop) { IsBackground = true, Name = $"decode-{options.Name}" };
         _thread.Start();
@@ -158,7 +158,7 @@ public sealed partial class DecodeEngine : IDisposable
                 }
                 worked = true;
             }
-            _load = _statistics.Snapshot(Name, _scheduler, _contextLength, _options.PrefillChunkTokens);
+            _load = _statistics.Snapshot(Name, _scheduler, _contextLength, _scheduler.PrefillBudget(_scheduler.LastDecodeWidth));
             // Ended streams end after the load is out: a caller that sees its end finds its tokens counted there.
             foreach (var (s, reason) in _ended) _output.Finish(s, reason);
             _ended.Clear();
@@ -190,6 +190,14 @@ public sealed partial class DecodeEngine : IDisposable
             _runner.Admit(s);
             if (s.ReusedTokens > 0) LogPrefixReused(s.Request.RequestId, s.ReusedTokens, s.PromptPositions);
         }
+        if (_options.StepPolicy == StepPolicy.Mixed) RunMixed(plan);
+        else RunSeparate(plan);
+        return plan.HasModelWork;
+    }
+
+    /// <summary>The <see cref="StepPolicy.Separate"/> step: each prefill chunk in a pass of its own, then one decode pass.</summary>
+    private void RunSeparate(StepPlan plan)
+    {
         // Timed for admission control: routers predict a new request's wait from these costs.
         foreach (var chunk in plan.Prefills)
         {
@@ -207,7 +215,32 @@ public sealed partial class DecodeEngine : IDisposable
                     End(row.Sequence, reason);
             _statistics.RecordDecodeStep(Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
-        return plan.HasModelWork;
+    }
+
+    /// <summary>
+    /// The <see cref="StepPolicy.Mixed"/> step: decode rows and prefill chunks in one forward pass. Every running
+    /// stream waits for the whole pass, so it is recorded as the decode step time; the prefill cost per position is
+    /// the pass's time shared out by tokens (what routers use to predict a new request's wait).
+    /// </summary>
+    private void RunMixed(StepPlan plan)
+    {
+        if (!plan.HasModelWork) return;
+        long started = Stopwatch.GetTimestamp();
+        var (logits, vocab) = _runner.Step(plan.Decodes, plan.DecodeWidth, plan.Prefills);
+        int row = 0;
+        foreach (var decode in plan.Decodes)
+            if (_output.Accept(decode.Sequence, logits.AsSpan(row++ * vocab, vocab)) is { } reason)
+                End(decode.Sequence, reason);
+        foreach (var chunk in plan.Prefills)
+        {
+            if (!chunk.Completes) continue;
+            if (_output.Accept(chunk.Sequence, logits.AsSpan(row++ * vocab, vocab)) is { } reason)
+                End(chunk.Sequence, reason);
+        }
+        double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        int prefillTokens = plan.PrefillTokens;
+        if (plan.Decodes.Count > 0) _statistics.RecordDecodeStep(seconds);
+        _statistics.RecordPrefill(seconds * prefillTokens / (prefillTokens + plan.Decodes.Count), prefillTokens);
     }
 
     /// <summary>Frees the sequence's slot now; its stream ends once the step's load is published (see the loop).</summary>

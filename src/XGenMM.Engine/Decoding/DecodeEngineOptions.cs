@@ -12,6 +12,13 @@ public sealed class DecodeEngineOptions
     /// <summary>Prompt positions processed per engine step, i.e. at most this many between two decode steps of the
     /// running sequences (chunked prefill keeps decoding streams moving while long prompts come in).</summary>
     public int PrefillChunkTokens { get; set; } = 512;
+    /// <summary>How a step runs its prefill chunks and decode rows (see <see cref="StepPolicy"/>).</summary>
+    public StepPolicy StepPolicy { get; set; } = StepPolicy.Mixed;
+    /// <summary>With <see cref="StepPolicy.Mixed"/>: tokens of one forward pass, decode rows and prompt positions
+    /// together (vLLM's max_num_batched_tokens). A step's time grows with its tokens, and every running stream waits
+    /// for the whole step, so this bounds the inter-token latency a new prompt adds. Decode rows are planned first;
+    /// prompts get what is left, at least a quarter of it, so admission never stalls behind many running streams.</summary>
+    public int MaxTokensPerStep { get; set; } = 64;
     /// <summary>Waiting requests beyond which new ones are rejected as overloaded.</summary>
     public int MaxWaitingRequests { get; set; } = 256;
     /// <summary>Waiting prompt positions beyond which new requests are rejected as overloaded.</summary>
@@ -34,10 +41,25 @@ public sealed class DecodeEngineOptions
         if (MaxSlots < 1) throw new ArgumentOutOfRangeException(nameof(MaxSlots), MaxSlots, "must be at least 1.");
         if (MaxSequenceLength < 0) throw new ArgumentOutOfRangeException(nameof(MaxSequenceLength), MaxSequenceLength, "must be 0 (model context) or positive.");
         if (PrefillChunkTokens < 1) throw new ArgumentOutOfRangeException(nameof(PrefillChunkTokens), PrefillChunkTokens, "must be at least 1.");
+        if (MaxTokensPerStep < 4) throw new ArgumentOutOfRangeException(nameof(MaxTokensPerStep), MaxTokensPerStep, "must be at least 4.");
+        if (!Enum.IsDefined(StepPolicy)) throw new ArgumentOutOfRangeException(nameof(StepPolicy), StepPolicy, "must be Mixed or Separate.");
         if (MaxWaitingRequests < 0) throw new ArgumentOutOfRangeException(nameof(MaxWaitingRequests), MaxWaitingRequests, "must not be negative.");
         if (MaxWaitingTokens < 0) throw new ArgumentOutOfRangeException(nameof(MaxWaitingTokens), MaxWaitingTokens, "must not be negative.");
         if (QueueTimeToLive <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(QueueTimeToLive), QueueTimeToLive, "must be positive.");
         foreach (var (tenant, weight) in TenantWeights)
             if (!(weight > 0)) throw new ArgumentOutOfRangeException(nameof(TenantWeights), weight, $"weight of tenant '{tenant}' must be positive.");
     }
+}
+
+/// <summary>How an engine step carries out its prefill chunks and decode rows.</summary>
+public enum StepPolicy
+{
+    /// <summary>One forward pass per step over the decode rows of the running sequences and the prompt chunks of new
+    /// ones, within <see cref="DecodeEngineOptions.MaxTokensPerStep"/> (chunked prefill as vLLM does it): a new prompt
+    /// costs running streams one somewhat longer step, not a pause for whole prompts.</summary>
+    Mixed,
+    /// <summary>Each prefill chunk in a forward pass of its own, then one decode pass (the policy before mixed steps;
+    /// kept as the benchmark's baseline). Running streams wait for up to <see cref="DecodeEngineOptions.PrefillChunkTokens"/>
+    /// prompt positions between two tokens.</summary>
+    Separate,
 }

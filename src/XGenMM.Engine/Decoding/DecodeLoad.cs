@@ -39,8 +39,10 @@ public sealed record DecodeLoad
     public double DecodeStepSeconds { get; init; }
     /// <summary>Seconds of prefill per prompt position (moving average over prefill chunks; 0 until the first one).</summary>
     public double PrefillSecondsPerToken { get; init; }
-    /// <summary>Prompt positions prefilled per step at most (<see cref="DecodeEngineOptions.PrefillChunkTokens"/>):
-    /// a prompt of n positions waits for n / this many steps, each with a decode pass of the running rows.</summary>
+    /// <summary>Prompt positions prefilled per step at most (the scheduler's prefill budget at the latest decode
+    /// width: <see cref="DecodeEngineOptions.PrefillChunkTokens"/>, or with mixed steps what the decode rows leave of
+    /// <see cref="DecodeEngineOptions.MaxTokensPerStep"/>): a prompt of n positions waits for n / this many steps,
+    /// each with a decode pass of the running rows.</summary>
     public int PrefillChunkTokens { get; init; }
     /// <summary>Prompt positions of admitted requests not prefilled yet (queued prefill work besides
     /// <see cref="WaitingTokens"/>).</summary>

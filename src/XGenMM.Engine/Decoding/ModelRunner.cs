@@ -119,6 +119,82 @@ internal sealed class ModelRunner : IDisposable
         return (output.data<float>().ToArray(), (int)output.shape[1]);
     }
 
+    /// <summary>
+    /// Runs a whole step in one forward pass (<see cref="StepPolicy.Mixed"/>): the decode rows over slots
+    /// [0, <paramref name="width"/>) (padding rows as in <see cref="Decode"/>), then every prefill chunk, packed as one
+    /// [1, N] batch that <see cref="MixedStepAttention"/> splits per sequence for attention. Only the rows that are
+    /// sampled go through the head: the decode rows, in <paramref name="rows"/> order, then the last position of each
+    /// chunk that completes its prompt, in <paramref name="chunks"/> order. Returns those logits, [rows, V].
+    /// </summary>
+    public (float[] Logits, int Vocab) Step(IReadOnlyList<DecodeRow> rows, int width, IReadOnlyList<PrefillChunk> chunks)
+    {
+        int decodeWidth = rows.Count > 0 ? width : 0;
+        var inputs = new long[decodeWidth];
+        var writeAt = new long[decodeWidth];
+        var positions = new long[decodeWidth + chunks.Sum(c => c.Count)];   // RoPE positions; padding rows at 0
+        Array.Fill(inputs, _model.Config.Text.PadTokenId);
+        Array.Fill(writeAt, _scratchPosition);
+        long keyLength = 1;
+        foreach (var row in rows)
+        {
+            inputs[row.Slot] = row.Sequence.PendingToken;
+            writeAt[row.Slot] = row.Position;
+            positions[row.Slot] = row.Position;
+            keyLength = Math.Max(keyLength, row.Position + 1);
+        }
+        var sampled = new List<long>(rows.Select(r => (long)r.Slot));
+        int offset = decodeWidth;
+        foreach (var chunk in chunks)
+        {
+            for (int i = 0; i < chunk.Count; i++) positions[offset + i] = chunk.Start + i;
+            offset += chunk.Count;
+            if (chunk.Completes) sampled.Add(offset - 1);
+        }
+
+        float[] logits = [];
+        int vocab = 0;
+        using (var scope = torch.NewDisposeScope())
+        using (torch.no_grad())
+        {
+            var device = _model.Device;
+            var pieces = new List<Tensor>(chunks.Count + 1);
+            MixedStepAttention attention;
+            if (decodeWidth > 0)
+            {
+                pieces.Add(_model.Embed(torch.tensor(inputs, ScalarType.Int64).to(device)));              // [width, D]
+                var write = torch.tensor(writeAt, ScalarType.Int64).to(device);
+                var bias = CausalBias(write.view(decodeWidth, 1), keyLength).DetachFromDisposeScope();   // [width, 1, 1, S]
+                attention = new MixedStepAttention(decodeWidth, _cache.Decode(decodeWidth, Scalars.Arange(0, decodeWidth, device), write, keyLength), bias);
+            }
+            else attention = new MixedStepAttention(0, null, null);
+            using (attention)
+            {
+                int at = decodeWidth;
+                foreach (var chunk in chunks)
+                {
+                    pieces.Add(_embeddings[chunk.Sequence].narrow(0, chunk.Start, chunk.Count));
+                    var chunkPositions = Scalars.Arange(chunk.Start, chunk.Start + chunk.Count, device).unsqueeze(0);
+                    attention.AddChunk(at, chunk.Count, _cache.Prefill(chunk.Slot, chunk.Start), CausalBias(chunkPositions, chunk.Start + chunk.Count).DetachFromDisposeScope());
+                    at += chunk.Count;
+                }
+                var x = (pieces.Count == 1 ? pieces[0] : torch.cat(pieces, 0)).unsqueeze(0);                   // [1, N, D]
+                var rope = torch.tensor(positions, [1, positions.Length], ScalarType.Int64).to(device);
+                // The bias argument is unused: MixedStepAttention masks per sequence.
+                var hidden = _model.LanguageModel.Model.Forward(x, rope, torch.empty(0, dtype: _model.DType, device: device), attention);
+                if (sampled.Count > 0)
+                {
+                    var picked = hidden.squeeze(0).index_select(0, torch.tensor(sampled.ToArray(), ScalarType.Int64).to(device));
+                    var output = _model.Logits(picked).to_type(ScalarType.Float32).cpu();                      // [rows, V]
+                    logits = output.data<float>().ToArray();
+                    vocab = (int)output.shape[1];
+                }
+            }
+        }
+        foreach (var chunk in chunks)
+            if (chunk.Completes) Forget(chunk.Sequence);
+        return (logits, vocab);
+    }
+
     /// <summary>Additive bias [B, 1, T, S]: query at position p sees keys j &lt;= p within the sliding window.</summary>
     private Tensor CausalBias(Tensor queryPositions, long keyLength)
     {

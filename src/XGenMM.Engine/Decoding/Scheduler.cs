@@ -90,8 +90,8 @@ internal sealed class Scheduler
     /// <summary>
     /// Plans one step at <paramref name="now"/> (a <see cref="Stopwatch"/> timestamp): drops cancelled and expired
     /// waiting requests (all of them when <paramref name="cancelAll"/>), stops cancelled slot holders, decodes one
-    /// token for every running sequence, admits waiting requests while slots are free or parked, and gives at most
-    /// <see cref="DecodeEngineOptions.PrefillChunkTokens"/> prompt positions to the earliest admitted prefills.
+    /// token for every running sequence, admits waiting requests while slots are free or parked, and gives the
+    /// step's prefill budget (<see cref="PrefillBudget"/>) to the earliest admitted prefills.
     /// </summary>
     public StepPlan Schedule(long now, bool cancelAll)
     {
@@ -121,7 +121,7 @@ internal sealed class Scheduler
 
         var copies = new List<SlotCopy>();
         var admitted = Admit(now, copies);
-        return new StepPlan(dropped, stopped, copies, admitted, PlanPrefills(now), decodes, width);
+        return new StepPlan(dropped, stopped, copies, admitted, PlanPrefills(now, PrefillBudget(decodes.Count)), decodes, width);
     }
 
     private List<DroppedRequest> DropWaiting(long now, bool cancelAll)
@@ -247,12 +247,24 @@ internal sealed class Scheduler
         return free;
     }
 
-    /// <summary>Prompt chunks for the earliest admitted sequences still prefilling, within the step's budget. A chunk
-    /// that ends a prompt makes its sequence a decode row from the next step on.</summary>
-    private List<PrefillChunk> PlanPrefills(long now)
+    /// <summary>
+    /// Prompt positions this step may prefill. Separate passes: <see cref="DecodeEngineOptions.PrefillChunkTokens"/>.
+    /// Mixed steps: what the <paramref name="decodeRows"/> leave of <see cref="DecodeEngineOptions.MaxTokensPerStep"/>,
+    /// but at least a quarter of it (so that many running streams cannot starve admission) and at most
+    /// PrefillChunkTokens.
+    /// </summary>
+    internal int PrefillBudget(int decodeRows)
+    {
+        if (_options.StepPolicy == StepPolicy.Separate) return _options.PrefillChunkTokens;
+        int perStep = _options.MaxTokensPerStep;
+        return Math.Min(_options.PrefillChunkTokens, Math.Max(perStep - decodeRows, perStep / 4));
+    }
+
+    /// <summary>Prompt chunks for the earliest admitted sequences still prefilling, within <paramref name="budget"/>
+    /// positions. A chunk that ends a prompt makes its sequence a decode row from the next step on.</summary>
+    private List<PrefillChunk> PlanPrefills(long now, int budget)
     {
         var chunks = new List<PrefillChunk>();
-        int budget = _options.PrefillChunkTokens;
         while (budget > 0)
         {
             Sequence? s = null;

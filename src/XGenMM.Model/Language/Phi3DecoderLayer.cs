@@ -66,8 +66,13 @@ public sealed class Phi3Attention : nn.Module
         var q = RotaryEmbedding.Apply(qkv[0], cos, sin);
         var k = RotaryEmbedding.Apply(qkv[1], cos, sin);
         var v = qkv[2];
-        if (cache is not null) (k, v) = cache.Append(_layerIndex, k, v);
-        var attended = nn.functional.scaled_dot_product_attention(q, k, v, attentionBias);
+        Tensor attended;
+        if (cache is IStepAttention packed) attended = packed.Attend(_layerIndex, q, k, v);
+        else
+        {
+            if (cache is not null) (k, v) = cache.Append(_layerIndex, k, v);
+            attended = nn.functional.scaled_dot_product_attention(q, k, v, attentionBias);
+        }
         return _out.forward(attended.transpose(1, 2).reshape(b, t, _hidden)).MoveToOuterDisposeScope();
     }
 }

@@ -32,7 +32,7 @@ public sealed class Phi3Model : nn.Module
     /// <summary>Runs the decoder over this step's embeddings.</summary>
     /// <param name="inputsEmbeds">[B, T, D]</param>
     /// <param name="positionIds">[B, T] int64 RoPE positions.</param>
-    /// <param name="attentionBias">[B, 1, T, S] additive bias (see <see cref="AttentionBias"/>).</param>
+    /// <param name="attentionBias">[B, 1, T, S] additive bias (see <see cref="AttentionBias"/>); unused when <paramref name="cache"/> is an <see cref="IStepAttention"/>, which masks per sequence itself.</param>
     /// <param name="cache">KV cache to read and extend, or null for a single full pass.</param>
     /// <param name="hiddenStates">When given, receives the input embeddings and each layer's output except the last,
     /// then the final normed output (transformers' output_hidden_states convention).</param>
