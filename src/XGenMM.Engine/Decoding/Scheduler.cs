@@ -267,7 +267,10 @@ internal sealed class Scheduler
                 if (withinAllotment) count = Math.Min(count, allotments[s.Request.Tenant]);
                 budget -= count;
                 if (withinAllotment) allotments[s.Request.Tenant] -= count;
-                chunks.Add(new PrefillChunk(s, s.Slot, start, count));
+                // A sequence served in both passes gets one chunk: its two parts are contiguous.
+                int same = chunks.FindIndex(c => ReferenceEquals(c.Sequence, s));
+                if (same >= 0) chunks[same] = chunks[same] with { Count = chunks[same].Count + count };
+                else chunks.Add(new PrefillChunk(s, s.Slot, start, count));
                 s.Length = start + count;
                 if (s.Length == s.PromptPositions) s.State = Sequence.Phase.Running;
             }
