@@ -100,6 +100,10 @@ public enum RejectionKind
     /// <summary>Refused at the door by admission control: every decoder's predicted time to first token is over the
     /// target; <see cref="ClusterRejectedException.RetryAfterSeconds"/> says when to come back.</summary>
     OverCapacity = 9,
+    /// <summary>Refused at the door by tenant-share admission: the cluster is over its target and this tenant holds
+    /// at least its weighted share of the decoder while another tenant is there; its excess is refused, never the
+    /// other tenant's requests. <see cref="ClusterRejectedException.RetryAfterSeconds"/> says when to come back.</summary>
+    TenantOverShare = 10,
 }
 
 /// <summary>A typed failure that crosses the cluster boundary intact.</summary>

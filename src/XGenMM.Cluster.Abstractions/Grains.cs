@@ -52,7 +52,15 @@ public sealed record DecoderLoadReport
     [Id(14)] public long PrefillingTokens { get; init; }
     /// <summary>Tokens each running request may still generate, ascending (when the slots free at the latest).</summary>
     [Id(15)] public int[] RemainingTokens { get; init; } = [];
+    /// <summary>Every tenant with a request on this decoder (slot holders, waiting, weight): the router's
+    /// tenant-share admission reads each tenant's weighted share of the slots from it.</summary>
+    [Id(16)] public TenantRowsReport[] Tenants { get; init; } = [];
 }
+
+/// <summary>One tenant's requests on a decoder: <paramref name="Running"/> hold a slot, <paramref name="Waiting"/> wait
+/// for one; <paramref name="Weight"/> is its weight in the decoder's fair shares.</summary>
+[GenerateSerializer, Immutable, Alias("xgenmm.TenantRowsReport")]
+public sealed record TenantRowsReport(string Tenant, int Running, int Waiting, double Weight);
 
 /// <summary>The cluster-wide list of decoders and their latest load (key 0). Decoder silos report every second.</summary>
 public interface IDecoderRegistryGrain : IGrainWithIntegerKey

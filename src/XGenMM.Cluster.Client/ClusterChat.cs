@@ -20,6 +20,7 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
     private readonly SemaphoreSlim _refresh = new(1, 1);
     private DecoderLoadReport[] _decoders = [];
     private DateTimeOffset _fetched = DateTimeOffset.MinValue;
+    private readonly InflightLedger _inflight = new(TimeProvider.System);
 
     public async Task<ImageRef> EncodeImageAsync(string contentKey, byte[] image, CancellationToken cancellationToken = default)
     {
@@ -103,6 +104,7 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
                 continue;
             }
             var attempt = request with { ResumeTokenIds = [.. request.ResumeTokenIds, .. produced] };
+            var inflight = _inflight.Start(decoder.DecoderKey, request.Tenant, CapacityModel.PromptPositions(attempt));
             if (produced.Count > 0) LogResuming(request.RequestId, decoder.DecoderKey, produced.Count);
             var stream = grains.GetGrain<IDecoderGrain>(decoder.DecoderKey).Generate(attempt, cancellationToken)
                 .WithBatchSize(_options.StreamBatchSize).WithCancellation(cancellationToken).GetAsyncEnumerator();
@@ -153,6 +155,7 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
             }
             finally
             {
+                _inflight.End(inflight);
                 await stream.DisposeAsync();
             }
             if (!retry)
@@ -174,12 +177,13 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
 
     private async Task<DecoderLoadReport?> PickAsync(GenerationRequest request, long promptTokens, HashSet<string> failed, CancellationToken cancellationToken)
     {
-        var live = (await GetDecodersAsync(cancellationToken).ConfigureAwait(false)).Where(d => !d.Draining && !failed.Contains(d.DecoderKey)).ToArray();
+        var live = (await GetDecodersAsync(cancellationToken).ConfigureAwait(false)).Where(d => !d.Draining && !failed.Contains(d.DecoderKey))
+            .Select(_inflight.Adjust).ToArray();
         try
         {
-            return Choose(live, request.ConversationId, promptTokens, _options);
+            return Choose(live, request.ConversationId, promptTokens, _options, request.Tenant);
         }
-        catch (ClusterRejectedException e) when (e.Kind == RejectionKind.OverCapacity)
+        catch (ClusterRejectedException e) when (e.Kind is RejectionKind.OverCapacity or RejectionKind.TenantOverShare)
         {
             LogOverCapacity(request.RequestId, e.Message);
             throw;
@@ -187,10 +191,12 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
     }
 
     /// <summary>The decoder for a request among the live ones, or null when there is none. With admission control on
-    /// and <paramref name="promptTokens"/> &gt;= 0, only decoders predicted within the TTFT target are candidates, and
-    /// none being one is a refusal.</summary>
-    /// <exception cref="ClusterRejectedException">OverCapacity, with when to come back.</exception>
-    internal static DecoderLoadReport? Choose(DecoderLoadReport[] live, string? conversationId, long promptTokens, ClusterChatOptions options)
+    /// and <paramref name="promptTokens"/> &gt;= 0, only decoders predicted within the TTFT target are candidates;
+    /// when none is, a <paramref name="tenant"/> below its weighted share of a decoder still goes there (see
+    /// <see cref="TenantShare"/>), and otherwise the request is refused.</summary>
+    /// <exception cref="ClusterRejectedException">TenantOverShare when the tenant holds its share while another
+    /// tenant is there, else OverCapacity; both with when to come back.</exception>
+    internal static DecoderLoadReport? Choose(DecoderLoadReport[] live, string? conversationId, long promptTokens, ClusterChatOptions options, string? tenant = null)
     {
         if (live.Length == 0) return null;
         var candidates = live;
@@ -203,6 +209,17 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
             {
                 var best = predicted.MinBy(p => p.Seconds);
                 double retryAfter = CapacityModel.RetryAfterSeconds(best.Seconds, target, options.Admission.MaxRetryAfterSeconds);
+                if (tenant is not null)
+                {
+                    var shares = live.Select(d => (Decoder: d, Share: TenantShare.Of(d, tenant))).ToArray();
+                    candidates = [.. shares.Where(s => s.Share.Below && s.Share.OthersPresent).Select(s => s.Decoder)];
+                    if (candidates.Length > 0) return candidates.MinBy(d => predicted.First(p => p.Decoder == d).Seconds);
+                    var crowded = shares.FirstOrDefault(s => s.Share.OthersPresent);
+                    if (crowded.Decoder is not null)
+                        throw new ClusterRejectedException(RejectionKind.TenantOverShare, string.Create(CultureInfo.InvariantCulture,
+                            $"Tenant '{tenant}' is over its share: the cluster is over its time-to-first-token target of {target:0.###} s and this tenant holds {crowded.Share.Rows} of the {crowded.Decoder.TotalSlots} slots of decoder '{crowded.Decoder.DecoderKey}' (its weighted share: {crowded.Share.Slots:0.#}) while other tenants use it; retry in {retryAfter:0} s."))
+                        { RetryAfterSeconds = retryAfter };
+                }
                 throw new ClusterRejectedException(RejectionKind.OverCapacity, string.Create(CultureInfo.InvariantCulture,
                     $"The cluster is over capacity: the shortest predicted time to first token is {best.Seconds:0.###} s (decoder '{best.Decoder.DecoderKey}'), over the target of {target:0.###} s; retry in {retryAfter:0} s."))
                 { RetryAfterSeconds = retryAfter };

@@ -110,6 +110,30 @@ public sealed class SchedulerTests
     }
 
     [Fact]
+    public void Tenants_prefilling_at_once_split_the_budget_by_weight_and_what_one_leaves_goes_to_the_others()
+    {
+        // A's two long prompts are admitted first; in admission order alone they would take the whole budget for 20
+        // steps while B's short prompt, holding a slot already, waited for its first token.
+        var scheduler = new Scheduler(4, Options(4, o => o.PrefillChunkTokens = 10));
+        var a1 = Submit(scheduler, Request("a1", 100, tenant: "A"));
+        var a2 = Submit(scheduler, Request("a2", 100, tenant: "A", first: 200));
+        var b = Submit(scheduler, Request("b", 6, tenant: "B", first: 400));
+        var first = Step(scheduler);
+        Assert.Equal([(a1, 0, 5), (b, 0, 5)], first.Prefills.Select(p => (p.Sequence, p.Start, p.Count)));
+        var second = Step(scheduler);
+        // B needs 1 of its 5: A's allotment is its 5 and then the 4 B left over (work-conserving), in one chunk.
+        Assert.Equal([(a1, 5, 9), (b, 5, 1)], second.Prefills.Select(p => (p.Sequence, p.Start, p.Count)));
+        Assert.Equal(Sequence.Phase.Running, b.State);
+        Assert.Equal(Sequence.Phase.Prefilling, a2.State);
+
+        // Weighted 3:1, B's share of the budget is 7 of 10: its prompt is done in the first step.
+        var weighted = new Scheduler(4, Options(4, o => { o.PrefillChunkTokens = 10; o.TenantWeights["B"] = 3; }));
+        var wa = Submit(weighted, Request("a1", 100, tenant: "A"));
+        var wb = Submit(weighted, Request("b", 6, tenant: "B", first: 400));
+        Assert.Equal([(wa, 0, 4), (wb, 0, 6)], Step(weighted).Prefills.Select(p => (p.Sequence, p.Start, p.Count)));
+    }
+
+    [Fact]
     public void A_finished_sequence_parks_its_prefix_and_a_follow_up_reuses_the_longest_one()
     {
         var scheduler = new Scheduler(4, Options(4));

@@ -72,6 +72,8 @@ public sealed class ExperimentSettings
     public int Warmup { get; set; } = 2;
     public double RequestTimeoutSeconds { get; set; } = 120;
     public double DrainTimeoutSeconds { get; set; } = 60;
+    /// <summary>Closed loop: seconds a user waits after a 429 or 503 before its next request (0 = none).</summary>
+    public double RefusalPauseSeconds { get; set; }
 
     public int InputWords { get; set; } = 32;
     public double InputRange { get; set; }

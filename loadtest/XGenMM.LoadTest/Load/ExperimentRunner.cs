@@ -26,7 +26,10 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
         await using ITurnClient client = s.Protocol == "signalr" ? new HubStreamClient(s.Url, s.MessagePack) : new OpenAiStreamClient(s.Url, model);
         var source = new ConversationSource(s);
         var clock = new RunClock();
-        var driver = new PointDriver(client, source, clock, TimeSpan.FromSeconds(s.RequestTimeoutSeconds), TimeSpan.FromSeconds(s.DrainTimeoutSeconds), progress);
+        var driver = new PointDriver(client, source, clock, TimeSpan.FromSeconds(s.RequestTimeoutSeconds), TimeSpan.FromSeconds(s.DrainTimeoutSeconds), progress)
+        {
+            RefusalPause = TimeSpan.FromSeconds(s.RefusalPauseSeconds),
+        };
 
         if (s.Warmup > 0)
         {

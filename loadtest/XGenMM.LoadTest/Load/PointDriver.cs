@@ -31,6 +31,10 @@ public interface IProgressSink
 /// </summary>
 public sealed class PointDriver(ITurnClient client, ConversationSource source, RunClock clock, TimeSpan requestTimeout, TimeSpan drainTimeout, IProgressSink? progress = null)
 {
+    /// <summary>How long a closed-loop user waits after a refusal (429 or 503) before its next request: a client that
+    /// backs off a little instead of spinning on refusals that take a millisecond each (0 = no pause).</summary>
+    public TimeSpan RefusalPause { get; init; }
+
     public async Task<IReadOnlyList<RequestRecord>> RunAsync(PointPlan plan, CancellationToken cancellationToken)
     {
         var records = new ConcurrentBag<RequestRecord>();
@@ -65,7 +69,18 @@ public sealed class PointDriver(ITurnClient client, ConversationSource source, R
             while (!cancellationToken.IsCancellationRequested && clock.Now < deadline && Interlocked.Increment(ref issued) <= plan.Requests)
             {
                 var request = source.Next();
-                await ExecuteAsync(request, double.NaN, records, cancellationToken).ConfigureAwait(false);
+                var record = await ExecuteAsync(request, double.NaN, records, cancellationToken).ConfigureAwait(false);
+                if (record.Status is 429 or 503 && RefusalPause > TimeSpan.Zero)
+                {
+                    try
+                    {
+                        await Task.Delay(RefusalPause, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;
+                    }
+                }
             }
         }
         await Task.WhenAll(Enumerable.Range(0, plan.Concurrency).Select(_ => Task.Run(User, CancellationToken.None))).ConfigureAwait(false);
@@ -120,7 +135,7 @@ public sealed class PointDriver(ITurnClient client, ConversationSource source, R
         await Task.WhenAll(inFlight).ConfigureAwait(false);
     }
 
-    private async Task ExecuteAsync(TurnRequest request, double scheduled, ConcurrentBag<RequestRecord> records, CancellationToken cancellationToken)
+    private async Task<RequestRecord> ExecuteAsync(TurnRequest request, double scheduled, ConcurrentBag<RequestRecord> records, CancellationToken cancellationToken)
     {
         var record = new RequestRecord
         {
@@ -158,5 +173,6 @@ public sealed class PointDriver(ITurnClient client, ConversationSource source, R
         records.Add(record);
         source.Answered(request, record);
         progress?.RequestEnded(record);
+        return record;
     }
 }

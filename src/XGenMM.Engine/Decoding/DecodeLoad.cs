@@ -50,7 +50,14 @@ public sealed record DecodeLoad
     /// <summary>Tokens each running request may still generate (max new tokens less what it produced), ascending:
     /// an upper bound on when each slot frees.</summary>
     public IReadOnlyList<int> RemainingTokens { get; init; } = [];
+    /// <summary>Every tenant with a request here: its slot holders, its waiting requests and its weight
+    /// (<see cref="DecodeEngineOptions.TenantWeights"/>), from which the router computes each tenant's share.</summary>
+    public IReadOnlyList<TenantLoad> Tenants { get; init; } = [];
 }
+
+/// <summary>One tenant's requests on a decode engine: <paramref name="Running"/> hold a slot, <paramref name="Waiting"/>
+/// wait for one; <paramref name="Weight"/> is its weight in the engine's fair shares.</summary>
+public sealed record TenantLoad(string Tenant, int Running, int Waiting, double Weight);
 
 /// <summary>What the engine reports when a request ends (metrics, ledgers).</summary>
 public sealed record DecodeCompletion(string RequestId, string Tenant, DecodeFinishReason Reason, DecodeUsage Usage, DecodeTimings Timings,

@@ -113,6 +113,7 @@ internal sealed class EngineStatistics
             PrefillChunkTokens = prefillChunkTokens,
             PrefillingTokens = prefilling,
             RemainingTokens = [.. remaining],
+            Tenants = scheduler.TenantLoads(),
         };
     }
 

@@ -260,27 +260,77 @@ internal sealed class Scheduler
         return Math.Min(_options.PrefillChunkTokens, Math.Max(perStep - decodeRows, perStep / 4));
     }
 
-    /// <summary>Prompt chunks for the earliest admitted sequences still prefilling, within <paramref name="budget"/>
-    /// positions. A chunk that ends a prompt makes its sequence a decode row from the next step on.</summary>
+    /// <summary>Prompt chunks for the sequences still prefilling, within <paramref name="budget"/> positions (see
+    /// <see cref="PrefillAllotments"/> for how tenants split it). A chunk that ends a prompt makes its sequence a
+    /// decode row from the next step on.</summary>
     private List<PrefillChunk> PlanPrefills(long now, int budget)
     {
         var chunks = new List<PrefillChunk>();
-        while (budget > 0)
-        {
-            Sequence? s = null;
-            foreach (var candidate in _bySlot)
-                if (candidate is { State: Sequence.Phase.Prefilling } && (s is null || candidate.AdmissionOrder < s.AdmissionOrder))
-                    s = candidate;
-            if (s is null) break;
-            if (s.PrefillStartTimestamp == 0) s.PrefillStartTimestamp = now;
-            int start = s.Length;
-            int count = Math.Min(budget, s.PromptPositions - start);
-            budget -= count;
-            chunks.Add(new PrefillChunk(s, s.Slot, start, count));
-            s.Length = start + count;
-            if (s.Length == s.PromptPositions) s.State = Sequence.Phase.Running;
-        }
+        var allotments = PrefillAllotments(budget);
+        // First each tenant within its allotment, then (work-conserving) whatever budget is left in admission order.
+        foreach (bool withinAllotment in (bool[])[true, false])
+            while (budget > 0)
+            {
+                var s = EarliestPrefilling(withinAllotment ? allotments : null);
+                if (s is null) break;
+                if (s.PrefillStartTimestamp == 0) s.PrefillStartTimestamp = now;
+                int start = s.Length;
+                int count = Math.Min(budget, s.PromptPositions - start);
+                if (withinAllotment) count = Math.Min(count, allotments[s.Request.Tenant]);
+                budget -= count;
+                if (withinAllotment) allotments[s.Request.Tenant] -= count;
+                // A sequence served in both passes gets one chunk: its two parts are contiguous.
+                int same = chunks.FindIndex(c => ReferenceEquals(c.Sequence, s));
+                if (same >= 0) chunks[same] = chunks[same] with { Count = chunks[same].Count + count };
+                else chunks.Add(new PrefillChunk(s, s.Slot, start, count));
+                s.Length = start + count;
+                if (s.Length == s.PromptPositions) s.State = Sequence.Phase.Running;
+            }
         return chunks;
+    }
+
+    /// <summary>
+    /// Tenant-share policy for the prefill budget: each tenant with a prompt prefilling gets at least its weighted
+    /// share of the step's <paramref name="budget"/> (at least one position). Without it one tenant's long prompts,
+    /// admitted first, would take every step's budget until they were done, and another tenant's short prompt would
+    /// wait that long for its first token although it holds a slot.
+    /// </summary>
+    private Dictionary<string, int> PrefillAllotments(int budget)
+    {
+        var allotments = new Dictionary<string, int>(StringComparer.Ordinal);
+        double total = 0;
+        foreach (var s in _bySlot)
+            if (s is { State: Sequence.Phase.Prefilling } && allotments.TryAdd(s.Request.Tenant, 0))
+                total += WeightOf(s.Request.Tenant);
+        foreach (var tenant in allotments.Keys.ToList())
+            allotments[tenant] = Math.Max(1, (int)(budget * WeightOf(tenant) / total));
+        return allotments;
+    }
+
+    /// <summary>The earliest admitted sequence still prefilling, among tenants with allotment left when
+    /// <paramref name="allotments"/> is given.</summary>
+    private Sequence? EarliestPrefilling(Dictionary<string, int>? allotments)
+    {
+        Sequence? s = null;
+        foreach (var candidate in _bySlot)
+            if (candidate is { State: Sequence.Phase.Prefilling } && (allotments is null || allotments[candidate.Request.Tenant] > 0)
+                && (s is null || candidate.AdmissionOrder < s.AdmissionOrder))
+                s = candidate;
+        return s;
+    }
+
+    /// <summary>Rows (slot holders and waiting requests) and weight of every tenant present, for the router's
+    /// tenant-share admission (engine thread; requests submitted since the last step are not counted yet).</summary>
+    public List<TenantLoad> TenantLoads()
+    {
+        var waiting = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var s in _waiting.Items) waiting[s.Request.Tenant] = waiting.GetValueOrDefault(s.Request.Tenant) + 1;
+        var loads = new List<TenantLoad>();
+        foreach (var (tenant, running) in _runningByTenant)
+            loads.Add(new TenantLoad(tenant, running, waiting.GetValueOrDefault(tenant), WeightOf(tenant)));
+        foreach (var (tenant, count) in waiting)
+            if (!_runningByTenant.ContainsKey(tenant)) loads.Add(new TenantLoad(tenant, 0, count, WeightOf(tenant)));
+        return loads;
     }
 
     /// <summary>

@@ -237,6 +237,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         RejectionKind.NoDecoder => OpenAiException.Unavailable(e.Message, "no_decoder", 5),
         RejectionKind.Interrupted => OpenAiException.Unavailable(e.Message, "generation_interrupted", 1),
         RejectionKind.OverCapacity => OpenAiException.Unavailable(e.Message, "over_capacity", Math.Max(1, e.RetryAfterSeconds)),
+        RejectionKind.TenantOverShare => OpenAiException.RateLimited(e.Message, "tenant_over_share", Math.Max(1, e.RetryAfterSeconds)),
         _ => OpenAiException.Unavailable(e.Message, "cluster_unavailable", 2),
     };
 

@@ -1,0 +1,42 @@
+using XGenMM.Cluster.Abstractions;
+
+namespace XGenMM.Cluster.Client;
+
+/// <summary>
+/// A tenant's weighted share of one decoder's slots, from the decoder's load report (docs/architecture.md,
+/// "Tenant isolation"). The share is the slots times the tenant's weight over the weights of every tenant there,
+/// this one included. Rows are slot holders and waiting requests, so a tenant that floods the queue is over its share
+/// at once, not only once its requests hold slots.
+/// <para>Used when the cluster is over its TTFT target: a tenant below its share while another tenant is there is
+/// still admitted (alone, its own requests are the load, and over the target they are refused as over capacity), because the
+/// decoder's scheduler serves a tenant below its share first (its wait is not the queue's); a tenant at or above it
+/// is refused with 429 while another tenant is there, so that one tenant's burst is refused and never another's
+/// requests.</para>
+/// </summary>
+public readonly record struct TenantShare(int Rows, double Slots, bool OthersPresent)
+{
+    /// <summary>Whether one more request of the tenant still fits within its share.</summary>
+    public bool Below => Rows + 1 <= Slots;
+
+    public static TenantShare Of(DecoderLoadReport decoder, string tenant)
+    {
+        ArgumentNullException.ThrowIfNull(decoder);
+        int rows = 0;
+        double weight = 1, others = 0;
+        bool found = false;
+        foreach (var t in decoder.Tenants)
+        {
+            if (string.Equals(t.Tenant, tenant, StringComparison.Ordinal))
+            {
+                rows = t.Running + t.Waiting;
+                weight = t.Weight;
+                found = true;
+            }
+            else if (t.Running + t.Waiting > 0) others += t.Weight;
+        }
+        // A tenant the decoder has not seen has the default weight there (DecodeEngineOptions.TenantWeights).
+        if (!found) weight = 1;
+        double slots = Math.Max(0, decoder.TotalSlots) * weight / (weight + others);
+        return new TenantShare(rows, slots, others > 0);
+    }
+}

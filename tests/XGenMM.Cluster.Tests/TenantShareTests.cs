@@ -1,0 +1,117 @@
+using XGenMM.Cluster.Abstractions;
+using XGenMM.Cluster.Client;
+
+namespace XGenMM.Cluster.Tests;
+
+/// <summary>Tenant-share admission at the router on hand-made load reports, and the router's own in-flight ledger
+/// that corrects a stale report.</summary>
+public sealed class TenantShareTests
+{
+    private static readonly ClusterChatOptions Options = new() { Admission = { TtftTargetSeconds = 0.5, MaxRetryAfterSeconds = 30 } };
+
+    /// <summary>A decoder of 8 slots, all held (rows 100 tokens from their end at 20 ms a step: 2 s to a free slot),
+    /// so every new request is predicted over the 0.5 s target.</summary>
+    private static DecoderLoadReport Full(params TenantRowsReport[] tenants) => new()
+    {
+        DecoderKey = "d1",
+        Silo = "silo",
+        TotalSlots = 8,
+        Running = 8,
+        Waiting = tenants.Sum(t => t.Running + t.Waiting) - 8,
+        RemainingTokens = [100, 100, 100, 100, 100, 100, 100, 100],
+        DecodeStepSeconds = 0.02,
+        PrefillSecondsPerToken = 0.001,
+        PrefillChunkTokens = 512,
+        Tenants = tenants,
+        At = DateTimeOffset.UnixEpoch,
+    };
+
+    [Fact]
+    public void Over_the_target_the_tenant_over_its_share_gets_429_and_the_tenant_below_it_is_admitted()
+    {
+        // A holds 7 slots and waits for 20 more; B holds 1 of its 4 (equal weights, 8 slots).
+        DecoderLoadReport[] live = [Full(new("A", 7, 20, 1), new("B", 1, 0, 1))];
+        var refused = Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose(live, null, 50, Options, "A"));
+        Assert.Equal(RejectionKind.TenantOverShare, refused.Kind);
+        Assert.InRange(refused.RetryAfterSeconds, 1, 30);
+        Assert.Contains("'A'", refused.Message, StringComparison.Ordinal);
+
+        Assert.Equal("d1", ClusterChat.Choose(live, null, 50, Options, "B")!.DecoderKey);
+        // A tenant the decoder has not seen yet is below its share too.
+        Assert.Equal("d1", ClusterChat.Choose(live, null, 50, Options, "C")!.DecoderKey);
+        // Without a tenant (or with admission off for the tenant rule's caller) it stays a plain over-capacity refusal.
+        Assert.Equal(RejectionKind.OverCapacity, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose(live, null, 50, Options)).Kind);
+    }
+
+    [Fact]
+    public void The_share_follows_the_weights()
+    {
+        // B weighs 3: its share is 8 * 3 / 4 = 6 slots, so with 5 rows it is still below, with 6 it is at its share.
+        Assert.True(TenantShare.Of(Full(new("A", 3, 10, 1), new("B", 5, 0, 3)), "B").Below);
+        Assert.False(TenantShare.Of(Full(new("A", 2, 10, 1), new("B", 6, 0, 3)), "B").Below);
+        var a = TenantShare.Of(Full(new("A", 3, 10, 1), new("B", 5, 0, 3)), "A");
+        Assert.Equal(2, a.Slots, 9);
+        Assert.False(a.Below);
+        Assert.True(a.OthersPresent);
+    }
+
+    [Fact]
+    public void A_tenant_alone_over_the_target_is_over_capacity_not_over_its_share()
+    {
+        // Alone it is below its share of the slots counted in rows (8 of 8 running, 0 waiting would be at it), but
+        // its own requests are the load: refused with 503 like any over-capacity request.
+        DecoderLoadReport[] live = [Full(new TenantRowsReport("A", 8, 3, 1))];
+        Assert.Equal(RejectionKind.OverCapacity, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose(live, null, 50, Options, "A")).Kind);
+        DecoderLoadReport[] halfAlone = [Full(new TenantRowsReport("A", 4, 0, 1))];
+        Assert.Equal(RejectionKind.OverCapacity, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose(halfAlone, null, 50, Options, "A")).Kind);
+    }
+
+    [Fact]
+    public void Under_the_target_nobody_is_refused_whatever_the_shares()
+    {
+        var idle = Full(new("A", 7, 0, 1), new("B", 1, 0, 1)) with { Running = 2, RemainingTokens = [3, 3] };
+        Assert.NotNull(ClusterChat.Choose([idle], null, 50, Options, "A"));
+    }
+
+    [Fact]
+    public void The_ledger_adds_requests_started_after_the_report_and_takes_off_those_ended_after_it()
+    {
+        var clock = new ManualClock();
+        var ledger = new InflightLedger(clock);
+        var before = ledger.Start("d1", "A", 40); // in the report (started before it)
+        clock.Advance(TimeSpan.FromSeconds(1));
+        var report = new DecoderLoadReport
+        {
+            DecoderKey = "d1", Silo = "silo", TotalSlots = 8, Running = 1, RemainingTokens = [30],
+            Tenants = [new("A", 1, 0, 1)], At = clock.GetUtcNow(),
+        };
+        Assert.Same(report, ledger.Adjust(report));
+
+        clock.Advance(TimeSpan.FromMilliseconds(100));
+        var b1 = ledger.Start("d1", "B", 70);
+        ledger.Start("d1", "B", 30);
+        ledger.Start("d2", "B", 999); // another decoder: not this report's
+        ledger.End(before);
+        var adjusted = ledger.Adjust(report);
+        Assert.Equal(0, adjusted.Running);
+        Assert.Equal(2, adjusted.Waiting);
+        Assert.Equal(100, adjusted.WaitingTokens);
+        Assert.Empty(adjusted.RemainingTokens);
+        Assert.Equal(2, adjusted.Tenants.Single(t => t.Tenant == "B").Waiting);
+        Assert.Equal(0, adjusted.Tenants.Single(t => t.Tenant == "A").Running);
+
+        // Once ended, a request started after the report counts no more; a newer report covers the rest.
+        ledger.End(b1);
+        Assert.Equal(1, ledger.Adjust(report).Waiting);
+        clock.Advance(TimeSpan.FromMilliseconds(100));
+        var fresh = report with { At = clock.GetUtcNow(), Running = 1, Waiting = 0, RemainingTokens = [5], Tenants = [new("B", 1, 0, 1)] };
+        Assert.Same(fresh, ledger.Adjust(fresh));
+    }
+
+    private sealed class ManualClock : TimeProvider
+    {
+        private DateTimeOffset _now = DateTimeOffset.UnixEpoch;
+        public override DateTimeOffset GetUtcNow() => _now;
+        public void Advance(TimeSpan by) => _now += by;
+    }
+}
