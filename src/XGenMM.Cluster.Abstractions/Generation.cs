@@ -100,6 +100,11 @@ public enum RejectionKind
     /// <summary>Refused at the door by admission control: every decoder's predicted time to first token is over the
     /// target; <see cref="ClusterRejectedException.RetryAfterSeconds"/> says when to come back.</summary>
     OverCapacity = 9,
+    /// <summary>No active silo has the vision role (the only one died): the images cannot be encoded now.</summary>
+    NoVisionSilo = 10,
+    /// <summary>A call on the request path missed its deadline, or the membership store is unreachable: the cluster
+    /// cannot serve the request now.</summary>
+    Unavailable = 11,
 }
 
 /// <summary>A typed failure that crosses the cluster boundary intact.</summary>
