@@ -104,6 +104,11 @@ public enum RejectionKind
     /// at least its weighted share of the decoder while another tenant is there; its excess is refused, never the
     /// other tenant's requests. <see cref="ClusterRejectedException.RetryAfterSeconds"/> says when to come back.</summary>
     TenantOverShare = 10,
+    /// <summary>No active silo has the vision role (the only one died): the images cannot be encoded now.</summary>
+    NoVisionSilo = 11,
+    /// <summary>A call on the request path missed its deadline, or the membership store is unreachable: the cluster
+    /// cannot serve the request now.</summary>
+    Unavailable = 12,
 }
 
 /// <summary>A typed failure that crosses the cluster boundary intact.</summary>

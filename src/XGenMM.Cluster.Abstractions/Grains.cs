@@ -8,11 +8,13 @@ namespace XGenMM.Cluster.Abstractions;
 public interface IVisionGrain : IGrainWithStringKey
 {
     /// <summary>Encodes the image (or finds it cached) and returns where its tokens are.</summary>
+    /// <remarks>The caller's token bounds the call (a gateway gives up when a vision silo leaves the cluster, since a
+    /// call to a grain whose silo died is answered by nobody until the response timeout).</remarks>
     [ResponseTimeout("00:02:00")]
-    Task<ImageRef> Encode([Immutable] byte[] image);
+    Task<ImageRef> Encode([Immutable] byte[] image, CancellationToken cancellationToken = default);
 
     /// <summary>The tokens; throws <see cref="ClusterRejectedException"/> (VisionTokensMissing) if they are gone.</summary>
-    Task<VisionTokensPayload> GetTokens();
+    Task<VisionTokensPayload> GetTokens(CancellationToken cancellationToken = default);
 }
 
 /// <summary>
@@ -68,7 +70,7 @@ public interface IDecoderRegistryGrain : IGrainWithIntegerKey
     Task Report(DecoderLoadReport report);
     Task Remove(string decoderKey);
     /// <summary>Decoders that reported recently and are not draining.</summary>
-    Task<DecoderLoadReport[]> List();
+    Task<DecoderLoadReport[]> List(CancellationToken cancellationToken = default);
 }
 
 /// <summary>A tenant's limits.</summary>
@@ -99,10 +101,30 @@ public interface ITenantGrain : IGrainWithStringKey
 
     /// <summary>Checks and takes quota for one request: a concurrent-stream lease, one request of the per-minute
     /// count, and <paramref name="estimatedTokens"/> of the per-minute token budget.</summary>
-    Task<AdmissionTicket> Admit(int images, long estimatedTokens);
+    /// <remarks>A caller that gives up (its deadline passed, e.g. while the tenant storage is unreachable) cancels the
+    /// token; a ticket taken after that is returned at once, so that no lease is held by nobody.</remarks>
+    Task<AdmissionTicket> Admit(int images, long estimatedTokens, CancellationToken cancellationToken = default);
 
     /// <summary>Returns the lease and records what the request really used (the token budget is corrected).</summary>
     Task Complete(string leaseId, long estimatedTokens, UsageReport usage);
 
     Task<TenantUsageDay[]> GetUsage(int days);
+}
+
+/// <summary>One active silo of the cluster as membership sees it.</summary>
+[GenerateSerializer, Immutable, Alias("xgenmm.SiloView")]
+public sealed record SiloView(string Address, string Name, string[] Roles);
+
+/// <summary>The active silos of the cluster as one silo's membership sees them (the version grows with every change).</summary>
+[GenerateSerializer, Immutable, Alias("xgenmm.ClusterView")]
+public sealed record ClusterView(long Version, SiloView[] Silos);
+
+/// <summary>
+/// Membership as the silos see it, for clients (which have no membership service of their own): a stateless worker on
+/// whichever silo takes the call. Gateways poll it to notice a silo's death within one poll of the cluster deciding it,
+/// and end the calls that silo will never answer.
+/// </summary>
+public interface IClusterViewGrain : IGrainWithIntegerKey
+{
+    Task<ClusterView> Read(CancellationToken cancellationToken = default);
 }

@@ -14,59 +14,118 @@ namespace XGenMM.Cluster.Client;
 /// conversation's affine decoder (rendezvous hashing of the conversation id over the live decoders, so every
 /// gateway agrees without sharing state) unless it is draining or has too much queued, else the least loaded one.
 /// </summary>
-public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterChatOptions> options, ILogger<ClusterChat> logger) : IClusterChat, IDisposable
+public sealed partial class ClusterChat : IClusterChat, IDisposable
 {
-    private readonly ClusterChatOptions _options = options.Value;
+    private readonly IGrainFactory grains;
+    private readonly ILogger<ClusterChat> logger;
+    private readonly ClusterChatOptions _options;
+    private readonly ClusterWatch _watch;
     private readonly SemaphoreSlim _refresh = new(1, 1);
     private DecoderLoadReport[] _decoders = [];
-    private DateTimeOffset _fetched = DateTimeOffset.MinValue;
     private readonly InflightLedger _inflight = new(TimeProvider.System);
+    private DateTimeOffset _fetched = DateTimeOffset.MinValue, _listed = DateTimeOffset.MinValue;
+
+    public ClusterChat(IGrainFactory grains, IOptions<ClusterChatOptions> options, ILogger<ClusterChat> logger)
+    {
+        this.grains = grains;
+        this.logger = logger;
+        _options = options.Value;
+        _watch = new ClusterWatch(grains, _options.Deadlines, logger);
+    }
+
+    /// <summary>The cluster's active silos as this client sees them.</summary>
+    public ClusterWatch Watch => _watch;
 
     public async Task<ImageRef> EncodeImageAsync(string contentKey, byte[] image, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(contentKey);
         var grain = grains.GetGrain<IVisionGrain>(contentKey);
+        var deadline = _options.Deadlines.Encode;
+        using var overall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        overall.CancelAfter(deadline);
         for (int attempt = 1; ; attempt++)
         {
+            if (_watch.KnowsNoVisionSilo) throw NoVisionSilo();
+            // Taken before the call: a vision silo that leaves from now on may have been the one encoding this image.
+            var visionLoss = _watch.VisionLoss;
+            using var call = CancellationTokenSource.CreateLinkedTokenSource(overall.Token, visionLoss);
             try
             {
-                return await grain.Encode(image).WaitAsync(cancellationToken).ConfigureAwait(false);
+                return await grain.Encode(image, call.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (attempt <= _options.MaxRecoveryAttempts && IsDecoderLoss(e) && !cancellationToken.IsCancellationRequested)
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
-                // A vision silo left, or the one that just joined is not yet known everywhere: place again shortly.
-                await Task.Delay(TimeSpan.FromMilliseconds(300 * attempt), cancellationToken).ConfigureAwait(false);
+                throw;
+            }
+            catch (OperationCanceledException) when (visionLoss.IsCancellationRequested && !overall.IsCancellationRequested)
+            {
+                // Its silo may be the one that left: encode again, on a vision silo that is alive (or fail, typed, if none is).
+                LogVisionCallMoved(contentKey, attempt);
+                continue;
+            }
+            catch (OperationCanceledException)
+            {
+                throw new ClusterRejectedException(RejectionKind.Unavailable, string.Create(CultureInfo.InvariantCulture,
+                    $"The image was not encoded within {deadline.TotalSeconds:0.#} s ({attempt} attempt(s)).")) { RetryAfterSeconds = 2 };
+            }
+            catch (Exception e) when (IsDecoderLoss(e))
+            {
+                // A vision silo left, or the one that just joined is not yet known everywhere, or none is left: look at
+                // the cluster again and place again shortly, within the deadline.
+                LogVisionCallFailed(contentKey, attempt, e.GetType().Name, e.Message);
+                try
+                {
+                    await _watch.RefreshAsync(overall.Token).ConfigureAwait(false);
+                    if (_watch.KnowsNoVisionSilo) throw NoVisionSilo();
+                    await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(1000, 200 * attempt)), overall.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new ClusterRejectedException(RejectionKind.Unavailable, string.Create(CultureInfo.InvariantCulture,
+                        $"The image could not be encoded within {deadline.TotalSeconds:0.#} s: {e.Message}")) { RetryAfterSeconds = 2 };
+                }
             }
         }
     }
 
+    private static ClusterRejectedException NoVisionSilo() =>
+        new(RejectionKind.NoVisionSilo, "No vision silo is active in the cluster: the images cannot be encoded now.") { RetryAfterSeconds = 5 };
+
     public async Task<DecoderLoadReport[]> GetDecodersAsync(CancellationToken cancellationToken = default)
     {
-        if (DateTimeOffset.UtcNow - _fetched < _options.RegistryRefresh) return _decoders;
+        if (DateTimeOffset.UtcNow - _fetched < _options.RegistryRefresh) return Live(_decoders);
         await _refresh.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             if (DateTimeOffset.UtcNow - _fetched >= _options.RegistryRefresh)
             {
+                using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                call.CancelAfter(_options.Deadlines.Registry);
                 try
                 {
-                    _decoders = await grains.GetGrain<IDecoderRegistryGrain>(0).List().WaitAsync(cancellationToken).ConfigureAwait(false);
-                    _fetched = DateTimeOffset.UtcNow;
+                    _decoders = await grains.GetGrain<IDecoderRegistryGrain>(0).List(call.Token).ConfigureAwait(false);
+                    _fetched = _listed = DateTimeOffset.UtcNow;
                 }
-                catch (Exception e) when (IsDecoderLoss(e) && !cancellationToken.IsCancellationRequested)
+                catch (Exception e) when ((e is OperationCanceledException || IsDecoderLoss(e)) && !cancellationToken.IsCancellationRequested)
                 {
-                    // The registry lived on a silo that just went down: it comes back on another one at the next call.
-                    // Route on the last list meanwhile (callers skip the decoders they saw fail).
+                    // The registry lived on a silo that just went down (it comes back on another one at the next call), or
+                    // it did not answer in time. Route on the last list while it is recent, less the silos that left.
                     LogRegistryUnavailable(e);
+                    if (DateTimeOffset.UtcNow - _listed > _options.Deadlines.RegistryMaxAge) _decoders = [];
                 }
             }
-            return _decoders;
+            return Live(_decoders);
         }
         finally
         {
             _refresh.Release();
         }
     }
+
+    /// <summary>The decoders whose silo is still in the cluster's view (the registry drops a dead one only once its
+    /// own silo's membership has, and a list read before that may still name it).</summary>
+    private DecoderLoadReport[] Live(DecoderLoadReport[] decoders) =>
+        decoders.All(d => _watch.IsActive(d.Silo)) ? decoders : [.. decoders.Where(d => _watch.IsActive(d.Silo))];
 
     public async IAsyncEnumerable<GenerationChunk> GenerateAsync(GenerationRequest request, Func<CancellationToken, Task<ImageRef[]>>? reencode = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -106,8 +165,11 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
             var attempt = request with { ResumeTokenIds = [.. request.ResumeTokenIds, .. produced] };
             var inflight = _inflight.Start(decoder.DecoderKey, request.Tenant, CapacityModel.PromptPositions(attempt));
             if (produced.Count > 0) LogResuming(request.RequestId, decoder.DecoderKey, produced.Count);
-            var stream = grains.GetGrain<IDecoderGrain>(decoder.DecoderKey).Generate(attempt, cancellationToken)
-                .WithBatchSize(_options.StreamBatchSize).WithCancellation(cancellationToken).GetAsyncEnumerator();
+            // The stream ends when its decoder's silo leaves the cluster: a dead silo never answers the next MoveNext.
+            var decoderLost = _watch.SiloLost(decoder.Silo);
+            using var attemptToken = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, decoderLost);
+            var stream = grains.GetGrain<IDecoderGrain>(decoder.DecoderKey).Generate(attempt, attemptToken.Token)
+                .WithBatchSize(_options.StreamBatchSize).GetAsyncEnumerator(attemptToken.Token);
             bool retry = false;
             try
             {
@@ -135,7 +197,8 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
                         retry = true;
                         break;
                     }
-                    catch (Exception e) when (IsDecoderLoss(e) && !cancellationToken.IsCancellationRequested)
+                    catch (Exception e) when ((IsDecoderLoss(e) || (e is OperationCanceledException && decoderLost.IsCancellationRequested))
+                        && !cancellationToken.IsCancellationRequested)
                     {
                         LogDecoderLost(e, request.RequestId, decoder.DecoderKey, produced.Count);
                         failed.Add(decoder.DecoderKey);
@@ -156,7 +219,7 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
             finally
             {
                 _inflight.End(inflight);
-                await stream.DisposeAsync();
+                await DisposeBoundedAsync(stream).ConfigureAwait(false);
             }
             if (!retry)
             {
@@ -167,6 +230,20 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
                 _fetched = DateTimeOffset.MinValue;
                 lastError = new ClusterRejectedException(RejectionKind.Interrupted, $"Decoder '{decoder.DecoderKey}' ended the stream without a final chunk.");
             }
+        }
+    }
+
+    /// <summary>Ends a token stream, waiting at most <see cref="CallDeadlines.StreamDispose"/> for its decoder (a dead one
+    /// never answers); a failure to dispose is not the request's failure.</summary>
+    private async Task DisposeBoundedAsync(IAsyncEnumerator<GenerationChunk> stream)
+    {
+        try
+        {
+            await stream.DisposeAsync().AsTask().WaitAsync(_options.Deadlines.StreamDispose).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is TimeoutException or OperationCanceledException or OrleansException or ClusterRejectedException)
+        {
+            LogStreamDisposeFailed(e);
         }
     }
 
@@ -241,7 +318,11 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
     private static ulong Rendezvous(string conversation, string decoder) =>
         XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(conversation + "\n" + decoder));
 
-    public void Dispose() => _refresh.Dispose();
+    public void Dispose()
+    {
+        _watch.Dispose();
+        _refresh.Dispose();
+    }
 
     [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "Request {RequestId}: decoder {Decoder} was lost after {Produced} token(s); moving the generation")]
     private partial void LogDecoderLost(Exception exception, string requestId, string decoder, int produced);
@@ -257,6 +338,15 @@ public sealed partial class ClusterChat(IGrainFactory grains, IOptions<ClusterCh
 
     [LoggerMessage(EventId = 206, Level = LogLevel.Information, Message = "Request {RequestId} refused at admission: {Reason}")]
     private partial void LogOverCapacity(string requestId, string reason);
+
+    [LoggerMessage(EventId = 207, Level = LogLevel.Warning, Message = "Image {Key}: a vision silo left the cluster during attempt {Attempt}; encoding again")]
+    private partial void LogVisionCallMoved(string key, int attempt);
+
+    [LoggerMessage(EventId = 208, Level = LogLevel.Warning, Message = "Image {Key}: attempt {Attempt} failed ({Kind}: {Reason}); placing it again")]
+    private partial void LogVisionCallFailed(string key, int attempt, string kind, string reason);
+
+    [LoggerMessage(EventId = 209, Level = LogLevel.Debug, Message = "A token stream could not be disposed; its decoder is gone or busy")]
+    private partial void LogStreamDisposeFailed(Exception exception);
 
     [LoggerMessage(EventId = 203, Level = LogLevel.Warning, Message = "Request {RequestId}: image tokens lost ({Reason}); encoding the images again")]
     private partial void LogReencoding(string requestId, string reason);

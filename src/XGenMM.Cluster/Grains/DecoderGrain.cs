@@ -1,4 +1,6 @@
 using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
 using XGenMM.Cluster.Abstractions;
 using XGenMM.Cluster.Hosting;
@@ -15,14 +17,15 @@ namespace XGenMM.Cluster.Grains;
 /// </summary>
 [DecoderPlacement]
 [Reentrant]
-internal sealed class DecoderGrain(EngineHost engines, IGrainFactory grains, SiloState state) : Grain, IDecoderGrain
+internal sealed partial class DecoderGrain(EngineHost engines, IGrainFactory grains, SiloState state, IOptions<SiloSettings> settings,
+    ILogger<DecoderGrain> logger) : Grain, IDecoderGrain
 {
     private DecodeEngine Engine => engines.GetDecoder(DecoderKey.Parse(this.GetPrimaryKeyString()).Device);
 
     public async IAsyncEnumerable<GenerationChunk> Generate(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         if (state.Draining) throw new ClusterRejectedException(RejectionKind.ShuttingDown, $"Decoder '{this.GetPrimaryKeyString()}' is draining.");
-        var images = await Task.WhenAll(request.Images.Select(i => grains.GetGrain<IVisionGrain>(i.VisionGrainKey).GetTokens())).ConfigureAwait(true);
+        var images = await PullVisionTokensAsync(request, cancellationToken).ConfigureAwait(true);
         var decodeRequest = new DecodeRequest
         {
             RequestId = request.RequestId,
@@ -87,6 +90,40 @@ internal sealed class DecoderGrain(EngineHost engines, IGrainFactory grains, Sil
             await stream.DisposeAsync().ConfigureAwait(true);
         }
     }
+
+    /// <summary>
+    /// The images' tokens from their vision grains, within <see cref="SiloSettings.VisionPullTimeoutSeconds"/>. A vision
+    /// silo that died or does not answer in time means the tokens are lost to this request: that is VisionTokensMissing,
+    /// which the gateway answers by encoding the images again (on a vision silo that is alive) and retrying.
+    /// </summary>
+    private async Task<VisionTokensPayload[]> PullVisionTokensAsync(GenerationRequest request, CancellationToken cancellationToken)
+    {
+        if (request.Images.Length == 0) return [];
+        var deadline = TimeSpan.FromSeconds(settings.Value.VisionPullTimeoutSeconds);
+        using var pull = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        pull.CancelAfter(deadline);
+        try
+        {
+            return await Task.WhenAll(request.Images.Select(i => grains.GetGrain<IVisionGrain>(i.VisionGrainKey).GetTokens(pull.Token))).ConfigureAwait(true);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            LogVisionPullFailed(request.RequestId, $"no answer within {deadline.TotalSeconds:0.#} s");
+            throw new ClusterRejectedException(RejectionKind.VisionTokensMissing,
+                $"The vision tokens of request '{request.RequestId}' did not arrive within {deadline.TotalSeconds:0.#} s; encode the images again.");
+        }
+        catch (Exception e) when (e is SiloUnavailableException or OrleansMessageRejectionException or TimeoutException
+            || (e is OrleansException && e is not ClusterRejectedException))
+        {
+            // The vision silo died (membership broke the call) or the grain cannot be reached or placed.
+            LogVisionPullFailed(request.RequestId, e.Message);
+            throw new ClusterRejectedException(RejectionKind.VisionTokensMissing,
+                $"The vision tokens of request '{request.RequestId}' could not be read ({e.GetType().Name}); encode the images again.");
+        }
+    }
+
+    [LoggerMessage(EventId = 320, Level = LogLevel.Warning, Message = "Request {RequestId}: the vision tokens could not be pulled ({Reason}); the gateway encodes again")]
+    private partial void LogVisionPullFailed(string requestId, string reason);
 
     public Task<DecoderLoadReport> GetLoad() => Task.FromResult(DecoderReports.From(this.GetPrimaryKeyString(), Engine.GetLoad(), state.Draining));
 }

@@ -33,7 +33,7 @@ internal sealed class DecoderRegistryGrain(IClusterMembershipService membership)
         return Task.CompletedTask;
     }
 
-    public Task<DecoderLoadReport[]> List()
+    public Task<DecoderLoadReport[]> List(CancellationToken cancellationToken = default)
     {
         var now = DateTimeOffset.UtcNow;
         var active = membership.CurrentSnapshot.Members.Values

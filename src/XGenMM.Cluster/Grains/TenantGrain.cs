@@ -41,7 +41,7 @@ internal sealed class TenantGrain([PersistentState("tenant", "tenants")] IPersis
 
     public Task<TenantLimits> GetLimits() => Task.FromResult(Limits);
 
-    public async Task<AdmissionTicket> Admit(int images, long estimatedTokens)
+    public async Task<AdmissionTicket> Admit(int images, long estimatedTokens, CancellationToken cancellationToken = default)
     {
         var now = time.GetUtcNow();
         var limits = Limits;
@@ -69,8 +69,36 @@ internal sealed class TenantGrain([PersistentState("tenant", "tenants")] IPersis
         _tokensInWindow += estimatedTokens;
         var day = Day(now);
         state.State.Days[day.Key] = day.Value with { Requests = day.Value.Requests + 1 };
-        await state.WriteStateAsync().ConfigureAwait(true);
+        try
+        {
+            // Not the caller's token: a write cut short could still land, so it finishes and a late ticket is undone below.
+            await state.WriteStateAsync(CancellationToken.None).ConfigureAwait(true);
+        }
+        catch
+        {
+            // The storage is unreachable (or the state went stale): the caller gets the failure, so the lease must not
+            // stay taken, or a storage outage would leave the tenant's stream slots held for the lease lifetime.
+            // A write that failed may still have reached the store, so the ETag held here can be stale: the next
+            // activation reads the state afresh, and the tenant recovers when the store does, without a restart.
+            Release(lease, estimatedTokens, now);
+            DeactivateOnIdle();
+            throw;
+        }
+        if (cancellationToken.IsCancellationRequested)
+        {
+            // The caller gave up while the write was pending (its deadline passed): nobody holds this lease.
+            Release(lease, estimatedTokens, now);
+            cancellationToken.ThrowIfCancellationRequested();
+        }
         return new AdmissionTicket(true, lease);
+    }
+
+    /// <summary>Undoes an admission whose ticket never reached its caller (the request count stays: it was made).</summary>
+    private void Release(string lease, long estimatedTokens, DateTimeOffset now)
+    {
+        _leases.Remove(lease);
+        _tokens.Enqueue((now, -estimatedTokens));
+        _tokensInWindow -= estimatedTokens;
     }
 
     public async Task Complete(string leaseId, long estimatedTokens, UsageReport usage)

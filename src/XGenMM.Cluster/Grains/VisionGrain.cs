@@ -19,7 +19,7 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
 {
     private VisionTokens? _tokens;
 
-    public async Task<ImageRef> Encode(byte[] image)
+    public async Task<ImageRef> Encode(byte[] image, CancellationToken cancellationToken = default)
     {
         string key = this.GetPrimaryKeyString();
         if (_tokens is null)
@@ -29,8 +29,10 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
                 throw new ClusterRejectedException(RejectionKind.Invalid, $"'{key}' is not an image content key (64 lower-case hex digits).");
             try
             {
-                var vision = await engines.GetVisionAsync().ConfigureAwait(true);
-                _tokens = (await vision.EncodeByKeyAsync(key, image).ConfigureAwait(true)).Tokens;
+                var vision = await engines.GetVisionAsync(CancellationToken.None).ConfigureAwait(true);
+                // The caller's token is not passed on: identical requests coalesce on this encode, so one caller giving up
+                // must not cancel it for the others queued behind it.
+                _tokens = (await vision.EncodeByKeyAsync(key, image, CancellationToken.None).ConfigureAwait(true)).Tokens;
             }
             catch (TimeoutException)
             {
@@ -52,7 +54,7 @@ internal sealed class VisionGrain(EngineHost engines) : Grain, IVisionGrain
         return new ImageRef(key, _tokens.Rows);
     }
 
-    public Task<VisionTokensPayload> GetTokens()
+    public Task<VisionTokensPayload> GetTokens(CancellationToken cancellationToken = default)
     {
         if (_tokens is null && engines.TryGetVision(out var vision) && vision.TryGetCached(this.GetPrimaryKeyString(), out var cached))
             _tokens = cached;

@@ -14,6 +14,10 @@ public sealed class SiloSettings
     /// <summary>The address of <see cref="HttpPort"/>: loopback unless configured (a silo on a shared machine exposes
     /// nothing); containers and the chart set 0.0.0.0 so that the kubelet and Prometheus reach the pod IP.</summary>
     public string HttpAddress { get; set; } = "127.0.0.1";
+    /// <summary>Deadline of a decoder's pull of an image's tokens from its vision grain (a local cache read or one
+    /// transfer between silos): past it the gateway is told to encode the image again rather than wait on a vision silo
+    /// that may be dead (membership breaks such calls only once it has declared the silo dead).</summary>
+    [Range(0.1, 600)] public double VisionPullTimeoutSeconds { get; set; } = 10;
 
     public IReadOnlyList<string> Devices() =>
         string.IsNullOrWhiteSpace(Gpus)

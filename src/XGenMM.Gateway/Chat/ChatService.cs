@@ -20,9 +20,10 @@ namespace XGenMM.Gateway.Chat;
 /// its status; the tenant's lease is always returned with the usage actually spent.
 /// </summary>
 public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grains, ServedModel model, IOptions<RequestLimits> limits,
-    GatewayMetrics metrics, ILogger<ChatService> logger)
+    IOptions<ClusterChatOptions> clusterOptions, MembershipStoreHealth membershipStore, GatewayMetrics metrics, ILogger<ChatService> logger)
 {
     private readonly RequestLimits _limits = limits.Value;
+    private readonly CallDeadlines _deadlines = clusterOptions.Value.Deadlines;
     private readonly PromptBound _bound = new(model.Tokenizer);
     private long _tokenizerCalls;
 
@@ -44,6 +45,10 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         long arrived = Stopwatch.GetTimestamp();
         try
         {
+            // Without the membership store no tenant can be admitted (its ledger is written there) and silos cannot
+            // agree on who is alive: say so at once instead of after a deadline.
+            if (membershipStore.Unreachable is { } outage)
+                throw OpenAiException.Unavailable($"The cluster's membership store is unreachable ({outage}); retry shortly.", "membership_unavailable", 5);
             model.LearnFrom(await Cluster(() => cluster.GetDecodersAsync(cancellationToken), cancellationToken).ConfigureAwait(false));
             int[] promptIds = BuildPrompt(turn);
             // The one hash of each image for this request: it names the vision grain, the engine's cache entry and
@@ -52,7 +57,7 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             int textTokens = promptIds.Length - turn.Images.Count;
             long estimate = (textTokens + (long)turn.MaxTokens) * choices;
             var tenant = grains.GetGrain<ITenantGrain>(turn.Tenant);
-            var ticket = await Cluster(() => tenant.Admit(turn.Images.Count, estimate), cancellationToken).ConfigureAwait(false);
+            var ticket = await AdmitAsync(tenant, turn.Images.Count, estimate, cancellationToken).ConfigureAwait(false);
             if (!ticket.Admitted) throw QuotaError(ticket);
             var lease = new Lease(tenant, ticket.LeaseId!, estimate, choices);
             var started = new List<IAsyncEnumerator<GenerationChunk>>(choices);
@@ -99,6 +104,27 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             LogRejected(turn.Tenant, e.Status, e.Code ?? e.Type, e.Message);
             throw;
         }
+    }
+
+    /// <summary>Asks the tenant grain for admission within <see cref="CallDeadlines.Tenant"/>; a grain that does not
+    /// answer by then (its silo died, or its storage is unreachable) is a 503, and the grain returns a ticket it takes
+    /// after that (the call's token is cancelled).</summary>
+    private async Task<AdmissionTicket> AdmitAsync(ITenantGrain tenant, int images, long estimate, CancellationToken cancellationToken)
+    {
+        using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        call.CancelAfter(_deadlines.Tenant);
+        return await Cluster(async () =>
+        {
+            try
+            {
+                return await tenant.Admit(images, estimate, call.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw OpenAiException.Unavailable($"The tenant's quota could not be checked within {_deadlines.Tenant.TotalSeconds:0.#} s; retry shortly.",
+                    "cluster_timeout", 2);
+            }
+        }, cancellationToken).ConfigureAwait(false);
     }
 
     private static async Task DisposeQuietlyAsync(IAsyncEnumerator<GenerationChunk> chunks)
@@ -224,6 +250,11 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         {
             throw OpenAiException.Unavailable($"The cluster could not serve the request: {e.Message}", "cluster_unavailable", 2);
         }
+        catch (OperationCanceledException)
+        {
+            // A deadline of a call inside the cluster, not the caller's cancellation: the request cannot be served now.
+            throw OpenAiException.Unavailable("A call inside the cluster missed its deadline; retry shortly.", "cluster_timeout", 2);
+        }
     }
 
     internal static OpenAiException ClusterError(ClusterRejectedException e) => e.Kind switch
@@ -238,6 +269,8 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         RejectionKind.Interrupted => OpenAiException.Unavailable(e.Message, "generation_interrupted", 1),
         RejectionKind.OverCapacity => OpenAiException.Unavailable(e.Message, "over_capacity", Math.Max(1, e.RetryAfterSeconds)),
         RejectionKind.TenantOverShare => OpenAiException.RateLimited(e.Message, "tenant_over_share", Math.Max(1, e.RetryAfterSeconds)),
+        RejectionKind.NoVisionSilo => OpenAiException.Unavailable(e.Message, "no_vision_silo", Math.Max(1, e.RetryAfterSeconds)),
+        RejectionKind.Unavailable => OpenAiException.Unavailable(e.Message, "cluster_timeout", Math.Max(1, e.RetryAfterSeconds)),
         _ => OpenAiException.Unavailable(e.Message, "cluster_unavailable", 2),
     };
 

@@ -51,6 +51,13 @@ public static class GatewayApp
         else
             builder.UseOrleansClient(client => client.UseXGenMMClustering(builder.Configuration));
         services.AddXGenMMClusterChat(builder.Configuration);
+        services.AddSingleton<MembershipStoreHealth>();
+        services.AddOptions<MembershipProbeOptions>().Bind(builder.Configuration.GetSection("Cluster:MembershipProbe"))
+            .Validate(o => o.Interval > TimeSpan.Zero && o.Timeout > TimeSpan.Zero && o.FailuresBeforeUnreachable >= 1,
+                "Cluster:MembershipProbe needs a positive Interval and Timeout and FailuresBeforeUnreachable >= 1.")
+            .ValidateOnStart();
+        // Local mode has no membership store to probe (localhost clustering inside this process).
+        if (cohostSilo is null) services.AddHostedService<MembershipStoreProbe>();
 
         var model = ServedModel.From(builder.Configuration);
         services.AddSingleton(model);
