@@ -7,6 +7,7 @@ using StackExchange.Redis;
 using XGenMM.Cluster.Placement;
 using XGenMM.Engine.Decoding;
 using XGenMM.Engine.Vision;
+using XGenMM.Model.Hub;
 using XGenMM.ServiceDefaults;
 
 namespace XGenMM.Cluster.Hosting;
@@ -30,6 +31,7 @@ public static class ClusterHostingExtensions
         var services = silo.Services;
         services.AddOptions<SiloSettings>().Bind(configuration.GetSection("Silo")).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<ModelSettings>().Bind(configuration.GetSection("Model"));
+        services.AddOptions<HubDownloadOptions>().Bind(configuration.GetSection("Model:HuggingFace")).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<DecodeEngineOptions>().Bind(configuration.GetSection("Engine:Decode"))
             .Validate(o => { o.Validate(); return true; }).ValidateOnStart();
         services.AddOptions<VisionEngineOptions>().Bind(configuration.GetSection("Engine:Vision"))

@@ -5,6 +5,7 @@ using Orleans.Runtime;
 using XGenMM.Cluster.Abstractions;
 using XGenMM.Cluster.Grains;
 using XGenMM.Cluster.Placement;
+using XGenMM.Model.Hub;
 
 namespace XGenMM.Cluster.Hosting;
 
@@ -14,12 +15,27 @@ namespace XGenMM.Cluster.Hosting;
 /// get up to <see cref="SiloSettings.DrainTimeoutSeconds"/> to finish, then the silo leaves the cluster.
 /// </summary>
 internal sealed partial class EngineLifecycle(EngineHost engines, SiloState state, IGrainFactory grains, ILocalSiloDetails silo,
-    IHostApplicationLifetime lifetime, IOptions<SiloSettings> settings, ILogger<EngineLifecycle> logger) : BackgroundService
+    IHostApplicationLifetime lifetime, IOptions<SiloSettings> settings, IOptions<ModelSettings> model, IOptions<HubDownloadOptions> download,
+    ILogger<EngineLifecycle> logger) : BackgroundService
 {
     private static readonly TimeSpan ReportEvery = TimeSpan.FromSeconds(1);
 
-    public override Task StartAsync(CancellationToken cancellationToken)
+    public override async Task StartAsync(CancellationToken cancellationToken)
     {
+        // With Model:HuggingFace:Repo set the checkpoint is fetched (or found complete) into Model:Path first;
+        // readiness stays "starting" until the engines are loaded from it.
+        if (download.Value.Enabled)
+        {
+            try
+            {
+                await HubDownloadCommand.RunAsync(download.Value, model.Value.Path, logger, cancellationToken).ConfigureAwait(false);
+            }
+            catch (HubDownloadException e)
+            {
+                state.MarkFailed(e.Message);
+                throw;
+            }
+        }
         try
         {
             engines.Load();
@@ -32,7 +48,7 @@ internal sealed partial class EngineLifecycle(EngineHost engines, SiloState stat
         }
         // ApplicationStopping fires before any hosted service (the silo included) stops: drain there.
         lifetime.ApplicationStopping.Register(Drain);
-        return base.StartAsync(cancellationToken);
+        await base.StartAsync(cancellationToken).ConfigureAwait(false);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

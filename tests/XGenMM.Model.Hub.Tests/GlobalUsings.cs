@@ -1,0 +1,3 @@
+global using Xunit;
+// Every test project compiles tests/Shared (tests/Directory.Build.props).
+global using XGenMM.Testing;
