@@ -121,16 +121,20 @@ source_key="$(cd "$root" && git ls-files -co --exclude-standard -- src models bu
   Directory.Build.targets Directory.Packages.props NuGet.config nuget.config | grep -v '/\(bin\|obj\|node_modules\)/' | sort \
   | xargs -d '\n' sha256sum | hash_text)"
 
+# Framework-dependent (the base has the runtime) and for linux-x64 only: a portable publish carries every platform's
+# native libraries (Windows, macOS, musl, arm64), hundreds of MB that no container loads.
+publish_args=(-c Release -r linux-x64 --self-contained false)
+
 # app <image> <project> <Containerfile>
 app() {
   local image=$1 project=$2 containerfile=$3
   local key
-  key="$( { echo "$base_key $source_key"; cat "$containerfile"; } | hash_text)"
+  key="$( { echo "$base_key $source_key ${publish_args[*]}"; cat "$containerfile"; } | hash_text)"
   if up_to_date "$image" "$key"; then log "$(basename "$project"): $image is up to date ($key)"; return; fi
   local out="$work/publish/$(basename "$project")"
   log "$(basename "$project"): dotnet publish"
   rm -rf "$out"
-  dotnet publish "$root/src/$project/$project.csproj" -c Release -o "$out" -nologo -v quiet >"$work/publish-$project.log" 2>&1 \
+  dotnet publish "$root/src/$project/$project.csproj" "${publish_args[@]}" -o "$out" -nologo -v quiet >"$work/publish-$project.log" 2>&1 \
     || { tail -n 30 "$work/publish-$project.log" >&2; echo "dotnet publish $project failed" >&2; exit 1; }
   log "$(basename "$project"): podman build $image"
   build "$image" "$key" "$containerfile" "$out" --build-arg "BASE=$base_image"
@@ -143,7 +147,7 @@ app "$silo_image" XGenMM.Silo "$here/silo-cpu.Containerfile"
 # the Containerfile copies over the base.
 redis_debs="redis-server redis-tools libjemalloc2 liblzf1"
 redis_versions="$(dpkg-query -W -f='${Package}=${Version}\n' $redis_debs 2>/dev/null || apt-cache policy $redis_debs | tr -d '\n')"
-redis_key="$( { echo "$base_key $redis_versions"; cat "$here/redis.Containerfile"; } | hash_text)"
+redis_key="$( { echo "recipe 2 $base_key $redis_versions"; cat "$here/redis.Containerfile"; } | hash_text)"
 if up_to_date "$redis_image" "$redis_key"; then
   log "redis: $redis_image is up to date ($redis_key)"
 else
@@ -152,8 +156,15 @@ else
   (cd "$work/redis/debs" && apt-get download $redis_debs >"$work/redis/download.log" 2>&1) \
     || { cat "$work/redis/download.log" >&2; echo "apt-get download failed (run apt-get update?)" >&2; exit 1; }
   for deb in "$work"/redis/debs/*.deb; do dpkg-deb -x "$deb" "$work/redis/rootfs"; done
-  rm -rf "$work/redis/rootfs/usr/share/doc" "$work/redis/rootfs/usr/share/man" "$work/redis/rootfs/etc/init.d" \
-    "$work/redis/rootfs/lib/systemd" "$work/redis/rootfs/usr/lib/systemd"
+  # The base has a merged /usr (/lib, /bin, /sbin are links into it): copying real directories over them would
+  # replace the links, so anything under them moves into /usr first.
+  for dir in lib bin sbin; do
+    if [ -d "$work/redis/rootfs/$dir" ]; then
+      mkdir -p "$work/redis/rootfs/usr/$dir" && cp -a "$work/redis/rootfs/$dir/." "$work/redis/rootfs/usr/$dir/"
+      rm -rf "${work:?}/redis/rootfs/$dir"
+    fi
+  done
+  rm -rf "$work"/redis/rootfs/usr/share/doc "$work"/redis/rootfs/usr/share/man "$work"/redis/rootfs/usr/lib/systemd
   build "$redis_image" "$redis_key" "$here/redis.Containerfile" "$work/redis" --build-arg "BASE=$base_image"
 fi
 
