@@ -11,8 +11,11 @@ public sealed record AutoscalingSample
 {
     /// <summary>Seconds since the run began.</summary>
     public double Seconds { get; init; }
-    /// <summary>Streams in flight at the gateway (its xgenmm_gateway_active_streams, through Prometheus).</summary>
+    /// <summary>Requests in the scaled decoders, running or waiting (their xgenmm_num_requests_running plus the
+    /// trigger's metric, through Prometheus): the offered load as the cluster sees it.</summary>
     public double Load { get; init; }
+    /// <summary>Generations streaming tokens at the gateway (xgenmm_gateway_active_streams: admitted, past the queue).</summary>
+    public double Streaming { get; init; }
     /// <summary>The trigger query's value (a total over the scaled pods).</summary>
     public double? Metric { get; init; }
     /// <summary>The metric per live replica, comparable to the trigger's threshold.</summary>
@@ -54,6 +57,8 @@ public sealed record DrainRecord
     public int? ExitCode { get; init; }
     /// <summary>The silo's own word on its drain ("Drain finished (all work completed: True)").</summary>
     public bool? DrainCompleted { get; init; }
+    /// <summary>Streams the gateway had to move off this silo's decoder (lost, then resumed elsewhere): 0 for a clean drain.</summary>
+    public int StreamsMovedOff { get; init; }
 }
 
 /// <summary>The whole autoscaling run: what was scaled on what, every sync period, the scale events and the load's outcome.</summary>
@@ -79,7 +84,7 @@ public sealed record AutoscalingReport
     public IReadOnlyList<DrainRecord> Drains { get; init; } = [];
     public int RequestsSucceeded { get; init; }
     public int RequestsFailed { get; init; }
-    /// <summary>Streams the gateway had to move to another decoder (its "moving the generation" warnings): 0 when drains finish in place.</summary>
+    /// <summary>Every stream the gateway had to move (its "moving the generation" warnings), whichever decoder lost it.</summary>
     public int StreamsMoved { get; init; }
     public IReadOnlyList<string> Notes { get; init; } = [];
 }
@@ -112,9 +117,9 @@ public static class AutoscalingReportWriter
     public static string Csv(AutoscalingReport report)
     {
         ArgumentNullException.ThrowIfNull(report);
-        var csv = new StringBuilder("seconds,load,metric,metric_per_replica,threshold,proposed,desired,live_silos,draining_silos,reason\n");
+        var csv = new StringBuilder("seconds,load,streaming,metric,metric_per_replica,threshold,proposed,desired,live_silos,draining_silos,reason\n");
         foreach (var s in report.Samples)
-            csv.Append(Inv($"{s.Seconds:0.0},{s.Load:0.##},{Num(s.Metric)},{Num(s.MetricPerReplica)},{report.Threshold:0.##},{s.Proposed?.ToString(CultureInfo.InvariantCulture) ?? ""},{s.Desired},{s.LiveSilos},{s.DrainingSilos},{s.Reason}\n"));
+            csv.Append(Inv($"{s.Seconds:0.0},{s.Load:0.##},{s.Streaming:0.##},{Num(s.Metric)},{Num(s.MetricPerReplica)},{report.Threshold:0.##},{s.Proposed?.ToString(CultureInfo.InvariantCulture) ?? ""},{s.Desired},{s.LiveSilos},{s.DrainingSilos},{s.Reason}\n"));
         return csv.ToString();
     }
 
@@ -122,9 +127,10 @@ public static class AutoscalingReportWriter
     {
         ArgumentNullException.ThrowIfNull(report);
         var s = report.Samples;
-        return SvgChart.Line("Load and the scaling metric over time", "seconds", "streams / requests",
+        return SvgChart.Line("Load and the scaling metric over time", "seconds", "requests",
         [
-            new ChartSeries("load (streams)", [.. s.Select(x => (x.Seconds, x.Load))]),
+            new ChartSeries("load (in decoders)", [.. s.Select(x => (x.Seconds, x.Load))]),
+            new ChartSeries("streaming (gateway)", [.. s.Select(x => (x.Seconds, x.Streaming))]),
             new ChartSeries("metric (total)", [.. s.Where(x => x.Metric is not null).Select(x => (x.Seconds, x.Metric!.Value))]),
             new ChartSeries("metric / replica", [.. s.Where(x => x.MetricPerReplica is not null).Select(x => (x.Seconds, x.MetricPerReplica!.Value))]),
             new ChartSeries("target / replica", [.. s.Select(x => (x.Seconds, report.Threshold))]),
@@ -160,12 +166,12 @@ public static class AutoscalingReportWriter
         foreach (var up in r.ScaleUps)
             md.Append(Inv($"- Scale up: `{up.Silo}` decided at {up.DecidedAt:0.0} s, ready after {Num(up.ReadyAt - up.DecidedAt)} s, first token served after {Num(up.TimeToTakeLoadSeconds)} s.\n"));
         foreach (var d in r.Drains)
-            md.Append(Inv($"- Scale down: `{d.Silo}` got SIGTERM at {d.DecidedAt:0.0} s with {d.RunningAtSigterm:0} request(s) running; exited after {Num(d.ExitedAfterSeconds)} s with code {d.ExitCode?.ToString(CultureInfo.InvariantCulture) ?? "?"}; drain complete: {d.DrainCompleted?.ToString() ?? "?"}.\n"));
+            md.Append(Inv($"- Scale down: `{d.Silo}` got SIGTERM at {d.DecidedAt:0.0} s with {d.RunningAtSigterm:0} request(s) running; exited after {Num(d.ExitedAfterSeconds)} s with code {d.ExitCode?.ToString(CultureInfo.InvariantCulture) ?? "?"}; drain complete: {d.DrainCompleted?.ToString() ?? "?"}; streams moved off it: {d.StreamsMovedOff}.\n"));
         foreach (var note in r.Notes) md.Append("- ").Append(note).Append('\n');
         md.Append("\n![load and metric](autoscaling-load.svg)\n\n![replicas](autoscaling-replicas.svg)\n\n");
-        md.Append("## Every sync period\n\n| s | load | metric | per replica | proposed | desired | live | draining | reason |\n|---|---|---|---|---|---|---|---|---|\n");
+        md.Append("## Every sync period\n\nload: requests running or waiting in the decoders; streaming: generations past the queue at the gateway.\n\n| s | load | streaming | metric | per replica | proposed | desired | live | draining | reason |\n|---|---|---|---|---|---|---|---|---|---|\n");
         foreach (var s in r.Samples)
-            md.Append(Inv($"| {s.Seconds:0.0} | {s.Load:0} | {Num(s.Metric)} | {Num(s.MetricPerReplica)} | {s.Proposed?.ToString(CultureInfo.InvariantCulture) ?? "-"} | {s.Desired} | {s.LiveSilos} | {s.DrainingSilos} | {s.Reason} |\n"));
+            md.Append(Inv($"| {s.Seconds:0.0} | {s.Load:0} | {s.Streaming:0} | {Num(s.Metric)} | {Num(s.MetricPerReplica)} | {s.Proposed?.ToString(CultureInfo.InvariantCulture) ?? "-"} | {s.Desired} | {s.LiveSilos} | {s.DrainingSilos} | {s.Reason} |\n"));
         return md.ToString();
     }
 

@@ -115,7 +115,7 @@ public sealed class AutoscalingE2ETests
             string templateHash = PodHash();
             Silo StartSilo(double decidedAt)
             {
-                int port = RepoPaths.FreePort();
+                int port = RepoPaths.FreePort(), siloPort = RepoPaths.FreePort();
                 string name = $"decoder-{++siloCount}";
                 var env = new Dictionary<string, string>(common)
                 {
@@ -123,14 +123,14 @@ public sealed class AutoscalingE2ETests
                     ["Silo__HttpAddress"] = "127.0.0.1",
                     ["Silo__HttpPort"] = $"{port}",
                     ["Silo__DrainTimeoutSeconds"] = drainTimeout,
-                    ["Cluster__SiloPort"] = $"{RepoPaths.FreePort()}",
+                    ["Cluster__SiloPort"] = $"{siloPort}",
                     ["Cluster__GatewayPort"] = $"{RepoPaths.FreePort()}",
                     ["Cluster__SiloName"] = name,
                     ["Engine__Decode__MaxSlots"] = $"{SlotsPerDecoder}",
                     ["Engine__Decode__MaxSequenceLength"] = "512",
                     ["Engine__Decode__KvCacheBytes"] = $"{64L << 20}",
                 };
-                var silo = new Silo(name, $"{scaling.TargetDeployment}-{templateHash}-{PodHash()[..5]}", port, LoggedProcess.Start(name, "dotnet", [RepoPaths.HostDll("XGenMM.Silo")], env, logs), decidedAt);
+                var silo = new Silo(name, $"{scaling.TargetDeployment}-{templateHash}-{PodHash()[..5]}", port, siloPort, LoggedProcess.Start(name, "dotnet", [RepoPaths.HostDll("XGenMM.Silo")], env, logs), decidedAt);
                 processes.Add(silo.Process);
                 lock (targetsGate) silos.Add(silo);
                 PublishTargets();
@@ -148,14 +148,16 @@ public sealed class AutoscalingE2ETests
                 "--url", gatewayUri.ToString(), "--api-key", key, "--warmup", "0", "--input-words", "12", "--output-tokens", "64",
                 "--requests", "100000", "--request-timeout", "120", "--drain-timeout", "60", "--quiet",
                 "--experiment", "low", "--concurrency", "4", "--duration", "15",
-                "--experiment", "high", "--concurrency", "16", "--duration", "55",
-                "--experiment", "low-again", "--concurrency", "4", "--duration", "50",
+                "--experiment", "high", "--concurrency", "16", "--duration", "70",
+                "--experiment", "low-again", "--concurrency", "4", "--duration", "45",
                 "--out", Path.Combine(work, "loadtest"),
             ];
             var loadConsole = new StringWriter();
             var loadRun = Task.Run(() => LoadTestProgram.RunAsync(load, loadConsole, loadConsole, Ct), Ct);
 
             var hpa = new HorizontalPodAutoscaler(scaling.Autoscaler);
+            // The requests running in the same pods: the trigger's own query with the running gauge in place of the waiting one.
+            string runningQuery = trigger.Query.Replace(MetricNames.RequestsWaiting, MetricNames.RequestsRunning, StringComparison.Ordinal);
             var query = new PrometheusQueryClient(new HttpClient { BaseAddress = prometheus.Address, Timeout = TimeSpan.FromSeconds(5) });
             var samples = new List<AutoscalingSample>();
             var scaleUps = new List<(Silo Silo, Task<(double? Ready, double? Served)> Watch)>();
@@ -167,11 +169,12 @@ public sealed class AutoscalingE2ETests
                 double now = Now();
                 var live = silos.Where(s => !s.Draining && !s.Process.HasExited).ToList();
                 double? metric = await TryQueryAsync(query, trigger.Query);
-                double loadNow = await TryQueryAsync(query, $"sum({MetricNames.ActiveStreams})") ?? double.NaN;
+                double running = await TryQueryAsync(query, runningQuery) ?? double.NaN;
+                double streaming = await TryQueryAsync(query, $"sum({MetricNames.ActiveStreams})") ?? double.NaN;
                 var decision = hpa.Evaluate(now, replicas, live.Count, [metric]);
                 samples.Add(new AutoscalingSample
                 {
-                    Seconds = Math.Round(now, 1), Load = loadNow, Metric = metric, MetricPerReplica = metric / Math.Max(1, live.Count),
+                    Seconds = Math.Round(now, 1), Load = running + (metric ?? double.NaN), Streaming = streaming, Metric = metric, MetricPerReplica = metric / Math.Max(1, live.Count),
                     Proposed = decision.Proposed, Desired = decision.Desired, LiveSilos = live.Count,
                     DrainingSilos = silos.Count(s => s.Draining && !s.Process.HasExited), Reason = decision.Reason,
                 });
@@ -187,7 +190,11 @@ public sealed class AutoscalingE2ETests
                 await sync.WaitForNextTickAsync(Ct);
             }
             int rc = await loadRun;
-            var drained = await Task.WhenAll(drains);
+            var drained = (await Task.WhenAll(drains)).Select(d => d with
+            {
+                StreamsMovedOff = gateway.Lines.Count(l => l.Contains("moving the generation", StringComparison.Ordinal)
+                    && l.Contains(" " + silos.Single(s => s.Name == d.Silo).DecoderPrefix, StringComparison.Ordinal)),
+            }).ToList();
             var ups = new List<ScaleUpRecord>();
             foreach (var (silo, watch) in scaleUps)
             {
@@ -254,10 +261,12 @@ public sealed class AutoscalingE2ETests
                 Assert.True(d.DrainCompleted, $"{d.Silo} did not report a complete drain");
                 Assert.True(d.ExitedAfterSeconds < int.Parse(drainTimeout, CultureInfo.InvariantCulture) + 15, $"{d.Silo} took {d.ExitedAfterSeconds} s to exit");
             });
-            // No stream lost: every request of the ramp succeeded, and none had to be moved off a draining decoder.
+            // No stream lost: every request of the ramp succeeded, and none had to be moved off a draining decoder (the
+            // drained silos finished theirs in place). Moves off the decoders that stayed are reported, not asserted: see
+            // the report's note on silos leaving the cluster.
             Assert.True(report.RequestsSucceeded > 0);
             Assert.Equal(0, report.RequestsFailed);
-            Assert.Equal(0, moved);
+            Assert.All(drained, d => Assert.Equal(0, d.StreamsMovedOff));
         }
         finally
         {
@@ -268,11 +277,13 @@ public sealed class AutoscalingE2ETests
         }
     }
 
-    private sealed class Silo(string name, string pod, int httpPort, LoggedProcess process, double decidedAt)
+    private sealed class Silo(string name, string pod, int httpPort, int siloPort, LoggedProcess process, double decidedAt)
     {
         public string Name { get; } = name;
         public string Pod { get; } = pod;
         public int HttpPort { get; } = httpPort;
+        /// <summary>Orleans' silo port: decoder keys (and the gateway's log lines about them) start with this address.</summary>
+        public string DecoderPrefix { get; } = $"127.0.0.1:{siloPort}@";
         public LoggedProcess Process { get; } = process;
         public double DecidedAt { get; } = decidedAt;
         public bool Draining { get; set; }

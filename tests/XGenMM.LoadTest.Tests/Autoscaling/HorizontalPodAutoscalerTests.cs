@@ -185,7 +185,7 @@ public sealed class HorizontalPodAutoscalerTests
             Samples =
             [
                 new AutoscalingSample { Seconds = 0, Load = 2, Metric = 0, MetricPerReplica = 0, Proposed = 0, Desired = 1, LiveSilos = 1, Reason = "steady" },
-                new AutoscalingSample { Seconds = 2, Load = 12, Metric = 10, MetricPerReplica = 10, Proposed = 5, Desired = 3, LiveSilos = 1, Reason = "capped by the scale-up policy" },
+                new AutoscalingSample { Seconds = 2, Load = 12, Streaming = 2, Metric = 10, MetricPerReplica = 10, Proposed = 5, Desired = 3, LiveSilos = 1, Reason = "capped by the scale-up policy" },
             ],
             ScaleUps = [new ScaleUpRecord { Silo = "decoder-2", DecidedAt = 2, ReadyAt = 9, FirstServedAt = 10 }],
         };
@@ -196,7 +196,7 @@ public sealed class HorizontalPodAutoscalerTests
             Assert.Equal(5, files.Count);
             var csv = File.ReadAllLines(Path.Combine(dir, "autoscaling.csv"));
             Assert.Equal(3, csv.Length);
-            Assert.Equal("2.0,12,10,10,2,5,3,1,0,capped by the scale-up policy", csv[2]);
+            Assert.Equal("2.0,12,2,10,10,2,5,3,1,0,capped by the scale-up policy", csv[2]);
             Assert.Contains("metric / replica", XDocument.Load(Path.Combine(dir, "autoscaling-load.svg")).ToString(), StringComparison.Ordinal);
             Assert.Contains("desired (HPA)", XDocument.Load(Path.Combine(dir, "autoscaling-replicas.svg")).ToString(), StringComparison.Ordinal);
             Assert.Equal(8, AutoscalingReportWriter.Read(Path.Combine(dir, "autoscaling.json")).ScaleUps[0].TimeToTakeLoadSeconds);
