@@ -29,10 +29,11 @@ public sealed class AutoscalingE2ETests
     /// <summary>KV slots per decoder: two, so that a few streams saturate a decoder on a two-core machine and the rest wait.</summary>
     private const int SlotsPerDecoder = 2;
     /// <summary>Decision to the new silo's first generated token; a silo process loads .NET, TorchSharp and the tiny model first.</summary>
-    private static readonly TimeSpan TakeLoadLimit = TimeSpan.FromSeconds(90);
+    /// It includes the wait for a request to arrive: in a closed loop a new request comes when one ends on the loaded decoder.
+    private static readonly TimeSpan TakeLoadLimit = TimeSpan.FromSeconds(120);
 
     /// <summary>Values for the test: the chart's decoder autoscaler with a short scale-down window, at most 3 decoders, a
-    /// target of 2 waiting requests per decoder (ramp: 4 users fit 2 decoders' slots, 16 users leave 10+ waiting).</summary>
+    /// target of 2 waiting requests per decoder (ramp: 4 users on one decoder are on target, 12 users leave 10 waiting).</summary>
     private const string Values = """
         silos:
           decoder:
@@ -142,14 +143,15 @@ public sealed class AutoscalingE2ETests
             await WaitAsync(async () => await ReadyAsync(http, new Uri($"http://127.0.0.1:{first.HttpPort}/readyz")), TimeSpan.FromSeconds(120), "the first decoder silo was not ready", processes);
             await WaitAsync(async () => await ReadyAsync(http, new Uri(gatewayUri, "readyz")), TimeSpan.FromSeconds(120), "the gateway was not ready", processes);
 
-            // The ramp: 4 users (fits), 16 users (10+ requests wait on the decoders' queues), 4 users again.
+            // The ramp: 4 users (2 run, 2 wait: on target), 12 users (10 wait on one decoder), 4 users again. Requests
+            // still running when a point ends get 120 s to finish, so that a slow machine does not cancel them.
             string[] load =
             [
-                "--url", gatewayUri.ToString(), "--api-key", key, "--warmup", "0", "--input-words", "12", "--output-tokens", "64",
-                "--requests", "100000", "--request-timeout", "120", "--drain-timeout", "60", "--quiet",
-                "--experiment", "low", "--concurrency", "4", "--duration", "15",
-                "--experiment", "high", "--concurrency", "16", "--duration", "70",
-                "--experiment", "low-again", "--concurrency", "4", "--duration", "45",
+                "--url", gatewayUri.ToString(), "--api-key", key, "--warmup", "0", "--input-words", "12", "--output-tokens", "32",
+                "--requests", "100000", "--request-timeout", "150", "--drain-timeout", "120", "--quiet",
+                "--experiment", "low", "--concurrency", "4", "--duration", "10",
+                "--experiment", "high", "--concurrency", "12", "--duration", "60",
+                "--experiment", "low-again", "--concurrency", "4", "--duration", "40",
                 "--out", Path.Combine(work, "loadtest"),
             ];
             var loadConsole = new StringWriter();
@@ -229,6 +231,9 @@ public sealed class AutoscalingE2ETests
                 StreamsMoved = moved,
                 Notes =
                 [
+                    .. moved > drained.Sum(d => d.StreamsMovedOff)
+                        ? [Inv($"{moved - drained.Sum(d => d.StreamsMovedOff)} stream(s) were moved off decoders that stayed (the gateway's log: Orleans EnumerationAbortedException on a surviving silo shortly after another silo left the cluster); the gateway resumed each on a decoder, so no request failed. The drained silos' own streams finished in place.")]
+                        : Array.Empty<string>(),
                     Inv($"Values over the chart's defaults: {Values.ReplaceLineEndings(" ").Trim()}; decoder silos with Engine:Decode:MaxSlots={SlotsPerDecoder} on the tiny golden checkpoint (CPU)."),
                     Inv($"HPA sync period {SyncSeconds} s (the controller's default is 15 s); scrape interval {ScrapeSeconds} s; the chart's scale-up/down policies as rendered."),
                 ],
