@@ -160,12 +160,13 @@ public sealed class AutoscalingE2ETests
             var hpa = new HorizontalPodAutoscaler(scaling.Autoscaler);
             // The requests running in the same pods: the trigger's own query with the running gauge in place of the waiting one.
             string runningQuery = trigger.Query.Replace(MetricNames.RequestsWaiting, MetricNames.RequestsRunning, StringComparison.Ordinal);
-            var query = new PrometheusQueryClient(new HttpClient { BaseAddress = prometheus.Address, Timeout = TimeSpan.FromSeconds(5) });
+            using var prometheusHttp = new HttpClient { BaseAddress = prometheus.Address, Timeout = TimeSpan.FromSeconds(5) };
+            var query = new PrometheusQueryClient(prometheusHttp);
             var samples = new List<AutoscalingSample>();
             var scaleUps = new List<(Silo Silo, Task<(double? Ready, double? Served)> Watch)>();
             var drains = new List<Task<DrainRecord>>();
             int replicas = 1;
-            var sync = new PeriodicTimer(TimeSpan.FromSeconds(SyncSeconds));
+            using var sync = new PeriodicTimer(TimeSpan.FromSeconds(SyncSeconds));
             while (!loadRun.IsCompleted)
             {
                 double now = Now();
