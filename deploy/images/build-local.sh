@@ -145,7 +145,7 @@ app "$silo_image" XGenMM.Silo "$here/silo-cpu.Containerfile"
 # ---- redis for the tests ---------------------------------------------------------------------------------------------
 # Debian's redis-server and what it links that minbase lacks, unpacked (no maintainer scripts run) into a folder that
 # the Containerfile copies over the base.
-redis_debs="redis-server redis-tools libjemalloc2 liblzf1"
+redis_debs="redis-server redis-tools libjemalloc2 liblzf1 libatomic1"
 redis_versions="$(dpkg-query -W -f='${Package}=${Version}\n' $redis_debs 2>/dev/null || apt-cache policy $redis_debs | tr -d '\n')"
 redis_key="$( { echo "recipe 2 $base_key $redis_versions"; cat "$here/redis.Containerfile"; } | hash_text)"
 if up_to_date "$redis_image" "$redis_key"; then

@@ -14,7 +14,7 @@ namespace XGenMM.Deploy.Tests;
 [Trait("Category", "E2E")]
 public sealed class LocalImageTests(LocalImages images)
 {
-    // Measured sizes (podman image inspect .Size): base ~260 MB, gateway ~300 MB, CPU silo ~1.1 GB (libtorch's CPU build
+    // Measured sizes (podman image inspect .Size): base 269 MB, gateway 322 MB, CPU silo 824 MB (libtorch's CPU build
     // is most of it). The budgets leave room for growth, not for a second runtime or a checkpoint slipping in.
     public static TheoryData<string, long> Budgets() => new()
     {
