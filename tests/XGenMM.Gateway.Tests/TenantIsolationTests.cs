@@ -12,7 +12,7 @@ namespace XGenMM.Gateway.Tests;
 public sealed class IsolationGatewayFixture : GatewayFixture
 {
     public const int Slots = 8;
-    public const double TtftTargetSeconds = 0.1;
+    public const double TtftTargetSeconds = 0.5;
 
     protected override void Configure(Dictionary<string, string?> settings)
     {
