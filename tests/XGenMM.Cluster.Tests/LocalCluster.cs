@@ -110,7 +110,8 @@ internal sealed class LocalCluster : IAsyncDisposable
     {
         string hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(ApiKey)));
         string tenants = Path.Combine(_dir, "tenants.json");
-        File.WriteAllText(tenants, $$$"""{"tenants":[{"id":"faults","keySha256":["{{{hash}}}"],"limits":{"requestsPerMinute":100000,"tokensPerMinute":100000000,"concurrentStreams":64}}]}""");
+        File.WriteAllText(tenants, """{"tenants":[{"id":"faults","keySha256":["HASH"],"limits":{"requestsPerMinute":100000,"tokensPerMinute":100000000,"concurrentStreams":64}}]}"""
+            .Replace("HASH", hash, StringComparison.Ordinal));
         var environment = Common();
         environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{GatewayPort}";
         environment["Tenants__File"] = tenants;

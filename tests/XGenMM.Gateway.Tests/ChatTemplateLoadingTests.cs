@@ -59,7 +59,7 @@ public sealed class ChatTemplateLoadingTests(GatewayFixture gateway)
         {
             var model = new ServedModel(dir, "custom");
             var service = new ChatService(null!, null!, model, Options.Create(new RequestLimits()),
-                Options.Create(new XGenMM.Cluster.Client.ClusterChatOptions()), new XGenMM.Gateway.Hosting.MembershipStoreHealth(), new GatewayMetrics(Prometheus.Metrics.NewCustomRegistry()), NullLogger<ChatService>.Instance);
+                Options.Create(new XGenMM.Cluster.Client.ClusterChatOptions()), new MembershipStoreHealth(), new GatewayMetrics(Prometheus.Metrics.NewCustomRegistry()), NullLogger<ChatService>.Instance);
             ChatTurn Turn(string role) => new()
             {
                 Tenant = "t",
