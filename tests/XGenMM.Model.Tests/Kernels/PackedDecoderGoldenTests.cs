@@ -32,7 +32,7 @@ public sealed class PackedDecoderGoldenTests
     [Theory]
     [InlineData(WeightFormat.F32, F32LogitAtol, 8)]
     [InlineData(WeightFormat.BF16, BF16LogitAtol, 6)]
-    [InlineData(WeightFormat.Q8, Q8LogitAtol, 1)]
+    [InlineData(WeightFormat.Q8, Q8LogitAtol, 8)]
     public void Greedy_ids_and_top5_logits_match_the_reference(WeightFormat format, double atol, int minAgreeing)
     {
         Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
