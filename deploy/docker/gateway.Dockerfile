@@ -13,6 +13,7 @@ WORKDIR /src
 COPY global.json Directory.Build.props Directory.Build.targets Directory.Packages.props ./
 COPY build/ build/
 # The gateway is torch-free: its restore graph has no TorchSharp or libtorch (tests/XGenMM.Architecture.Tests).
+COPY src/XGenMM.Model.Hub/XGenMM.Model.Hub.csproj src/XGenMM.Model.Hub/
 COPY src/XGenMM.Model.Core/XGenMM.Model.Core.csproj src/XGenMM.Model.Core/
 COPY src/XGenMM.Cluster.Abstractions/XGenMM.Cluster.Abstractions.csproj src/XGenMM.Cluster.Abstractions/
 COPY src/XGenMM.Cluster.Client/XGenMM.Cluster.Client.csproj src/XGenMM.Cluster.Client/

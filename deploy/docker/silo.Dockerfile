@@ -12,6 +12,7 @@ WORKDIR /src
 # Restore from the project files alone first: the CUDA packages are large and this layer survives source edits.
 COPY global.json Directory.Build.props Directory.Build.targets Directory.Packages.props ./
 COPY build/ build/
+COPY src/XGenMM.Model.Hub/XGenMM.Model.Hub.csproj src/XGenMM.Model.Hub/
 COPY src/XGenMM.Model.Core/XGenMM.Model.Core.csproj src/XGenMM.Model.Core/
 COPY src/XGenMM.Model/XGenMM.Model.csproj src/XGenMM.Model/
 COPY src/XGenMM.Engine/XGenMM.Engine.csproj src/XGenMM.Engine/
