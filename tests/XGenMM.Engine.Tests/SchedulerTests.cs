@@ -331,8 +331,11 @@ public sealed class SchedulerTests
             Assert.Equal(running, plan.Decodes.Select(d => d.Sequence).ToHashSet());
             Assert.InRange(plan.PrefillTokens, 0, 64);
         }
-        // 4000 prompt positions at 64 a step, while the three streams got a token every step.
-        Assert.InRange(steps, 4000 / 64, 4000 / 64 + 4);
+        // 4000 prompt positions at the step's prefill budget (64, less the three decode rows under mixed steps), while
+        // the three streams got a token every step.
+        int budget = scheduler.PrefillBudget(3);
+        Assert.InRange(budget, 16, 64);
+        Assert.InRange(steps, 4000 / budget, 4000 / budget + 4);
         Assert.All(streams, s => Assert.Equal(1 + steps, s.Completion.Count));
     }
 

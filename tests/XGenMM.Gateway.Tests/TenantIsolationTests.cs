@@ -159,13 +159,15 @@ public sealed class TenantIsolationTests(IsolationGatewayFixture gateway)
             $"B alone: TTFT p99 {p99Alone * 1000:0} ms, {aloneRate:0.00} req/s; with A: TTFT p99 {p99WithA * 1000:0} ms, {withARate:0.00} req/s; A: {a.Count(o => o.Status == HttpStatusCode.OK)} served, {a.Count(o => o.Code == "tenant_over_share")} tenant_over_share, {a.Count(o => o.Code == "over_capacity")} over_capacity");
         TestContext.Current.TestOutputHelper?.WriteLine(figures);
 
+        // A's users retry 50 ms after a refusal, some 200 requests a second: over a long run that also exhausts its
+        // (high) requests-per-minute limit, a refusal of A's own as well.
         // A was really bursting: served while B ran, and its excess refused as over its share, with Retry-After.
         Assert.True(a.Count(o => o.Status == HttpStatusCode.OK) >= AUsers, figures);
         var overShare = a.Where(o => o.Code == "tenant_over_share").ToList();
         Assert.NotEmpty(overShare);
         Assert.All(overShare, o => Assert.Equal(HttpStatusCode.TooManyRequests, o.Status));
         Assert.All(overShare, o => Assert.True(o.RetryAfterSeconds >= 1, "Retry-After on every 429"));
-        Assert.All(a.Where(o => o.Status != HttpStatusCode.OK), o => Assert.Contains(o.Code, (string[])["tenant_over_share", "over_capacity"]));
+        Assert.All(a.Where(o => o.Status != HttpStatusCode.OK), o => Assert.Contains(o.Code, (string[])["tenant_over_share", "over_capacity", "rate_limit_requests"]));
         Assert.True(await gateway.MetricAsync("xgenmm_requests_rejected_total", "{reason=\"tenant_over_share\"}") >= overShareBefore + overShare.Count, figures);
 
         // Not asserted yet: the issue's targets (B's TTFT p99 within 1.5x of alone plus TtftSlackSeconds, B's throughput
