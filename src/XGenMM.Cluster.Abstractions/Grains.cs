@@ -115,7 +115,7 @@ public interface ITenantGrain : IGrainWithStringKey
 [GenerateSerializer, Immutable, Alias("xgenmm.SiloView")]
 public sealed record SiloView(string Address, string Name, string[] Roles);
 
-/// <summary>The active silos of the cluster as one silo's membership sees them (the version grows with every change).</summary>
+/// <summary>The silos of the cluster that still serve (active, or draining after SIGTERM) as one silo's membership sees them (the version grows with every change).</summary>
 [GenerateSerializer, Immutable, Alias("xgenmm.ClusterView")]
 public sealed record ClusterView(long Version, SiloView[] Silos);
 

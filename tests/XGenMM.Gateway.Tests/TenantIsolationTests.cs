@@ -12,7 +12,9 @@ namespace XGenMM.Gateway.Tests;
 public sealed class IsolationGatewayFixture : GatewayFixture
 {
     public const int Slots = 8;
-    public const double TtftTargetSeconds = 0.5;
+    // B alone (2 streams on 8 slots) must stay under it while other test assemblies load the 2 cores (at 0.5 s a CI
+    // run refused B alone once); A's 32 users on 8 slots are predicted far over it.
+    public const double TtftTargetSeconds = 1.5;
 
     protected override void Configure(Dictionary<string, string?> settings)
     {

@@ -17,7 +17,9 @@ internal sealed class ClusterViewGrain(IClusterMembershipService membership, ISi
     {
         var snapshot = membership.CurrentSnapshot;
         var silos = snapshot.Members.Values
-            .Where(m => m.Status == SiloStatus.Active)
+            // A draining silo (SIGTERM: shutting down, stopping) still finishes the streams it holds: only a silo that
+            // left the membership (dead) is lost to its callers.
+            .Where(m => m.Status is SiloStatus.Active or SiloStatus.ShuttingDown or SiloStatus.Stopping)
             .Select(m => new SiloView(m.SiloAddress.ToParsableString(), m.Name,
                 metadata.GetSiloMetadata(m.SiloAddress).Metadata.TryGetValue(SiloRoles.MetadataKey, out var roles) ? [.. SiloRoles.Parse(roles)] : []))
             .OrderBy(s => s.Address, StringComparer.Ordinal)
