@@ -29,7 +29,7 @@ if (!torch.cuda.is_available())
 }
 var gpu = torch.CUDA;
 Console.WriteLine($"CUDA devices: {torch.cuda.device_count()}");
-var tokenizer = XGenMMTokenizer.FromDirectory(FindTokenizer());
+var tokenizer = XGenMMTokenizer.FromDirectory(BenchmarkInputs.FindTokenizer());
 
 var small = new XGenMMConfig
 {
@@ -67,7 +67,7 @@ if (Run("parity") || Run("speed"))
             if (same < 8) failures++;
         }
 
-        var image = Png(768, 768, 3);
+        var image = BenchmarkInputs.Png(768, 768, 3);
         using var cpuVision = new VisionEngine(cpuModel, new VisionEngineOptions());
         using var gpuVision = new VisionEngine(gpuModel, new VisionEngineOptions());
         var a = (await cpuVision.EncodeAsync(image, "parity")).Tokens;
@@ -122,9 +122,9 @@ if (Run("real") && realConfig is not null)
     await engine.Submit(new DecodeRequest { RequestId = "prefill", PromptIds = prompt, MaxNewTokens = 1, StopTokenIds = [] }).CountAsync();
     Console.WriteLine($"| prefill 512 tokens (+1 token), tok/s | {512 / prefill.Elapsed.TotalSeconds:F0} |");
     using var vision = new VisionEngine(model, new VisionEngineOptions());
-    await vision.EncodeAsync(Png(768, 768, 1), "warm");
+    await vision.EncodeAsync(BenchmarkInputs.Png(768, 768, 1), "warm");
     var encode = Stopwatch.StartNew();
-    var tokens = (await vision.EncodeAsync(Png(768, 768, 2), "timed")).Tokens;
+    var tokens = (await vision.EncodeAsync(BenchmarkInputs.Png(768, 768, 2), "timed")).Tokens;
     Console.WriteLine($"| vision encode, 768x768 image (5 views -> {tokens.Rows} tokens), ms | {encode.Elapsed.TotalMilliseconds:F0} |");
 }
 
@@ -158,7 +158,7 @@ async Task<(double TokensPerSecond, double ItlP50, double ItlP99)> Streams(Decod
         double seconds = clock.Elapsed.TotalSeconds;
         double[] sorted;
         lock (itl) sorted = itl.Order().ToArray();
-        return (tokens / seconds, Percentile(sorted, 0.5), Percentile(sorted, 0.99));
+        return (tokens / seconds, BenchmarkInputs.Percentile(sorted, 0.5), BenchmarkInputs.Percentile(sorted, 0.99));
     }
     finally { engine.Completed -= OnCompleted; }
 }
@@ -181,30 +181,4 @@ static void RandomOnDevice(XGenMMModel model)
         else if (name.Contains("norm", StringComparison.Ordinal)) p.fill_(1);
         else p.normal_(0, 0.02);
     }
-}
-
-static double Percentile(double[] sorted, double p) => sorted.Length == 0 ? double.NaN : sorted[(int)Math.Round(p * (sorted.Length - 1))];
-
-static byte[] Png(int width, int height, int seed)
-{
-    using var bitmap = new SKBitmap(width, height);
-    using (var canvas = new SKCanvas(bitmap))
-    {
-        canvas.Clear(new SKColor((byte)(seed * 37 % 255), 140, 90));
-        using var paint = new SKPaint { Color = SKColors.Blue };
-        canvas.DrawCircle(width / 3f + seed * 10, height / 2f, width / 6f, paint);
-    }
-    using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
-    return data.ToArray();
-}
-
-static string FindTokenizer()
-{
-    foreach (var start in new[] { AppContext.BaseDirectory, Environment.CurrentDirectory })
-        for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-        {
-            string candidate = Path.Combine(dir.FullName, "models", "tokenizer");
-            if (File.Exists(Path.Combine(candidate, "tokenizer.json"))) return candidate;
-        }
-    throw new DirectoryNotFoundException("models/tokenizer (the repository's tokenizer files) was not found above the benchmark or the working directory.");
 }

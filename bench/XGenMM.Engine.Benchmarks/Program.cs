@@ -39,14 +39,14 @@ var config = new XGenMMConfig
 };
 if (args.Length > 0 && args[0] == "weights")
 {
-    await WeightFormatBenchmark.Run(config, XGenMMTokenizer.FromDirectory(FindTokenizer()), args);
+    await WeightFormatBenchmark.Run(config, XGenMMTokenizer.FromDirectory(BenchmarkInputs.FindTokenizer()), args);
     return;
 }
 using var model = new XGenMMModel(config);
 ModelInitialization.InitializeRandom(model, seed: 1);
 model.eval();
 long textParams = model.LanguageModel.parameters().Sum(p => p.numel());
-var tokenizer = XGenMMTokenizer.FromDirectory(FindTokenizer());
+var tokenizer = XGenMMTokenizer.FromDirectory(BenchmarkInputs.FindTokenizer());
 Console.WriteLine($"model: {model.parameters().Sum(p => p.numel()) / 1e6:F1}M parameters ({textParams / 1e6:F1}M in the Phi-3 side), float32, CPU");
 
 // ---------------------------------------------------------------- decode
@@ -81,7 +81,7 @@ if (Run("decode"))
                 double seconds = clock.Elapsed.TotalSeconds;
                 double[] sorted, sortedTtft;
                 lock (itl) { sorted = itl.Order().ToArray(); sortedTtft = ttft.Order().ToArray(); }
-                rows.Add((policy, streams, tokens / seconds, Percentile(sorted, 0.5), Percentile(sorted, 0.99), Percentile(sortedTtft, 0.5)));
+                rows.Add((policy, streams, tokens / seconds, BenchmarkInputs.Percentile(sorted, 0.5), BenchmarkInputs.Percentile(sorted, 0.99), BenchmarkInputs.Percentile(sortedTtft, 0.5)));
                 Console.WriteLine($"  {policy}, {streams} streams: {tokens} tokens in {seconds:F2} s");
             }
     }
@@ -138,7 +138,7 @@ if (Run("sequential"))
             await engine.Submit(new DecodeRequest { RequestId = $"s{i}", PromptIds = RandomPrompt(), MaxNewTokens = NewTokens, StopTokenIds = [] }).CountAsync();
         var load = engine.GetLoad();
         double p50;
-        lock (itl) p50 = Percentile(itl.Order().ToArray(), 0.5);
+        lock (itl) p50 = BenchmarkInputs.Percentile(itl.Order().ToArray(), 0.5);
         results[reuse].Add(p50);
         Console.WriteLine($"| {(reuse ? "on" : "off (baseline)")} | {p50 * 1000:F1} | {load.DecodeRows} | {load.ParkedSlots} |");
     }
@@ -149,7 +149,7 @@ if (Run("sequential"))
 if (Run("vision"))
 using (var vision = new VisionEngine(model, new VisionEngineOptions { MaxBatchImages = 8, MaxBatchWaitMilliseconds = 10 }))
 {
-    var images = Enumerable.Range(0, 17).Select(i => Png(768, 768, i)).ToList();  // 2x2 anyres grid: 5 views each
+    var images = Enumerable.Range(0, 17).Select(i => BenchmarkInputs.Png(768, 768, i)).ToList();  // 2x2 anyres grid: 5 views each
     await vision.EncodeAsync(images[16], "warm");
     var clock = Stopwatch.StartNew();
     for (int i = 0; i < 4; i++) await vision.EncodeAsync(images[i], "b1");
@@ -184,29 +184,4 @@ using (var vision = new VisionEngine(model, new VisionEngineOptions { MaxBatchIm
     Console.WriteLine("|---|---|");
     Console.WriteLine($"| uncached | {uncached:F0} |");
     Console.WriteLine($"| cached | {cached:F0} ({uncached / cached:F1}x faster) |");
-}
-
-static double Percentile(double[] sorted, double p) => sorted.Length == 0 ? double.NaN : sorted[(int)Math.Round(p * (sorted.Length - 1))];
-
-static byte[] Png(int width, int height, int seed)
-{
-    using var bitmap = new SKBitmap(width, height);
-    using (var canvas = new SKCanvas(bitmap))
-    {
-        canvas.Clear(new SKColor((byte)(seed * 37 % 255), 140, 90));
-        using var paint = new SKPaint { Color = SKColors.Blue };
-        canvas.DrawCircle(width / 3f + seed, height / 2f, width / 6f, paint);
-    }
-    using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
-    return data.ToArray();
-}
-
-static string FindTokenizer()
-{
-    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-    {
-        string candidate = Path.Combine(dir.FullName, "models", "tokenizer");
-        if (File.Exists(Path.Combine(candidate, "tokenizer.json"))) return candidate;
-    }
-    throw new DirectoryNotFoundException("models/tokenizer (the repository's tokenizer files) was not found above the benchmark.");
 }

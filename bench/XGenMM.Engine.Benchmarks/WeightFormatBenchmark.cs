@@ -56,7 +56,7 @@ internal static class WeightFormatBenchmark
                         int tokens = (await Task.WhenAll(Enumerable.Range(0, n).Select(i => Stream(i, PromptTokens, NewTokens)))).Sum();
                         double seconds = clock.Elapsed.TotalSeconds;
                         double p50;
-                        lock (itl) p50 = Percentile(itl.Order().ToArray(), 0.5);
+                        lock (itl) p50 = BenchmarkInputs.Percentile(itl.Order().ToArray(), 0.5);
                         var key = (format, n);
                         if (!results.TryGetValue(key, out var list)) results[key] = list = [];
                         list.Add((tokens / seconds, n / p50));
@@ -97,5 +97,4 @@ internal static class WeightFormatBenchmark
         return sorted.Length == 0 ? double.NaN : sorted[sorted.Length / 2];
     }
 
-    private static double Percentile(double[] sorted, double p) => sorted.Length == 0 ? double.NaN : sorted[(int)Math.Round(p * (sorted.Length - 1))];
 }

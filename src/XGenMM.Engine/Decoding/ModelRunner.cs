@@ -95,16 +95,7 @@ internal sealed class ModelRunner : IDisposable
         var inputs = new long[width];
         var writeAt = new long[width];
         var ropePositions = new long[width];
-        Array.Fill(inputs, _model.Config.Text.PadTokenId);
-        Array.Fill(writeAt, _scratchPosition);
-        long keyLength = 1;
-        foreach (var row in rows)
-        {
-            inputs[row.Slot] = row.Sequence.PendingToken;
-            writeAt[row.Slot] = row.Position;
-            ropePositions[row.Slot] = row.Position;
-            keyLength = Math.Max(keyLength, row.Position + 1);
-        }
+        long keyLength = FillDecodeRows(rows, inputs, writeAt, ropePositions);
 
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
@@ -117,6 +108,23 @@ internal sealed class ModelRunner : IDisposable
         var hidden = _model.LanguageModel.Model.Forward(x, positions, bias, _cache.Decode(width, slotIndex, write, keyLength));
         var output = _model.Logits(hidden.squeeze(1)).to_type(ScalarType.Float32).cpu();        // [B, V]
         return (output.data<float>().ToArray(), (int)output.shape[1]);
+    }
+
+    /// <summary>Fills the decode rows' token, cache write position and RoPE position at their slots; other slots are
+    /// padding (pad token, written to the scratch position). Returns the key length the rows attend over.</summary>
+    private long FillDecodeRows(IReadOnlyList<DecodeRow> rows, long[] inputs, long[] writeAt, long[] positions)
+    {
+        Array.Fill(inputs, _model.Config.Text.PadTokenId);
+        Array.Fill(writeAt, _scratchPosition);
+        long keyLength = 1;
+        foreach (var row in rows)
+        {
+            inputs[row.Slot] = row.Sequence.PendingToken;
+            writeAt[row.Slot] = row.Position;
+            positions[row.Slot] = row.Position;
+            keyLength = Math.Max(keyLength, row.Position + 1);
+        }
+        return keyLength;
     }
 
     /// <summary>
@@ -132,16 +140,7 @@ internal sealed class ModelRunner : IDisposable
         var inputs = new long[decodeWidth];
         var writeAt = new long[decodeWidth];
         var positions = new long[decodeWidth + chunks.Sum(c => c.Count)];   // RoPE positions; padding rows at 0
-        Array.Fill(inputs, _model.Config.Text.PadTokenId);
-        Array.Fill(writeAt, _scratchPosition);
-        long keyLength = 1;
-        foreach (var row in rows)
-        {
-            inputs[row.Slot] = row.Sequence.PendingToken;
-            writeAt[row.Slot] = row.Position;
-            positions[row.Slot] = row.Position;
-            keyLength = Math.Max(keyLength, row.Position + 1);
-        }
+        long keyLength = FillDecodeRows(rows, inputs, writeAt, positions);
         var sampled = new List<long>(rows.Select(r => (long)r.Slot));
         int offset = decodeWidth;
         foreach (var chunk in chunks)
