@@ -123,12 +123,18 @@ namespace XGenMM.Build
             var (offset, flags) = entry.Value;
             if ((flags & VerFlgWeak) != 0) return "already weak";
             flags |= VerFlgWeak;
-            using (var fs = new FileStream(path, FileMode.Open, FileAccess.Write))
+            // The build hard-links copy-local files to the NuGet cache to save disk: write a fresh file and move it
+            // over the output path, so the link is broken and the cached original is never edited.
+            string temp = path + ".weakening";
+            File.Copy(path, temp, overwrite: true);
+            using (var fs = new FileStream(temp, FileMode.Open, FileAccess.Write))
             {
                 fs.Seek(offset, SeekOrigin.Begin);
                 fs.WriteByte((byte)(flags & 0xff));
                 fs.WriteByte((byte)(flags >> 8));
             }
+            File.Delete(path); // unlinks this name only; File.Move cannot overwrite on netstandard2.0 (the task's target)
+            File.Move(temp, path);
             return "marked weak";
         }
     }

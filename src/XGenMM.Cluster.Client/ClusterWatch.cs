@@ -22,14 +22,25 @@ public sealed partial class ClusterWatch : IDisposable
     private CancellationTokenSource _visionLoss = new();
     private ClusterView? _view;
     private DateTimeOffset _viewAt = DateTimeOffset.MinValue;
-    private readonly Task _poll;
+    private Task? _poll;
 
     public ClusterWatch(IGrainFactory grains, CallDeadlines deadlines, ILogger logger)
     {
         _grains = grains;
         _deadlines = deadlines;
         _logger = logger;
-        _poll = Task.Run(PollAsync);
+    }
+
+    /// <summary>Polling starts with the first request, not with the host: a gateway co-hosting its silo (Local mode)
+    /// would otherwise call the view grain before the silo is active, and Orleans logs each failed placement.</summary>
+    private void EnsurePolling()
+    {
+        if (Volatile.Read(ref _poll) is not null) return;
+        lock (_gate)
+        {
+            if (_poll is not null || _stop.IsCancellationRequested) return;
+            _poll = Task.Run(PollAsync);
+        }
     }
 
     /// <summary>The last view read, or null before the first one.</summary>
@@ -37,6 +48,7 @@ public sealed partial class ClusterWatch : IDisposable
     {
         get
         {
+            EnsurePolling();
             lock (_gate) return _view;
         }
     }
@@ -46,6 +58,7 @@ public sealed partial class ClusterWatch : IDisposable
     {
         get
         {
+            EnsurePolling();
             lock (_gate) return _view is not null && DateTimeOffset.UtcNow - _viewAt < _deadlines.ViewPoll * 3 && !_view.Silos.Any(s => s.Roles.Contains(VisionRole));
         }
     }
@@ -56,6 +69,7 @@ public sealed partial class ClusterWatch : IDisposable
     {
         get
         {
+            EnsurePolling();
             lock (_gate) return _visionLoss.Token;
         }
     }
@@ -64,6 +78,7 @@ public sealed partial class ClusterWatch : IDisposable
     /// when the view is known and lacks it.</summary>
     public CancellationToken SiloLost(string silo)
     {
+        EnsurePolling();
         lock (_gate)
         {
             if (_view is not null && !_view.Silos.Any(s => s.Address == silo)) return new CancellationToken(canceled: true);
@@ -75,12 +90,14 @@ public sealed partial class ClusterWatch : IDisposable
     /// <summary>Whether <paramref name="silo"/> is active as far as this client knows (true before the first view).</summary>
     public bool IsActive(string silo)
     {
+        EnsurePolling();
         lock (_gate) return _view is null || _view.Silos.Any(s => s.Address == silo);
     }
 
     /// <summary>Reads the view now (a caller that saw a failure wants to know whether a silo left).</summary>
     public async Task RefreshAsync(CancellationToken cancellationToken)
     {
+        EnsurePolling();
         using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stop.Token);
         call.CancelAfter(_deadlines.View);
         try
@@ -143,10 +160,15 @@ public sealed partial class ClusterWatch : IDisposable
 
     public void Dispose()
     {
-        _stop.Cancel();
+        Task? poll;
+        lock (_gate)
+        {
+            _stop.Cancel();
+            poll = _poll;
+        }
         try
         {
-            _poll.Wait(TimeSpan.FromSeconds(5));
+            poll?.Wait(TimeSpan.FromSeconds(5));
         }
         catch (AggregateException)
         {

@@ -25,6 +25,8 @@ internal sealed partial class DecoderGrain(EngineHost engines, IGrainFactory gra
     public async IAsyncEnumerable<GenerationChunk> Generate(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         if (state.Draining) throw new ClusterRejectedException(RejectionKind.ShuttingDown, $"Decoder '{this.GetPrimaryKeyString()}' is draining.");
+        // Held until the caller has pulled the last chunk (or left): a draining silo waits for it before exiting.
+        using var open = state.OpenStream();
         var images = await PullVisionTokensAsync(request, cancellationToken).ConfigureAwait(true);
         var decodeRequest = new DecodeRequest
         {

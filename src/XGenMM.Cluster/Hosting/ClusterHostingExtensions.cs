@@ -27,6 +27,14 @@ public static class ClusterHostingExtensions
         silo.UseSiloMetadata(new Dictionary<string, string> { [SiloRoles.MetadataKey] = string.Join(',', roles.Order(StringComparer.Ordinal)) });
         silo.AddPlacementDirector<VisionSiloPlacement, VisionSiloPlacementDirector>();
         silo.AddPlacementDirector<DecoderPlacement, DecoderPlacementDirector>();
+        // Orleans' default grain directory ends every activation whose registration lived in a departed silo's part
+        // of the directory, wherever that activation runs: each time a silo left (a scale-down), decoder grains on
+        // silos that stay lost their open token streams (EnumerationAbortedException, resumed by the gateway). The
+        // distributed directory hands registrations over to the new owners instead, and recovers them from the
+        // live silos when a silo dies. Every silo of a cluster must use it (all hosts come through here).
+#pragma warning disable ORLEANSEXP003 // experimental in Orleans 10: chosen for the hand-off described above
+        silo.AddDistributedGrainDirectory();
+#pragma warning restore ORLEANSEXP003
 
         var services = silo.Services;
         services.AddOptions<SiloSettings>().Bind(configuration.GetSection("Silo")).ValidateDataAnnotations().ValidateOnStart();

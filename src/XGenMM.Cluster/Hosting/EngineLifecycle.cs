@@ -19,6 +19,7 @@ internal sealed partial class EngineLifecycle(EngineHost engines, SiloState stat
     ILogger<EngineLifecycle> logger) : BackgroundService
 {
     private static readonly TimeSpan ReportEvery = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan StreamDeliveryGrace = TimeSpan.FromMilliseconds(250);
 
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -102,8 +103,15 @@ internal sealed partial class EngineLifecycle(EngineHost engines, SiloState stat
         catch (AggregateException)
         {
         }
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var drained = Task.WhenAll(engines.Decoders.Values.Select(e => e.DrainAsync(timeout))).GetAwaiter().GetResult();
-        bool complete = drained.All(d => d);
+        // The engines are done; the gateways still have to pull the final chunks (Orleans streams IAsyncEnumerable by
+        // request). Leaving the cluster before they have would break those streams at their very end.
+        var left = timeout - clock.Elapsed;
+        bool delivered = state.WaitForOpenStreamsAsync(left > StreamDeliveryGrace ? left : StreamDeliveryGrace).GetAwaiter().GetResult();
+        if (delivered) Thread.Sleep(StreamDeliveryGrace); // the reply carrying the last chunk is on its way out
+        else LogStreamsUndelivered(state.OpenStreams);
+        bool complete = drained.All(d => d) && delivered;
         LogDrained(complete);
         var registry = grains.GetGrain<IDecoderRegistryGrain>(0);
         foreach (var device in engines.Decoders.Keys)
@@ -126,6 +134,9 @@ internal sealed partial class EngineLifecycle(EngineHost engines, SiloState stat
 
     [LoggerMessage(EventId = 313, Level = LogLevel.Information, Message = "Draining {Count} decoder(s): new work refused, in-flight work has {Seconds} s")]
     private partial void LogDraining(int count, double seconds);
+
+    [LoggerMessage(EventId = 315, Level = LogLevel.Warning, Message = "Drain: {Count} stream(s) were not read to their end before the drain timeout")]
+    private partial void LogStreamsUndelivered(int count);
 
     [LoggerMessage(EventId = 314, Level = LogLevel.Information, Message = "Drain finished (all work completed: {Complete})")]
     private partial void LogDrained(bool complete);
