@@ -194,7 +194,7 @@ include "xgenmm.model.initContainer" (dict "root" $ "profile" "full"|"meta" "ima
     {{- /* The download logs in the same format as the server it precedes (e.g. JSON lines for the log pipeline). */}}
     {{- range .extraEnv }}
     {{- if hasPrefix "Logging__" .name }}
-    - {{- toYaml . | nindent 6 }}
+    - {{ toYaml . | nindent 6 | trim }}
     {{- end }}
     {{- end }}
   resources: {{- toYaml $hf.resources | nindent 4 }}
