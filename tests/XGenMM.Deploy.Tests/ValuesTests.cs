@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.RegularExpressions;
 using XGenMM.Deploy.Tests.Infrastructure;
 using static XGenMM.Deploy.Tests.Infrastructure.Rendered;
 
@@ -28,6 +29,11 @@ public sealed class ValuesTests
         { "scale to zero", "silos: { decoder: { autoscaling: { minReplicas: 0 } } }", ["/silos/decoder/autoscaling/minReplicas", "minimum"] },
         { "a Prometheus address without scheme", "autoscaling: { prometheus: { serverAddress: prometheus:9090 } }", ["/autoscaling/prometheus/serverAddress"] },
         { "an unknown top-level key", "silo_groups: {}", ["'silo_groups' not allowed"] },
+        // The Python downloader is gone: its values must fail loudly, not be ignored.
+        { "the removed downloader image", "images: { modelDownloader: { repository: my/downloader } }", ["'modelDownloader' not allowed"] },
+        { "the removed downloader image override", "model: { huggingface: { image: my/downloader:1 } }", ["/model/huggingface", "'image' not allowed"] },
+        { "a hub endpoint without scheme", "model: { huggingface: { endpoint: mirror.example.com } }", ["/model/huggingface/endpoint"] },
+        { "a file list in one string", "model: { huggingface: { siloFiles: [\"*.json,*.safetensors\"] } }", ["/model/huggingface/siloFiles/0"] },
         // Checks across values, made by the templates.
         { "a grace period shorter than the drain", "silos: { decoder: { terminationGracePeriodSeconds: 60 } }",
             ["silos.decoder.terminationGracePeriodSeconds (60)", "preStopSleepSeconds + drainTimeoutSeconds (125)"] },
@@ -62,6 +68,11 @@ public sealed class ValuesTests
         Assert.Equal(Contract.SiloDefault("Cluster:ClusterId"), values["cluster"]!["clusterId"]!.ToString());
         Assert.Equal("8080", values["gateway"]!["port"]!.ToString()); // ASPNETCORE_HTTP_PORTS in docs/configuration.md
         Assert.Equal(Contract.SiloDefault("Model:WeightFormat"), values["model"]!["weightFormat"]!.ToString());
+        // The silos' download globs are the host's own default (HubDownloadOptions.Files), so the chart fetches what
+        // the loader reads.
+        var hubFiles = Regex.Match(Repo.ReadAllText("src", "XGenMM.Model.Hub", "HubDownloadOptions.cs"), @"public string Files \{ get; set; \} = ""(?<files>[^""]+)"";");
+        Assert.True(hubFiles.Success, "HubDownloadOptions.Files has no literal default.");
+        Assert.Equal(hubFiles.Groups["files"].Value, string.Join(",", values["model"]!["huggingface"]!["siloFiles"]!.AsArray().Select(f => f!.ToString())));
 
         // The schema's range for the drain is the silo's own [Range] on SiloSettings.DrainTimeoutSeconds.
         var schema = JsonNode.Parse(Repo.ReadAllText("helm", "xgenmm", "values.schema.json"))!;

@@ -271,20 +271,37 @@ public sealed class WiringTests
 
             var download = Arr(PodSpec(workload), "initContainers").SingleOrDefault(i => Str(i, "name") == "model-download");
             if (download is null) continue;
+            // The server's own image in its download mode: the same binary that reads the files fetches them.
+            Assert.Equal(Str(container, "image"), Str(download, "image"));
+            Assert.Contains("--download-model", (At(download, "args") as JsonArray)?.Select(a => a!.ToString()) ?? []);
             // The download lands where the server reads, on the same volume, with the token from its Secret.
-            Assert.Equal(modelPath, EnvValue(download, "MODEL_DIR"));
+            Assert.Equal(EnvValue(container, "Model__Path"), EnvValue(download, "Model__Path"));
             Assert.Contains(Arr(download, "volumeMounts"), m => Str(m, "name") == "model" && Str(m, "mountPath") == Str(mount, "mountPath") && Str(m, "readOnly") != "true");
-            Assert.Equal(workload == r.Gateway ? "meta" : "full", EnvValue(download, "DOWNLOAD_PROFILE"));
-            if (workload == r.Gateway) Assert.Contains("*.json", EnvValue(download, "ALLOW_PATTERNS"), StringComparison.Ordinal);
-            if (Env(download).TryGetValue("HF_TOKEN", out var token))
+            Assert.NotEmpty(EnvValue(download, "Model__HuggingFace__Repo"));
+            Assert.NotEmpty(EnvValue(download, "Model__HuggingFace__Revision"));
+            var files = EnvValue(download, "Model__HuggingFace__Files").Split(',', StringSplitOptions.TrimEntries);
+            Assert.Contains("*.json", files);
+            // The gateway only tokenizes: tens of GB of weights would be fetched for nothing.
+            if (workload == r.Gateway) Assert.DoesNotContain(files, f => f.Contains("safetensors", StringComparison.Ordinal));
+            else Assert.Contains("*.safetensors", files);
+            // Only the download step holds the token; the server never needs it.
+            Assert.False(Env(container).ContainsKey("HF_TOKEN"), $"{Name(workload)}'s server container gets the hub token.");
+            if (SetsTokenSecret(Scenario.Named(scenario)))
+            {
+                var token = Env(download)["HF_TOKEN"];
                 Assert.Equal("hf-token", Str(token, "valueFrom.secretKeyRef.name"));
-            var script = Arr(PodSpec(workload), "volumes").Single(v => Str(v, "name") == "model-download");
-            var configMap = r.Get("ConfigMap", Str(script, "configMap.name")!);
-            Assert.Equal(Repo.ReadAllText("helm", "xgenmm", "files", "download_model.py").TrimEnd(), StringMap(At(configMap, "data"))["download_model.py"].TrimEnd());
+                Assert.Equal("token", Str(token, "valueFrom.secretKeyRef.key"));
+            }
+            else
+                Assert.False(Env(download).ContainsKey("HF_TOKEN"), "HF_TOKEN without model.huggingface.tokenSecret");
             // Cached across restarts: a claim, a node directory, or at least the pod's own emptyDir.
             Assert.True(At(volume, "persistentVolumeClaim") is not null || At(volume, "hostPath") is not null || At(volume, "emptyDir") is not null);
         }
     }
+
+    private static bool SetsTokenSecret(Scenario scenario) =>
+        scenario.ValuesFiles.Select(f => Repo.ReadAllText("helm", "xgenmm", f)).Append(scenario.InlineValues)
+            .Any(v => v.Contains("tokenSecret", StringComparison.Ordinal));
 
     [Theory]
     [MemberData(nameof(Scenario.Names), MemberType = typeof(Scenario))]
@@ -292,8 +309,7 @@ public sealed class WiringTests
     {
         var r = await Helm.RenderAsync(scenario);
         // Our own variables (Section__Key and ASPNETCORE_*) must be documented; helpers of the chart are listed here.
-        string[] chartHelpers = ["REDIS_PASSWORD", "REDISCLI_AUTH", "HOME", "HF_REPO", "HF_REVISION", "MODEL_DIR", "DOWNLOAD_PROFILE",
-            "ALLOW_PATTERNS", "HF_HOME", "HF_HUB_DISABLE_TELEMETRY", "HF_TOKEN"];
+        string[] chartHelpers = ["REDIS_PASSWORD", "REDISCLI_AUTH", "HOME", "HF_TOKEN"];
         foreach (var w in r.Workloads)
             foreach (var c in AllContainers(w))
             {

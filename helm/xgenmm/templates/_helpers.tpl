@@ -131,10 +131,6 @@ With the bundled Redis the password comes from its Secret and is spliced into th
   emptyDir:
     sizeLimit: {{ $c.emptyDir.sizeLimit }}
 {{- end }}
-- name: model-download
-  configMap:
-    name: {{ include "xgenmm.fullname" . }}-model-download
-    defaultMode: 0555
 {{- else if eq $m.source "pvc" }}
 - name: model
   persistentVolumeClaim:
@@ -157,34 +153,34 @@ With the bundled Redis the password comes from its Secret and is spliced into th
 {{- end -}}
 
 {{/*
-The init container that downloads the Hugging Face checkpoint into the cache volume, unless an earlier run finished it.
-include "xgenmm.model.initContainer" (dict "root" $ "profile" "full"|"meta")
+The init container that fetches the Hugging Face checkpoint into the cache volume: the pod's own image in its
+--download-model mode (src/XGenMM.Model.Hub), so a pod pulls no image but its own. The host resumes cut transfers,
+checks every file against the hub's hashes, and holds a lock in the cache, so pods that share a claim wait for one
+download instead of racing; a finished copy costs one API call (none for a pinned commit).
+include "xgenmm.model.initContainer" (dict "root" $ "profile" "full"|"meta" "image" <main container's image> "extraEnv" <its extraEnv>)
 */}}
 {{- define "xgenmm.model.initContainer" -}}
 {{- $root := .root -}}
 {{- $hf := $root.Values.model.huggingface -}}
 {{- if eq $root.Values.model.source "huggingface" }}
 - name: model-download
-  image: {{ $hf.image | default (include "xgenmm.image" (dict "root" $root "repository" $root.Values.images.modelDownloader.repository)) }}
+  image: {{ .image }}
   imagePullPolicy: {{ $root.Values.images.pullPolicy }}
-  command: ["python3", "/opt/xgenmm/download_model.py"]
+  args: ["--download-model"]
   env:
-    - name: HF_REPO
-      value: {{ $hf.repo | quote }}
-    - name: HF_REVISION
-      value: {{ $hf.revision | quote }}
-    - name: MODEL_DIR
+    - name: Model__Path
       value: {{ include "xgenmm.model.path" $root | quote }}
-    - name: DOWNLOAD_PROFILE
-      value: {{ .profile }}
-    - name: ALLOW_PATTERNS
-      value: {{ ternary (join "," $hf.gatewayAllowPatterns) "" (eq .profile "meta") | quote }}
-    - name: HOME
-      value: /tmp
-    - name: HF_HOME
-      value: /tmp/hf
-    - name: HF_HUB_DISABLE_TELEMETRY
-      value: "1"
+    - name: Model__HuggingFace__Repo
+      value: {{ $hf.repo | quote }}
+    - name: Model__HuggingFace__Revision
+      value: {{ $hf.revision | quote }}
+    {{- /* The gateway tokenizes only: its pods need no weights (tens of GB). */}}
+    - name: Model__HuggingFace__Files
+      value: {{ ternary (join "," $hf.gatewayAllowPatterns) (join "," $hf.siloFiles) (eq .profile "meta") | quote }}
+    {{- with $hf.endpoint }}
+    - name: Model__HuggingFace__Endpoint
+      value: {{ . | quote }}
+    {{- end }}
     {{- if $hf.tokenSecret.name }}
     - name: HF_TOKEN
       valueFrom:
@@ -192,14 +188,20 @@ include "xgenmm.model.initContainer" (dict "root" $ "profile" "full"|"meta")
           name: {{ $hf.tokenSecret.name }}
           key: {{ $hf.tokenSecret.key }}
     {{- end }}
+    # .NET's diagnostics need a writable place; the root filesystem is read-only.
+    - name: HOME
+      value: /tmp
+    {{- /* The download logs in the same format as the server it precedes (e.g. JSON lines for the log pipeline). */}}
+    {{- range .extraEnv }}
+    {{- if hasPrefix "Logging__" .name }}
+    - {{ toYaml . | nindent 6 | trim }}
+    {{- end }}
+    {{- end }}
   resources: {{- toYaml $hf.resources | nindent 4 }}
   securityContext: {{- toYaml $root.Values.containerSecurityContext | nindent 4 }}
   volumeMounts:
     - name: model
       mountPath: /models
-    - name: model-download
-      mountPath: /opt/xgenmm
-      readOnly: true
     - name: tmp
       mountPath: /tmp
 {{- end }}
