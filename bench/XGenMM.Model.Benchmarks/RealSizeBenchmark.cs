@@ -14,7 +14,8 @@ using static TorchSharp.torch;
 /// silo with both roles does (XGenMMPipeline.Load in bfloat16, then PackDecoder in Model:WeightFormat), and measures
 /// load time and resident memory, a 5-view image's vision encode, 512-token prefill, and decode at batch 1 and 8 set
 /// against the memory-bandwidth bound measured in the same process. --layers N cuts every stack to N layers: a quick
-/// check that the pipeline works, not a figure.
+/// check that the pipeline works, not a figure. --dry-run only checks the layout against the real index and prints the
+/// checkpoint's size (no weights written, nothing measured).
 /// </summary>
 internal static class RealSizeBenchmark
 {
@@ -30,7 +31,7 @@ internal static class RealSizeBenchmark
         int? layers = Option("--layers") is { } l ? int.Parse(l, CultureInfo.InvariantCulture) : null;
         string formatName = Option("--format") ?? "bf16";
         WeightFormat? format = WeightFormats.Parse(formatName);
-        bool keep = args.Contains("--keep");
+        bool keep = args.Contains("--keep"), dryRun = args.Contains("--dry-run");
         string dir = Option("--dir") ?? (layers is { } n ? $"/tmp/xgenmm-realsize-{n}layers" : "/tmp/xgenmm-realsize");
 
         var clock = Stopwatch.StartNew();
@@ -39,6 +40,20 @@ internal static class RealSizeBenchmark
             + $"load average {File.ReadAllText("/proc/loadavg").Trim()}");
         Log($"checkpoint {dir}, decoder format {formatName}" + (layers is { } m ? $", LIMITED to {m} layers (pipeline check, not a real-size figure)" : ""));
 
+        if (dryRun)
+        {
+            string scratch = Directory.CreateTempSubdirectory("xgenmm-realsize-layout-").FullName;
+            try
+            {
+                var (count, total, _) = RealSizeCheckpoint.Write(scratch, PartsBenchmark.FindRealConfig(), layers, Log, dryRun: true);
+                Log($"layout checked: {count} tensors, {total / 1e9:F2} GB in bf16; no weights written");
+            }
+            finally
+            {
+                Directory.Delete(scratch, recursive: true);
+            }
+            return 0;
+        }
         string checkpointNote;
         if (RealSizeCheckpoint.IsComplete(dir, layers))
         {

@@ -44,7 +44,8 @@ internal static partial class RealSizeCheckpoint
     /// <summary>Writes the checkpoint; <paramref name="layers"/> limits the decoder, SigLIP and resampler depth (a quick
     /// check of the pipeline, not a real-size figure).</summary>
     /// <returns>Tensors and bytes of tensor data written.</returns>
-    public static (int Tensors, long Bytes, int Shards) Write(string dir, string fixtureDir, int? layers, Action<string> log)
+    /// <param name="dryRun">Stop after the layout check, before any weight is written (the shard count is then 0).</param>
+    public static (int Tensors, long Bytes, int Shards) Write(string dir, string fixtureDir, int? layers, Action<string> log, bool dryRun = false)
     {
         Directory.CreateDirectory(dir);
         File.Delete(Path.Combine(dir, MarkerFile));
@@ -60,6 +61,7 @@ internal static partial class RealSizeCheckpoint
 
         var tensors = Layout(XGenMMConfig.FromDirectory(dir));
         if (layers is null) CheckAgainstRealIndex(tensors, Path.Combine(fixtureDir, CheckpointLoader.IndexFileName));
+        if (dryRun) return (tensors.Count, tensors.Sum(t => Bytes(t.Shape)), 0);
 
         var shards = new List<List<(string Name, long[] Shape)>> { new() };
         long current = 0;
