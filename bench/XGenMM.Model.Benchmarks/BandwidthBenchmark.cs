@@ -15,6 +15,15 @@ internal static class BandwidthBenchmark
     {
         int mib = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1024;
         int threads = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : Environment.ProcessorCount;
+        var (copy, read) = Measure(mib, threads);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"| memory bandwidth, {mib} MiB buffers, {threads} threads | copy {copy / 1e9:F1} GB/s (read + write) | read {read / 1e9:F1} GB/s |"));
+        return 0;
+    }
+
+    /// <summary>Best copy and read bandwidth in bytes per second over <paramref name="mib"/> MiB buffers.</summary>
+    public static (double Copy, double Read) Measure(int mib, int threads)
+    {
         long length = (long)mib * 1024 * 1024 / sizeof(float);
         var source = new float[length];
         var target = new float[length];
@@ -44,10 +53,8 @@ internal static class BandwidthBenchmark
             for (; i < vectors.Length; i++) a += vectors[i];
             lock (source) sink += Vector.Sum(a + b + c + d);
         }), 1.0 * length * sizeof(float));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| memory bandwidth, {mib} MiB buffers, {threads} threads | copy {copy / 1e9:F1} GB/s (read + write) | read {read / 1e9:F1} GB/s |"));
         GC.KeepAlive(sink);
-        return 0;
+        return (copy, read);
     }
 
     private static (long Start, long Count) Slice(long length, int parts, int index)

@@ -64,7 +64,8 @@ internal static class PartsBenchmark
 
     private static string Mib(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1048576.0:0} MiB");
 
-    private static string FindRealConfig()
+    /// <summary>The shared fixtures' folder of the real model's config and tokenizer files.</summary>
+    internal static string FindRealConfig()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
             foreach (var candidate in new[] { Path.Combine(dir.FullName, "shared"), Path.Combine(dir.FullName, "..", "shared") })

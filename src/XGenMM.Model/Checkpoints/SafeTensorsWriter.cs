@@ -37,41 +37,8 @@ public static class SafeTensorsWriter
                 if (dtype is { } d && c.dtype != d && c.is_floating_point()) c = c.to_type(d);
                 prepared.Add((name, c.contiguous()));
             }
-            using var header = new MemoryStream();
-            using (var json = new Utf8JsonWriter(header))
-            {
-                json.WriteStartObject();
-                if (metadata is not null)
-                {
-                    json.WriteStartObject("__metadata__");
-                    foreach (var (k, v) in metadata) json.WriteString(k, v);
-                    json.WriteEndObject();
-                }
-                long offset = 0;
-                foreach (var (name, data) in prepared)
-                {
-                    long bytes = data.NumberOfElements * data.ElementSize;
-                    json.WriteStartObject(name);
-                    json.WriteString("dtype", DTypeName(data.dtype));
-                    json.WriteStartArray("shape");
-                    foreach (var s in data.shape) json.WriteNumberValue(s);
-                    json.WriteEndArray();
-                    json.WriteStartArray("data_offsets");
-                    json.WriteNumberValue(offset);
-                    json.WriteNumberValue(offset + bytes);
-                    json.WriteEndArray();
-                    json.WriteEndObject();
-                    offset += bytes;
-                }
-                json.WriteEndObject();
-            }
-            // The format pads the header with spaces to an 8-byte boundary.
-            int pad = (int)((8 - header.Length % 8) % 8);
-            for (int i = 0; i < pad; i++) header.WriteByte((byte)' ');
             using var fs = new FileStream(path, FileMode.Create, FileAccess.Write);
-            fs.Write(BitConverter.GetBytes(header.Length));
-            header.Position = 0;
-            header.CopyTo(fs);
+            WriteHeader(fs, prepared.Select(p => (p.Name, p.Data.dtype, p.Data.shape)), metadata);
             foreach (var (_, data) in prepared)
                 if (data.NumberOfElements > 0) fs.Write(data.bytes);
         }
@@ -80,6 +47,58 @@ public static class SafeTensorsWriter
             foreach (var (_, d) in prepared) d.Dispose();
         }
     }
+
+    /// <summary>
+    /// Writes the safetensors header (length, JSON, space padding) for tensors whose data will follow in this order,
+    /// back to back. Lets a caller stream the data itself instead of holding every tensor at once.
+    /// </summary>
+    public static void WriteHeader(Stream stream, IEnumerable<(string Name, ScalarType DType, long[] Shape)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        using var header = new MemoryStream();
+        using (var json = new Utf8JsonWriter(header))
+        {
+            json.WriteStartObject();
+            if (metadata is not null)
+            {
+                json.WriteStartObject("__metadata__");
+                foreach (var (k, v) in metadata) json.WriteString(k, v);
+                json.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var (name, dtype, shape) in tensors)
+            {
+                long bytes = shape.Aggregate(1L, (a, b) => a * b) * ElementSize(dtype);
+                json.WriteStartObject(name);
+                json.WriteString("dtype", DTypeName(dtype));
+                json.WriteStartArray("shape");
+                foreach (var s in shape) json.WriteNumberValue(s);
+                json.WriteEndArray();
+                json.WriteStartArray("data_offsets");
+                json.WriteNumberValue(offset);
+                json.WriteNumberValue(offset + bytes);
+                json.WriteEndArray();
+                json.WriteEndObject();
+                offset += bytes;
+            }
+            json.WriteEndObject();
+        }
+        // The format pads the header with spaces to an 8-byte boundary.
+        int pad = (int)((8 - header.Length % 8) % 8);
+        for (int i = 0; i < pad; i++) header.WriteByte((byte)' ');
+        stream.Write(BitConverter.GetBytes(header.Length));
+        header.Position = 0;
+        header.CopyTo(stream);
+    }
+
+    /// <summary>Bytes per element of a dtype that safetensors can store.</summary>
+    public static int ElementSize(ScalarType type) => type switch
+    {
+        ScalarType.Float64 or ScalarType.Int64 => 8,
+        ScalarType.Float32 or ScalarType.Int32 => 4,
+        ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Int16 => 2,
+        ScalarType.Byte or ScalarType.Int8 or ScalarType.Bool => 1,
+        _ => throw new ArgumentException($"dtype {type} cannot be stored in safetensors", nameof(type)),
+    };
 
     /// <summary>
     /// Saves a module tree as a Hugging Face checkpoint: shards of at most <paramref name="maxShardBytes"/> plus
