@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
+using Orleans.GrainDirectory;
 using XGenMM.Cluster.Abstractions;
 using XGenMM.Cluster.Hosting;
 using XGenMM.Cluster.Placement;
@@ -17,9 +18,13 @@ namespace XGenMM.Cluster.Grains;
 /// </summary>
 [DecoderPlacement]
 [Reentrant]
+[GrainDirectory(GrainDirectoryName = DirectoryName)]
 internal sealed partial class DecoderGrain(EngineHost engines, IGrainFactory grains, SiloState state, IOptions<SiloSettings> settings,
     ILogger<DecoderGrain> logger) : Grain, IDecoderGrain
 {
+    /// <summary>The grain directory of decoder grains (Orleans' distributed one, see ClusterHostingExtensions).</summary>
+    internal const string DirectoryName = "decoders";
+
     private DecodeEngine Engine => engines.GetDecoder(DecoderKey.Parse(this.GetPrimaryKeyString()).Device);
 
     public async IAsyncEnumerable<GenerationChunk> Generate(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
