@@ -3,9 +3,9 @@ using XGenMM.Cluster.Abstractions;
 namespace XGenMM.Cluster.Client;
 
 /// <summary>
-/// A tenant's weighted share of one decoder's slots, from the decoder's load report (docs/architecture.md,
-/// "Tenant isolation"). The share is the slots times the tenant's weight over the weights of every tenant there,
-/// this one included. Rows are slot holders and waiting requests, so a tenant that floods the queue is over its share
+/// A tenant's weighted share of one decoder's rows, from the decoder's load report (docs/architecture.md,
+/// "Tenant isolation"). The share is the rows in use (at most the slots) times the tenant's weight over the weights of
+/// every tenant there, this one included. Rows are slot holders and waiting requests, so a tenant that floods the queue is over its share
 /// at once, not only once its requests hold slots.
 /// <para>Used when the cluster is over its TTFT target: a tenant below its share while another tenant is there is
 /// still admitted (alone, its own requests are the load, and over the target they are refused as over capacity), because the
@@ -36,7 +36,14 @@ public readonly record struct TenantShare(int Rows, double Slots, bool OthersPre
         }
         // A tenant the decoder has not seen has the default weight there (DecodeEngineOptions.TenantWeights).
         if (!found) weight = 1;
-        double slots = Math.Max(0, decoder.TotalSlots) * weight / (weight + others);
+        // The share is of the rows in use, not of every slot: this is asked only when the decoder is over its TTFT
+        // target, so what it holds now is what it can serve within the target. A share of all the slots let every
+        // tenant of a crowded decoder fill it far past the target (two tenants at 10x: TTFT p99 4.5x the knee's).
+        // The request being asked about counts as in use: a tenant with no row is never refused for its share.
+        int inUse = 1;
+        foreach (var t in decoder.Tenants) inUse += t.Running + t.Waiting;
+        double capacity = Math.Min(Math.Max(0, decoder.TotalSlots), inUse);
+        double slots = capacity * weight / (weight + others);
         return new TenantShare(rows, slots, others > 0);
     }
 }

@@ -56,6 +56,32 @@ public sealed class TenantShareTests
     }
 
     [Fact]
+    public void Over_the_target_the_share_is_of_the_rows_in_use_so_tenants_together_cannot_fill_every_slot()
+    {
+        // 32 slots, 24 in use, every new request predicted over the target (slow steps and prefill). Shares of all 32
+        // slots (16 each) would admit both tenants until the decoder is full, far past the target; shares of the rows
+        // in use with the new one (25: 12.5 each) hold the total where it is and only move rows from the tenant over
+        // its share.
+        DecoderLoadReport Crowded(int a, int b) => Full(new("A", a, 0, 1), new("B", b, 0, 1)) with
+        {
+            TotalSlots = 32,
+            Running = a + b,
+            Waiting = 0,
+            RemainingTokens = [.. Enumerable.Repeat(100, a + b)],
+            DecodeStepSeconds = 0.3,
+            PrefillSecondsPerToken = 0.01,
+        };
+        Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([Crowded(12, 12)], null, 50, Options, "A")).Kind);
+        Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([Crowded(12, 12)], null, 50, Options, "B")).Kind);
+        // A holds 20 of the 24: B (4, share 12) is admitted, A is refused.
+        Assert.Equal("d1", ClusterChat.Choose([Crowded(20, 4)], null, 50, Options, "B")!.DecoderKey);
+        Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([Crowded(20, 4)], null, 50, Options, "A")).Kind);
+        Assert.Equal(12.5, TenantShare.Of(Crowded(20, 4), "B").Slots, 9);
+        // A tenant with no row is never over its share, however few rows are in use (A holds 1: B's share is 1).
+        Assert.Equal("d1", ClusterChat.Choose([Crowded(1, 0)], null, 50, Options, "B")!.DecoderKey);
+    }
+
+    [Fact]
     public void A_tenant_alone_over_the_target_is_over_capacity_not_over_its_share()
     {
         // Alone it is below its share of the slots counted in rows (8 of 8 running, 0 waiting would be at it), but
