@@ -42,7 +42,12 @@ public static class GatewayApp
         var limits = builder.Configuration.GetSection("Gateway:Limits").Get<RequestLimits>() ?? new RequestLimits();
 
         // Kestrel's own cap sits just above ours so that our check, with its JSON error, is the one that fires.
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = limits.MaxBodyBytes + 1);
+        // Slow bodies are cut by Kestrel's minimum data rate (240 bytes/s after a 5 s grace), slow headers here.
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = limits.MaxBodyBytes + 1;
+            k.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(limits.RequestHeadersTimeoutSeconds);
+        });
         var management = builder.AddXGenMMManagementPort();
         services.AddSingleton(management);
 

@@ -51,6 +51,9 @@ public sealed class RequestLimits
     [Range(1, 1024)] public int MaxStopSequenceChars { get; set; } = 64;
     /// <summary>Concurrent streams of one SignalR connection.</summary>
     [Range(1, 1024)] public int MaxStreamsPerConnection { get; set; } = 4;
+    /// <summary>Time a client has to send a request's headers (Kestrel's RequestHeadersTimeout): a client that dribbles
+    /// them (slowloris) is cut off instead of holding a connection.</summary>
+    [Range(1, 300)] public int RequestHeadersTimeoutSeconds { get; set; } = 10;
 
     /// <summary>The one check of <see cref="MaxImagesPerRequest"/>: each door (HTTP parser, hub) asks it for every image
     /// as it reads the request, before any image is decoded or fetched. (A tenant's own, lower limit is the tenant
