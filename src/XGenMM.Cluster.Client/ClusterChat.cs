@@ -267,6 +267,8 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
         }
     }
 
+    private static bool Idle(DecoderLoadReport d) => d.Running == 0 && d.Waiting == 0 && d.PrefillingTokens == 0 && d.WaitingTokens == 0;
+
     /// <summary>The decoder for a request among the live ones, or null when there is none. With admission control on
     /// and <paramref name="promptTokens"/> &gt;= 0, only decoders predicted within the TTFT target are candidates;
     /// when none is, a <paramref name="tenant"/> below its weighted share of a decoder still goes there (see
@@ -281,7 +283,10 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
         if (target > 0 && promptTokens >= 0)
         {
             var predicted = live.Select(d => (Decoder: d, Seconds: CapacityModel.Predict(d, promptTokens).Seconds)).ToArray();
-            candidates = [.. predicted.Where(p => p.Seconds <= target).Select(p => p.Decoder)];
+            // An idle decoder is always a candidate: nothing waits ahead of the request, so refusing it cannot make its
+            // first token sooner (a decoder's first prefill, with one-time start-up work in its measured cost, would
+            // otherwise refuse the very first requests after a start on a busy machine).
+            candidates = [.. predicted.Where(p => p.Seconds <= target || Idle(p.Decoder)).Select(p => p.Decoder)];
             if (candidates.Length == 0)
             {
                 var best = predicted.MinBy(p => p.Seconds);

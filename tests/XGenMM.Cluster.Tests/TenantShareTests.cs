@@ -93,6 +93,17 @@ public sealed class TenantShareTests
     }
 
     [Fact]
+    public void An_idle_decoder_is_never_refused_however_slow_its_measured_prefill()
+    {
+        // A first prefill with start-up work in it measured 0.2 s per position: 50 positions predict 10 s, over the
+        // 0.5 s target, but nothing is ahead of the request.
+        var idle = Full() with { Running = 0, Waiting = 0, RemainingTokens = [], PrefillSecondsPerToken = 0.2 };
+        Assert.True(CapacityModel.Predict(idle, 50).Seconds > Options.Admission.TtftTargetSeconds);
+        Assert.Equal("d1", ClusterChat.Choose([idle], null, 50, Options, "A")!.DecoderKey);
+        Assert.Equal("d1", ClusterChat.Choose([idle], null, 50, Options)!.DecoderKey);
+    }
+
+    [Fact]
     public void Under_the_target_nobody_is_refused_whatever_the_shares()
     {
         var idle = Full(new("A", 7, 0, 1), new("B", 1, 0, 1)) with { Running = 2, RemainingTokens = [3, 3] };

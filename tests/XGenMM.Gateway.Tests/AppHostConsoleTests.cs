@@ -51,7 +51,7 @@ public sealed partial class AppHostConsoleTests
                 messages = new[] { new { role = "user", content = "How many shapes are there?" } },
                 max_tokens = 8,
             }, Ct);
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(Ct)}");
         }
         await Task.Delay(TimeSpan.FromSeconds(1), Ct);
         var during = host.Lines().Skip(before).ToList();
