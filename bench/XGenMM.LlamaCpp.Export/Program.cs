@@ -6,6 +6,7 @@ using XGenMM.LlamaCpp.Export;
 using XGenMM.Model;
 using XGenMM.Model.Checkpoints;
 using XGenMM.Model.Configuration;
+using XGenMM.Model.Kernels;
 using XGenMM.Model.Runtime;
 using static TorchSharp.torch;
 
@@ -120,12 +121,7 @@ static void WriteValues(Stream s, Tensor t, GgmlType type)
             s.Write(MemoryMarshal.AsBytes(halves.AsSpan()));
             break;
         case GgmlType.BF16:
-            var bf = new ushort[values.Length];
-            for (int i = 0; i < values.Length; i++)
-            {
-                uint bits = BitConverter.SingleToUInt32Bits(values[i]);
-                bf[i] = (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16); // round to nearest even
-            }
+            var bf = values.Select(PackedWeight.ToBFloat16).ToArray();
             s.Write(MemoryMarshal.AsBytes(bf.AsSpan()));
             break;
         case GgmlType.Q8_0:

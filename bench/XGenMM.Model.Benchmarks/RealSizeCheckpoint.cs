@@ -7,6 +7,7 @@ using TorchSharp;
 using XGenMM.Model;
 using XGenMM.Model.Checkpoints;
 using XGenMM.Model.Configuration;
+using XGenMM.Model.Kernels;
 using static TorchSharp.torch;
 
 /// <summary>
@@ -167,7 +168,7 @@ internal static partial class RealSizeCheckpoint
     [GeneratedRegex(@"vision_tokenizer\.layers\.\d+\.1\.0\.weight$")]
     private static partial Regex PerceiverFeedForwardNorm();
 
-    /// <summary>N(0, 0.02) as bf16 (Box-Muller, round to nearest even).</summary>
+    /// <summary>N(0, 0.02) as bf16 (Box-Muller, rounded to nearest even).</summary>
     private static byte[] RandomBlock(int seed)
     {
         var rng = new Random(seed);
@@ -176,16 +177,10 @@ internal static partial class RealSizeCheckpoint
         {
             double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
             double r = 0.02 * Math.Sqrt(-2 * Math.Log(u1));
-            BitConverter.TryWriteBytes(block.AsSpan(i * 2), ToBF16((float)(r * Math.Cos(2 * Math.PI * u2))));
-            BitConverter.TryWriteBytes(block.AsSpan(i * 2 + 2), ToBF16((float)(r * Math.Sin(2 * Math.PI * u2))));
+            BitConverter.TryWriteBytes(block.AsSpan(i * 2), PackedWeight.ToBFloat16((float)(r * Math.Cos(2 * Math.PI * u2))));
+            BitConverter.TryWriteBytes(block.AsSpan(i * 2 + 2), PackedWeight.ToBFloat16((float)(r * Math.Sin(2 * Math.PI * u2))));
         }
         return block;
-    }
-
-    private static ushort ToBF16(float value)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(value);
-        return (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
     }
 
     // string.GetHashCode is randomised per process; a reused checkpoint and a fresh one should hold the same values.

@@ -22,10 +22,13 @@ public readonly record struct TenantShare(int Rows, double Slots, bool OthersPre
     {
         ArgumentNullException.ThrowIfNull(decoder);
         int rows = 0;
+        // The request being asked about counts as in use: a tenant with no row is never refused for its share.
+        int inUse = 1;
         double weight = 1, others = 0;
         bool found = false;
         foreach (var t in decoder.Tenants)
         {
+            inUse += t.Running + t.Waiting;
             if (string.Equals(t.Tenant, tenant, StringComparison.Ordinal))
             {
                 rows = t.Running + t.Waiting;
@@ -39,9 +42,6 @@ public readonly record struct TenantShare(int Rows, double Slots, bool OthersPre
         // The share is of the rows in use, not of every slot: this is asked only when the decoder is over its TTFT
         // target, so what it holds now is what it can serve within the target. A share of all the slots let every
         // tenant of a crowded decoder fill it far past the target (two tenants at 10x: TTFT p99 4.5x the knee's).
-        // The request being asked about counts as in use: a tenant with no row is never refused for its share.
-        int inUse = 1;
-        foreach (var t in decoder.Tenants) inUse += t.Running + t.Waiting;
         double capacity = Math.Min(Math.Max(0, decoder.TotalSlots), inUse);
         double slots = capacity * weight / (weight + others);
         return new TenantShare(rows, slots, others > 0);

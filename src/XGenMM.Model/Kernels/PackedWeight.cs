@@ -203,7 +203,7 @@ public sealed unsafe class PackedWeight : IDisposable
     public TorchSharp.torch.Tensor Forward(TorchSharp.torch.Tensor x) => PackedLinear.Forward(this, x);
 
     /// <summary>float32 -> bfloat16 rounded to nearest even (NaN stays NaN).</summary>
-    internal static ushort ToBFloat16(float value)
+    public static ushort ToBFloat16(float value)
     {
         uint bits = BitConverter.SingleToUInt32Bits(value);
         if (float.IsNaN(value)) return (ushort)((bits >> 16) | 0x40);
