@@ -12,7 +12,9 @@ using XGenMM.Model.Tokenization;
 /// baseline) and on our CPU kernels (f32, bf16, int8), same random weights, alternating rounds in one process.
 /// Per format: closed-loop decode at 1/4/16 streams (output tok/s and decode-only tok/s = streams / ITL p50, the
 /// figure llama-batched-bench's S_TG compares with) and the prefill rate of one 512-token prompt.
-/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2].
+/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2]. A format name ending in "-ops" (f32-ops,
+/// int8-ops) runs the same packed weights with <see cref="DecodeEngineOptions.CpuStep"/> off: libtorch's operators
+/// between the products, as before CpuDecoderStep.
 /// </summary>
 internal static class WeightFormatBenchmark
 {
@@ -23,7 +25,7 @@ internal static class WeightFormatBenchmark
         var streams = Arg("streams", "1,4,16").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
         int rounds = int.Parse(Arg("rounds", "2"), CultureInfo.InvariantCulture);
         const int PromptTokens = 32, NewTokens = 64, PrefillTokens = 512;
-        var results = new Dictionary<(string Format, int Streams), List<(double Output, double DecodeOnly)>>();
+        var results = new Dictionary<(string Format, int Streams), List<(double Output, double DecodeOnly, double ItlP50, double ItlP99)>>();
         var prefill = new Dictionary<string, List<double>>();
         var models = new Dictionary<string, XGenMMModel>();
         try
@@ -33,7 +35,7 @@ internal static class WeightFormatBenchmark
                 var model = new XGenMMModel(config);
                 ModelInitialization.InitializeRandom(model, seed: 1);
                 model.eval();
-                var packed = WeightFormats.Parse(format) is { } f ? model.PackDecoder(f) : default;
+                var packed = WeightFormats.Parse(WeightsOf(format)) is { } f ? model.PackDecoder(f) : default;
                 models[format] = model;
                 Console.WriteLine($"{format}: {packed.Layers} layers packed, {packed.Bytes / 1e6:F1} MB of kernel weights");
             }
@@ -42,7 +44,7 @@ internal static class WeightFormatBenchmark
             for (int round = 0; round < rounds; round++)
                 foreach (var format in formats)
                 {
-                    using var engine = new DecodeEngine(models[format], tokenizer, new DecodeEngineOptions { MaxSlots = 32, MaxSequenceLength = 640, PrefixReuse = false, KvCacheBytes = 1L << 30 });
+                    using var engine = new DecodeEngine(models[format], tokenizer, new DecodeEngineOptions { MaxSlots = 32, MaxSequenceLength = 640, PrefixReuse = false, KvCacheBytes = 1L << 30, CpuStep = !format.EndsWith(OpsSuffix, StringComparison.Ordinal) });
                     var itl = new List<double>();
                     engine.Completed += c => { lock (itl) itl.AddRange(c.InterTokenSeconds); };
                     async Task<int> Stream(int id, int promptLength, int newTokens) =>
@@ -55,17 +57,25 @@ internal static class WeightFormatBenchmark
                         var clock = Stopwatch.StartNew();
                         int tokens = (await Task.WhenAll(Enumerable.Range(0, n).Select(i => Stream(i, PromptTokens, NewTokens)))).Sum();
                         double seconds = clock.Elapsed.TotalSeconds;
-                        double p50;
-                        lock (itl) p50 = BenchmarkInputs.Percentile(itl.Order().ToArray(), 0.5);
+                        double p50, p99;
+                        lock (itl)
+                        {
+                            var sorted = itl.Order().ToArray();
+                            p50 = BenchmarkInputs.Percentile(sorted, 0.5);
+                            p99 = BenchmarkInputs.Percentile(sorted, 0.99);
+                        }
                         var key = (format, n);
                         if (!results.TryGetValue(key, out var list)) results[key] = list = [];
-                        list.Add((tokens / seconds, n / p50));
+                        list.Add((tokens / seconds, n / p50, p50, p99));
+                        // One line per point for scripts (bench/llamacpp/side-by-side.sh).
+                        Console.WriteLine(FormattableString.Invariant($"RESULT weights round={round + 1} format={format} streams={n} output_tps={tokens / seconds:F2} decode_tps={n / p50:F2} itl_p50_ms={p50 * 1000:F2} itl_p99_ms={p99 * 1000:F2}"));
                     }
                     await Stream(0, PrefillTokens, 1); // warm the 512-row shapes
                     var sw = Stopwatch.StartNew();
                     await Stream(1, PrefillTokens, 1);
                     if (!prefill.TryGetValue(format, out var pl)) prefill[format] = pl = [];
                     pl.Add(PrefillTokens / sw.Elapsed.TotalSeconds);
+                    Console.WriteLine(FormattableString.Invariant($"RESULT prefill round={round + 1} format={format} tokens={PrefillTokens} tps={PrefillTokens / sw.Elapsed.TotalSeconds:F2}"));
                 }
         }
         finally
@@ -75,14 +85,17 @@ internal static class WeightFormatBenchmark
         string baseline = formats[0];
         Console.WriteLine();
         Console.WriteLine($"Decode by weight format ({PromptTokens}-token prompts, {NewTokens} new tokens, median of {rounds} alternating rounds; ratios to {baseline}):");
-        Console.WriteLine("| format | streams | output tok/s | decode-only tok/s | decode-only ratio |");
-        Console.WriteLine("|---|---|---|---|---|");
+        Console.WriteLine("| format | streams | output tok/s | decode-only tok/s | decode-only ratio | ITL p50 ms | ITL p99 ms | p99 / p50 |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|");
         foreach (int n in streams)
             foreach (var format in formats)
             {
-                double output = Median(results[(format, n)].Select(r => r.Output)), decodeOnly = Median(results[(format, n)].Select(r => r.DecodeOnly));
+                var points = results[(format, n)];
+                double output = Median(points.Select(r => r.Output)), decodeOnly = Median(points.Select(r => r.DecodeOnly));
+                double p50 = Median(points.Select(r => r.ItlP50)), p99 = Median(points.Select(r => r.ItlP99));
                 double baseDecode = Median(results[(baseline, n)].Select(r => r.DecodeOnly));
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {format} | {n} | {output:F1} | {decodeOnly:F1} | {decodeOnly / baseDecode:F2}x |"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {format} | {n} | {output:F1} | {decodeOnly:F1} | {decodeOnly / baseDecode:F2}x | {p50 * 1000:F1} | {p99 * 1000:F1} | {p99 / p50:F2} |"));
             }
         Console.WriteLine();
         Console.WriteLine($"| format | prefill {PrefillTokens} tok/s (TTFT of one prompt) | ratio |");
@@ -90,6 +103,10 @@ internal static class WeightFormatBenchmark
         foreach (var format in formats)
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {format} | {Median(prefill[format]):F0} | {Median(prefill[format]) / Median(prefill[baseline]):F2}x |"));
     }
+
+    private const string OpsSuffix = "-ops";
+
+    private static string WeightsOf(string format) => format.EndsWith(OpsSuffix, StringComparison.Ordinal) ? format[..^OpsSuffix.Length] : format;
 
     private static double Median(IEnumerable<double> values)
     {

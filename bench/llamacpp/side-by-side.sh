@@ -92,31 +92,33 @@ for line in open(sys.argv[1]):
     print(json.dumps({"round": int(sys.argv[2]), "tool": "llama.cpp " + sys.argv[3], "measure": measure, "value": r["avg_ts"]}))
 PY
   done
-  "$llama_bin/llama-batched-bench" -m "$work/xgenmm-small-f32.gguf" -c 4096 -b 2048 -ub 512 -npp 32 -ntg 64 -npl 1,4,16 \
-    -t "$threads" --output-format jsonl >"$work/batched-$round.jsonl" 2>"$work/batched-$round.log"
-  python3 - "$work/batched-$round.jsonl" "$round" >>"$results" <<'PY'
+  for type in f32 q8_0; do
+    "$llama_bin/llama-batched-bench" -m "$work/xgenmm-small-$type.gguf" -c 4096 -b 2048 -ub 512 -npp 32 -ntg 64 -npl 1,4,16 \
+      -t "$threads" --output-format jsonl >"$work/batched-$type-$round.jsonl" 2>"$work/batched-$type-$round.log"
+    python3 - "$work/batched-$type-$round.jsonl" "$round" "$type" >>"$results" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
     line = line.strip()
     if not line.startswith("{"): continue
     r = json.loads(line)
-    print(json.dumps({"round": int(sys.argv[2]), "tool": "llama.cpp f32", "measure": f"decode_streams{r['pl']}", "value": r["speed_tg"]}))
+    print(json.dumps({"round": int(sys.argv[2]), "tool": "llama.cpp " + sys.argv[3], "measure": f"decode_streams{r['pl']}", "value": r["speed_tg"]}))
 PY
+  done
 
-  dotnet "$(dll XGenMM.Model.Benchmarks)" 128 16 >"$work/model-$round.txt" 2>&1
-  prefill=$(sed -n 's/^| prefill, 512-token prompt, batch 1 | \([0-9.]*\) tokens\/s |$/\1/p' "$work/model-$round.txt")
-  decode=$(sed -n 's/^| decode, batch 1 ([0-9]* tokens) | \([0-9.]*\) tokens\/s |$/\1/p' "$work/model-$round.txt")
-  record "$round" ours prefill512 "${prefill:-null}"
-  record "$round" ours decode_b1 "${decode:-null}"
-
-  dotnet "$(dll XGenMM.Engine.Benchmarks)" 1,4,16 decode --baseline --threads="$threads" >"$work/engine-$round.txt" 2>&1
+  # Ours: the serving engine with the decoder packed for the CPU kernels (f32 and int8), the same weights.
+  dotnet "$(dll XGenMM.Engine.Benchmarks)" weights formats=f32,int8 streams=1,4,16 rounds=1 --threads="$threads" >"$work/engine-$round.txt" 2>&1
   python3 - "$work/engine-$round.txt" "$round" >>"$results" <<'PY'
 import json, sys
+rnd = int(sys.argv[2])
 for line in open(sys.argv[1]):
-    if not line.startswith("RESULT decode "): continue
+    if not line.startswith("RESULT "): continue
+    kind = line.split()[1]
     f = dict(kv.split("=") for kv in line.split()[2:])
-    tool = "ours" if f["policy"] == "Mixed" else "ours separate"
-    s, rnd = f["streams"], int(sys.argv[2])
+    tool = "ours " + f["format"]
+    if kind == "prefill":
+        print(json.dumps({"round": rnd, "tool": tool, "measure": "prefill512", "value": float(f["tps"])}))
+        continue
+    s = f["streams"]
     for measure, key in ((f"decode_streams{s}", "decode_tps"), (f"itl_p50_ms_streams{s}", "itl_p50_ms"), (f"itl_p99_ms_streams{s}", "itl_p99_ms")):
         print(json.dumps({"round": rnd, "tool": tool, "measure": measure, "value": float(f[key])}))
 PY
@@ -134,21 +136,24 @@ for r in rows:
 m = {k: statistics.median(v) for k, v in med.items()}
 def get(tool, measure): return m.get((tool, measure))
 print(f"\nMedians of {sys.argv[2]} alternating rounds, {sys.argv[3]} threads (tok/s unless marked):\n")
-print("| measure | llama.cpp f32 | llama.cpp q8_0 | ours | ours / llama.cpp f32 |")
-print("|---|---|---|---|---|")
-labels = [("decode_b1", "batch-1 decode"), ("decode_streams1", "1 sequence, decode-only"),
-          ("decode_streams4", "4 sequences, decode-only aggregate"), ("decode_streams16", "16 sequences, decode-only aggregate"),
-          ("prefill512", "prefill, 512-token prompt")]
+print("| measure | llama.cpp f32 | ours f32 | ours / llama.cpp f32 | llama.cpp q8_0 | ours int8 | ours int8 / llama.cpp q8_0 |")
+print("|---|---|---|---|---|---|---|")
+labels = [("decode_b1", "decode_streams1", "batch-1 decode (llama-bench tg128 / engine, 1 stream)"),
+          ("decode_streams1", "decode_streams1", "1 sequence, decode-only"),
+          ("decode_streams4", "decode_streams4", "4 sequences, decode-only aggregate"),
+          ("decode_streams16", "decode_streams16", "16 sequences, decode-only aggregate"),
+          ("prefill512", "prefill512", "prefill, 512-token prompt")]
 fmt = lambda v: "-" if v is None else f"{v:.1f}"
-for key, label in labels:
-    a, q, o = get("llama.cpp f32", key), get("llama.cpp q8_0", key), get("ours", key)
-    ratio = "-" if a is None or o is None else f"{o / a:.2f}"
-    print(f"| {label} | {fmt(a)} | {fmt(q)} | {fmt(o)} | {ratio} |")
-print("\nEngine inter-token latency at 16 streams (32-token prompts, 64 new tokens), ms:\n")
-print("| step policy | ITL p50 | ITL p99 | p99 / p50 |")
+ratio = lambda o, a: "-" if a is None or o is None else f"{o / a:.2f}"
+for llama_key, our_key, label in labels:
+    a, q = get("llama.cpp f32", llama_key), get("llama.cpp q8_0", llama_key)
+    o, o8 = get("ours f32", our_key), get("ours int8", our_key)
+    print(f"| {label} | {fmt(a)} | {fmt(o)} | {ratio(o, a)} | {fmt(q)} | {fmt(o8)} | {ratio(o8, q)} |")
+print("\nEngine inter-token latency at 16 streams (32-token prompts, 64 new tokens, mixed steps), ms:\n")
+print("| weights | ITL p50 | ITL p99 | p99 / p50 |")
 print("|---|---|---|---|")
-for tool, label in (("ours separate", "separate passes (before)"), ("ours", "mixed steps (after)")):
+for tool in ("ours f32", "ours int8"):
     p50, p99 = get(tool, "itl_p50_ms_streams16"), get(tool, "itl_p99_ms_streams16")
-    if p50 and p99: print(f"| {label} | {p50:.1f} | {p99:.1f} | {p99 / p50:.2f} |")
+    if p50 and p99: print(f"| {tool[5:]} | {p50:.1f} | {p99:.1f} | {p99 / p50:.2f} |")
 PY
 echo "raw results: $results"

@@ -18,10 +18,15 @@ public sealed class MixedStepTests
     /// several) differ by rounding only.</summary>
     private const float Tolerance = 1e-3f;
 
-    [Fact(Timeout = 120_000)]
-    public void A_mixed_pass_gives_the_logits_of_separate_prefill_and_decode_passes_at_every_step()
+    [Theory(Timeout = 120_000)]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_mixed_pass_gives_the_logits_of_separate_prefill_and_decode_passes_at_every_step(bool cpuStep)
     {
         var model = TestModels.TinyPipeline.Model;
+        // With cpuStep the mixed runner runs a float32-packed copy of the model in CpuDecoderStep: C# norms, RoPE,
+        // attention over the slot cache and gating between the packed products, against libtorch's separate passes.
+        var mixedModel = cpuStep ? TestModels.TinyPackedPipeline.Model : model;
         var validator = new RequestValidator(model.Config.Text.VocabSize, model.Config.Text.HiddenSize, 512);
         // The same budget under both policies, so that both schedulers plan the same chunks and rows; a chunk of 7
         // positions splits prompts across steps (chunks that start after a cached prefix) and runs beside decode rows.
@@ -29,7 +34,8 @@ public sealed class MixedStepTests
         var separate = new Scheduler(6, Options(StepPolicy.Separate));
         var mixed = new Scheduler(6, Options(StepPolicy.Mixed));
         using var separateRunner = new ModelRunner(model, 6, 512);
-        using var mixedRunner = new ModelRunner(model, 6, 512);
+        using var mixedRunner = new ModelRunner(mixedModel, 6, 512, cpuStep);
+        Assert.Equal(cpuStep, mixedRunner.UsesCpuStep);
 
         var prompts = new[] { "Hi", "Describe the scene in detail, please.", "Count the objects.", "Why is the sky blue today?" };
         int submitted = 0, steps = 0, mixedSteps = 0, compared = 0;
@@ -137,6 +143,28 @@ public sealed class MixedStepTests
             Assert.Equal(requests[i].MaxNewTokens, mixed[i].Count);
             Assert.Equal(separate[i], mixed[i]);
         }
+
+        // The same requests on the float32-packed model: CpuDecoderStep against libtorch's operators over the same
+        // packed weights, through the whole engine (images, chunked prompts, slots reused).
+        async Task<List<int>[]> RunPacked(bool cpuStep)
+        {
+            var pipeline = TestModels.TinyPackedPipeline;
+            using var engine = new DecodeEngine(pipeline.Model, pipeline.Tokenizer, new DecodeEngineOptions
+            {
+                MaxSlots = 8, MaxSequenceLength = 1024, KvCacheBytes = 1L << 30, MaxTokensPerStep = 24, PrefillChunkTokens = 24, PrefixReuse = false, CpuStep = cpuStep,
+            });
+            var runs = new List<Task<(List<int> Tokens, DecodeEvent Final, string Text)>>();
+            foreach (var r in requests)
+            {
+                runs.Add(TestModels.Run(engine, r, Ct));
+                await Task.Delay(15, Ct);
+            }
+            return (await Task.WhenAll(runs)).Select(r => r.Tokens).ToArray();
+        }
+        var torchOps = await RunPacked(false);
+        var cpuSteps = await RunPacked(true);
+        for (int i = 0; i < requests.Count; i++) Assert.Equal(torchOps[i], cpuSteps[i]);
+        Assert.Equal(separate, cpuSteps);
     }
 
     private static void Feed(Scheduler scheduler, Sequence s, int token)

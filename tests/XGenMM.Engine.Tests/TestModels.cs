@@ -11,6 +11,16 @@ internal static class TestModels
 
     public static XGenMMPipeline TinyPipeline => Tiny.Value;
 
+    /// <summary>Another copy of the tiny checkpoint with its decoder packed in float32 for the CPU kernels.</summary>
+    public static XGenMMPipeline TinyPackedPipeline => TinyPacked.Value;
+
+    private static readonly Lazy<XGenMMPipeline> TinyPacked = new(() =>
+    {
+        var pipeline = XGenMMPipeline.Load(Fixtures.GoldenTinyAnyRes);
+        pipeline.Model.PackDecoder(XGenMM.Model.Kernels.WeightFormat.F32);
+        return pipeline;
+    });
+
     public static byte[] Image(string name) => File.ReadAllBytes(Path.Combine(Fixtures.GoldenTinyAnyRes, name));
 
     public static byte[] CocoJpeg => Image("COCO_val2014_000000486568.jpg");

@@ -19,6 +19,11 @@ public sealed class DecodeEngineOptions
     /// for the whole step, so this bounds the inter-token latency a new prompt adds. Decode rows are planned first;
     /// prompts get what is left, at least a quarter of it, so admission never stalls behind many running streams.</summary>
     public int MaxTokensPerStep { get; set; } = 64;
+    /// <summary>With <see cref="StepPolicy.Mixed"/> and a decoder packed for the CPU kernels (Model:WeightFormat other
+    /// than torch): run each step in <see cref="XGenMM.Model.Language.CpuDecoderStep"/> (norms, RoPE, attention and
+    /// gating in C# between the packed products, padding rows skipped) instead of through libtorch's operators.
+    /// Off only to compare the two.</summary>
+    public bool CpuStep { get; set; } = true;
     /// <summary>Waiting requests beyond which new ones are rejected as overloaded.</summary>
     public int MaxWaitingRequests { get; set; } = 256;
     /// <summary>Waiting prompt positions beyond which new requests are rejected as overloaded.</summary>

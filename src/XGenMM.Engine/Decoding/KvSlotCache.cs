@@ -31,6 +31,14 @@ internal sealed class KvSlotCache : IDisposable
         }
     }
 
+    /// <summary>Per layer K [Slots, H, MaxLength, d], for <see cref="CpuDecoderStep"/>.</summary>
+    public IReadOnlyList<Tensor> Keys => _keys;
+    /// <summary>Per layer V, like <see cref="Keys"/>.</summary>
+    public IReadOnlyList<Tensor> Values => _values;
+
+    /// <summary>Whether <see cref="CpuDecoderStep"/> reads and writes a cache of this dtype.</summary>
+    public static bool SupportsCpuStep(ScalarType dtype) => dtype is ScalarType.Float32 or ScalarType.BFloat16;
+
     public static long BytesPerSlotFor(int layers, int heads, int headDim, int maxLength, ScalarType dtype) =>
         2L * layers * heads * headDim * maxLength * (dtype is ScalarType.Float16 or ScalarType.BFloat16 ? 2 : dtype == ScalarType.Float64 ? 8 : 4);
 

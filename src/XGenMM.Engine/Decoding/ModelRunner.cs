@@ -1,5 +1,6 @@
 using TorchSharp;
 using XGenMM.Model;
+using XGenMM.Model.Language;
 using XGenMM.Model.Modules;
 using XGenMM.Model.Tokenization;
 using static TorchSharp.torch;
@@ -18,15 +19,24 @@ internal sealed class ModelRunner : IDisposable
     private readonly int _scratchPosition;
     // Keyed by sequence rather than slot: a slot freed by a cancellation can be handed out again in the same step.
     private readonly Dictionary<Sequence, Tensor> _embeddings = new(ReferenceEqualityComparer.Instance);
+    // Mixed steps of a model whose decoder is packed for the CPU kernels run without libtorch between the products.
+    private readonly CpuDecoderStep? _cpuStep;
 
-    public ModelRunner(XGenMMModel model, int slots, int contextLength)
+    /// <param name="cpuStep">Whether mixed steps may run in <see cref="CpuDecoderStep"/> when the model's decoder is
+    /// packed (<see cref="DecodeEngineOptions.CpuStep"/>).</param>
+    public ModelRunner(XGenMMModel model, int slots, int contextLength, bool cpuStep = true)
     {
         _model = model;
         var text = model.Config.Text;
         // One extra position per slot is scratch space that padding rows of a decode batch write to.
         _cache = new KvSlotCache(text.NumHiddenLayers, text.NumAttentionHeads, text.HeadDim, slots, contextLength + 1, model.DType, model.Device);
         _scratchPosition = contextLength;
+        if (cpuStep && model.Device.type == DeviceType.CPU && KvSlotCache.SupportsCpuStep(model.DType))
+            _cpuStep = CpuDecoderStep.TryCreate(model.LanguageModel.Model);
     }
+
+    /// <summary>Whether mixed steps run in <see cref="CpuDecoderStep"/>.</summary>
+    public bool UsesCpuStep => _cpuStep is not null;
 
     /// <summary>Bytes of one slot of <paramref name="positions"/> positions for <paramref name="model"/>.</summary>
     public static long BytesPerSlot(XGenMMModel model, int positions)
@@ -136,6 +146,7 @@ internal sealed class ModelRunner : IDisposable
     /// </summary>
     public (float[] Logits, int Vocab) Step(IReadOnlyList<DecodeRow> rows, int width, IReadOnlyList<PrefillChunk> chunks)
     {
+        if (_cpuStep is not null) return CpuStep(_cpuStep, rows, chunks);
         int decodeWidth = rows.Count > 0 ? width : 0;
         var inputs = new long[decodeWidth];
         var writeAt = new long[decodeWidth];
@@ -187,6 +198,50 @@ internal sealed class ModelRunner : IDisposable
                     logits = output.data<float>().ToArray();
                     vocab = (int)output.shape[1];
                 }
+            }
+        }
+        foreach (var chunk in chunks)
+            if (chunk.Completes) Forget(chunk.Sequence);
+        return (logits, vocab);
+    }
+
+    /// <summary><see cref="Step"/> in <see cref="CpuDecoderStep"/>: only the real decode rows (no padding rows), then
+    /// each chunk's positions; the same sampled rows in the same order.</summary>
+    private (float[] Logits, int Vocab) CpuStep(CpuDecoderStep step, IReadOnlyList<DecodeRow> rows, IReadOnlyList<PrefillChunk> chunks)
+    {
+        int count = rows.Count + chunks.Sum(c => c.Count);
+        var tokens = new StepToken[count];
+        var sampled = new List<int>(rows.Count + chunks.Count);
+        var inputs = new long[rows.Count];
+        for (int i = 0; i < rows.Count; i++)
+        {
+            tokens[i] = new StepToken(rows[i].Slot, rows[i].Position);
+            inputs[i] = rows[i].Sequence.PendingToken;
+            sampled.Add(i);
+        }
+        int at = rows.Count;
+        foreach (var chunk in chunks)
+        {
+            for (int i = 0; i < chunk.Count; i++) tokens[at + i] = new StepToken(chunk.Slot, chunk.Start + i);
+            at += chunk.Count;
+            if (chunk.Completes) sampled.Add(at - 1);
+        }
+
+        float[] logits = [];
+        int vocab = 0;
+        using (var scope = torch.NewDisposeScope())
+        using (torch.no_grad())
+        {
+            var pieces = new List<Tensor>(chunks.Count + 1);
+            if (rows.Count > 0) pieces.Add(_model.Embed(torch.tensor(inputs, ScalarType.Int64)));                   // [rows, D]
+            foreach (var chunk in chunks) pieces.Add(_embeddings[chunk.Sequence].narrow(0, chunk.Start, chunk.Count));
+            var x = pieces.Count == 1 ? pieces[0] : torch.cat(pieces, 0);                                         // [N, D]
+            var hidden = step.Forward(x, tokens, _cache.Keys, _cache.Values, sampled.ToArray());                  // [sampled, D] float32
+            if (sampled.Count > 0)
+            {
+                var output = _model.Logits(hidden.to_type(_model.DType)).to_type(ScalarType.Float32);            // [sampled, V]
+                logits = output.data<float>().ToArray();
+                vocab = (int)output.shape[1];
             }
         }
         foreach (var chunk in chunks)

@@ -71,6 +71,9 @@ internal sealed unsafe class KernelWorkers : IDisposable
         }
     }
 
+    /// <summary>Runs <paramref name="units"/> independent units of <paramref name="work"/> over all participants.</summary>
+    public void Run(IParallelWork work, int units) => Run(new MatMulJob { Work = work, Units = units });
+
     private void Work(int index)
     {
         var start = _start[index - 1];

@@ -14,7 +14,9 @@ public enum WeightFormat
     /// bytes per token.</summary>
     BF16,
     /// <summary>int8 with one float32 scale per group of <see cref="PackedWeight.DefaultGroupSize"/> input
-    /// features per output (llama.cpp's q8_0 layout choice): about a quarter of the bytes per token.</summary>
+    /// features per output (llama.cpp's q8_0 layout choice): about a quarter of the bytes per token. The product runs
+    /// in integers: each input row is rounded to int16 with one scale per row (error at most max|x| / 65534 per
+    /// value, far below the weights' own rounding), then multiplied pairwise with the int8 weights.</summary>
     Q8,
 }
 
@@ -49,9 +51,11 @@ internal readonly unsafe struct WeightSource(float* data, long rowStride, int co
 /// <summary>
 /// A linear layer's weight repacked once at load for <see cref="Multiply"/>: blocks of 16 output columns, each
 /// block's K x 16 values contiguous (k-major), so the kernel streams every block front to back and a weight vector
-/// loaded once serves up to six input rows. Held in native memory, 64-byte aligned; the caller drops the tensor.
+/// loaded once serves up to six input rows. int8 blocks hold pairs of k side by side per column (k, k+1 for columns
+/// 0..15, then k+2, k+3...), the order <c>vpmaddwd</c> multiplies in. Held in native memory on 2 MiB pages where
+/// the kernel grants them (fewer TLB misses while a step streams gigabytes); the caller drops the tensor.
 /// </summary>
-public sealed unsafe class PackedWeight : IDisposable
+public sealed unsafe partial class PackedWeight : IDisposable
 {
     public const int BlockColumns = 16;
     public const int DefaultGroupSize = 32;
@@ -85,12 +89,17 @@ public sealed unsafe class PackedWeight : IDisposable
         OutFeatures = outFeatures;
         Format = format;
         GroupSize = format == WeightFormat.Q8 ? Math.Min(groupSize, inFeatures) : inFeatures;
+        // Integer pairs never straddle two groups' scales.
+        if (format == WeightFormat.Q8 && GroupSize % 2 != 0 && GroupSize < inFeatures)
+            throw new ArgumentException($"An int8 group of {groupSize} input features is odd; groups hold pairs of features.", nameof(groupSize));
         _blocks = (outFeatures + BlockColumns - 1) / BlockColumns;
         _groups = (inFeatures + GroupSize - 1) / GroupSize;
         int bytesPerWeight = format switch { WeightFormat.F32 => 4, WeightFormat.BF16 => 2, _ => 1 };
-        _blockBytes = (long)inFeatures * BlockColumns * bytesPerWeight;
+        // int8 pads k to an even count with zero weights (the pair of the last odd feature).
+        long storedK = format == WeightFormat.Q8 ? (inFeatures + 1) & ~1 : inFeatures;
+        _blockBytes = storedK * BlockColumns * bytesPerWeight;
         long weightBytes = _blockBytes * _blocks;
-        _weights = (byte*)NativeMemory.AlignedAlloc((nuint)weightBytes, 64);
+        _weights = (byte*)LargePages.Allocate(weightBytes);
         long total = weightBytes;
         if (format == WeightFormat.Q8)
         {
@@ -167,7 +176,8 @@ public sealed unsafe class PackedWeight : IDisposable
                 for (int i = 0; i < block.Length; i++) halves[i] = ToBFloat16(block[i]);
                 break;
             default:
-                var q = new Span<sbyte>(dst, block.Length);
+                var q = new Span<sbyte>(dst, (int)_blockBytes);
+                q.Clear();
                 for (int g = 0; g < _groups; g++)
                 {
                     int k0 = g * GroupSize, k1 = Math.Min(InFeatures, k0 + GroupSize);
@@ -180,7 +190,7 @@ public sealed unsafe class PackedWeight : IDisposable
                         scales[c] = scale;
                         float inverse = scale == 0 ? 0 : 1f / scale;
                         for (int i = k0; i < k1; i++)
-                            q[i * BlockColumns + c] = (sbyte)Math.Clamp(MathF.Round(block[i * BlockColumns + c] * inverse, MidpointRounding.ToEven), -127, 127);
+                            q[(int)Q8Index(i, c)] = (sbyte)Math.Clamp(MathF.Round(block[i * BlockColumns + c] * inverse, MidpointRounding.ToEven), -127, 127);
                     }
                 }
                 break;
@@ -225,7 +235,7 @@ public sealed unsafe class PackedWeight : IDisposable
         {
             WeightFormat.F32 => ((float*)block)[index],
             WeightFormat.BF16 => BitConverter.UInt32BitsToSingle((uint)((ushort*)block)[index] << 16),
-            _ => ((sbyte*)block)[index] * _scales[((long)b * _groups + k / GroupSize) * BlockColumns + c],
+            _ => ((sbyte*)block)[Q8Index(k, c)] * _scales[((long)b * _groups + k / GroupSize) * BlockColumns + c],
         };
     }
 
@@ -236,17 +246,24 @@ public sealed unsafe class PackedWeight : IDisposable
         ObjectDisposedException.ThrowIf(_weights is null, this);
         if (rows <= 0) return;
         var job = new MatMulJob { Weight = this, X = x, Y = y, Rows = rows, Units = _blocks };
+        if (Format == WeightFormat.Q8)
+        {
+            // Rounded once here for every participant's share.
+            var activations = Int16Activations.ForThisThread(rows, (InFeatures + 1) & ~1);
+            activations.Quantize(x, rows, InFeatures);
+            job.Activations = activations;
+        }
         (workers ?? KernelWorkers.Shared).Run(job);
     }
 
     /// <summary>Single-threaded share of a product: output column blocks [from, to) for all rows.</summary>
-    internal void MultiplyBlocks(float* x, float* y, int rows, int fromBlock, int toBlock)
+    internal void MultiplyBlocks(float* x, Int16Activations? activations, float* y, int rows, int fromBlock, int toBlock)
     {
         switch (Format)
         {
             case WeightFormat.F32: Blocks<F32Weights>(x, y, rows, fromBlock, toBlock); break;
             case WeightFormat.BF16: Blocks<BF16Weights>(x, y, rows, fromBlock, toBlock); break;
-            default: Blocks<Q8Weights>(x, y, rows, fromBlock, toBlock); break;
+            default: Q8Blocks(activations ?? throw new InvalidOperationException("int8 products take rounded activations."), y, rows, fromBlock, toBlock); break;
         }
     }
 
@@ -257,7 +274,6 @@ public sealed unsafe class PackedWeight : IDisposable
         for (int b = fromBlock; b < toBlock; b++)
         {
             byte* w = _weights + b * _blockBytes;
-            float* scales = _scales is null ? null : _scales + (long)b * _groups * BlockColumns;
             float* bias = _bias is null ? null : _bias + b * BlockColumns;
             int columns = Math.Min(BlockColumns, n - b * BlockColumns);
             // A partial last block computes into a scratch tile and copies the valid columns out.
@@ -270,12 +286,12 @@ public sealed unsafe class PackedWeight : IDisposable
                 int ldy = partial ? BlockColumns : n;
                 switch (tile)
                 {
-                    case 6: Tile<TFormat, R6>(xr, w, scales, bias, yr, ldy); break;
-                    case 5: Tile<TFormat, R5>(xr, w, scales, bias, yr, ldy); break;
-                    case 4: Tile<TFormat, R4>(xr, w, scales, bias, yr, ldy); break;
-                    case 3: Tile<TFormat, R3>(xr, w, scales, bias, yr, ldy); break;
-                    case 2: Tile<TFormat, R2>(xr, w, scales, bias, yr, ldy); break;
-                    default: Tile<TFormat, R1>(xr, w, scales, bias, yr, ldy); break;
+                    case 6: Tile<TFormat, R6>(xr, w, bias, yr, ldy); break;
+                    case 5: Tile<TFormat, R5>(xr, w, bias, yr, ldy); break;
+                    case 4: Tile<TFormat, R4>(xr, w, bias, yr, ldy); break;
+                    case 3: Tile<TFormat, R3>(xr, w, bias, yr, ldy); break;
+                    case 2: Tile<TFormat, R2>(xr, w, bias, yr, ldy); break;
+                    default: Tile<TFormat, R1>(xr, w, bias, yr, ldy); break;
                 }
                 if (partial)
                     for (int i = 0; i < tile; i++)
@@ -288,7 +304,7 @@ public sealed unsafe class PackedWeight : IDisposable
     // One tile: TRows input rows x 16 output columns over all K, accumulators in registers. Generic over structs so
     // the JIT compiles one specialised body per (format, rows) with the unused rows' code removed.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Tile<TFormat, TRows>(float* x, byte* w, float* scales, float* bias, float* y, int ldy)
+    private void Tile<TFormat, TRows>(float* x, byte* w, float* bias, float* y, int ldy)
         where TFormat : struct, IFormat where TRows : struct, IRows
     {
         int rows = TRows.Count;
@@ -296,70 +312,47 @@ public sealed unsafe class PackedWeight : IDisposable
         long x1 = k, x2 = 2L * k, x3 = 3L * k, x4 = 4L * k, x5 = 5L * k;
         Vector256<float> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default,
             a3 = default, b3 = default, a4 = default, b4 = default, a5 = default, b5 = default;
-        int groupSize = GroupSize;
-        for (int g0 = 0; g0 < k; g0 += groupSize)
+        int i = 0;
+        if (rows <= 2)
         {
-            int g1 = Math.Min(k, g0 + groupSize);
-            Vector256<float> s0 = default, s1 = default;
-            if (TFormat.Scaled)
+            // One or two rows are bound by the FMA latency, not by throughput: a second set of accumulators for
+            // odd k (the unused rows' registers) keeps two independent chains per output vector.
+            for (; i + 1 < k; i += 2)
             {
-                s0 = Avx.LoadVector256(scales);
-                s1 = Avx.LoadVector256(scales + 8);
-                scales += BlockColumns;
-            }
-            int i = g0;
-            if (rows <= 2)
-            {
-                // One or two rows are bound by the FMA latency, not by throughput: a second set of accumulators for
-                // odd k (the unused rows' registers) keeps two independent chains per output vector.
-                for (; i + 1 < g1; i += 2)
-                {
-                    var w0 = TFormat.Load(w, (long)i * BlockColumns);
-                    var w1 = TFormat.Load(w, (long)i * BlockColumns + 8);
-                    var w2 = TFormat.Load(w, (long)(i + 1) * BlockColumns);
-                    var w3 = TFormat.Load(w, (long)(i + 1) * BlockColumns + 8);
-                    if (TFormat.Scaled)
-                    {
-                        w0 = Avx.Multiply(w0, s0);
-                        w1 = Avx.Multiply(w1, s1);
-                        w2 = Avx.Multiply(w2, s0);
-                        w3 = Avx.Multiply(w3, s1);
-                    }
-                    var v = Vector256.Create(x[i]);
-                    a0 = Fma.MultiplyAdd(v, w0, a0);
-                    b0 = Fma.MultiplyAdd(v, w1, b0);
-                    v = Vector256.Create(x[i + 1]);
-                    a2 = Fma.MultiplyAdd(v, w2, a2);
-                    b2 = Fma.MultiplyAdd(v, w3, b2);
-                    if (rows > 1)
-                    {
-                        v = Vector256.Create(x[x1 + i]);
-                        a1 = Fma.MultiplyAdd(v, w0, a1);
-                        b1 = Fma.MultiplyAdd(v, w1, b1);
-                        v = Vector256.Create(x[x1 + i + 1]);
-                        a3 = Fma.MultiplyAdd(v, w2, a3);
-                        b3 = Fma.MultiplyAdd(v, w3, b3);
-                    }
-                }
-            }
-            for (; i < g1; i++)
-            {
+                if (TFormat.Prefetch) Sse.Prefetch0(w + TFormat.BytesPerWeight * ((long)i * BlockColumns + PrefetchWeights));
                 var w0 = TFormat.Load(w, (long)i * BlockColumns);
                 var w1 = TFormat.Load(w, (long)i * BlockColumns + 8);
-                if (TFormat.Scaled)
-                {
-                    w0 = Avx.Multiply(w0, s0);
-                    w1 = Avx.Multiply(w1, s1);
-                }
+                var w2 = TFormat.Load(w, (long)(i + 1) * BlockColumns);
+                var w3 = TFormat.Load(w, (long)(i + 1) * BlockColumns + 8);
                 var v = Vector256.Create(x[i]);
                 a0 = Fma.MultiplyAdd(v, w0, a0);
                 b0 = Fma.MultiplyAdd(v, w1, b0);
-                if (rows > 1) { v = Vector256.Create(x[x1 + i]); a1 = Fma.MultiplyAdd(v, w0, a1); b1 = Fma.MultiplyAdd(v, w1, b1); }
-                if (rows > 2) { v = Vector256.Create(x[x2 + i]); a2 = Fma.MultiplyAdd(v, w0, a2); b2 = Fma.MultiplyAdd(v, w1, b2); }
-                if (rows > 3) { v = Vector256.Create(x[x3 + i]); a3 = Fma.MultiplyAdd(v, w0, a3); b3 = Fma.MultiplyAdd(v, w1, b3); }
-                if (rows > 4) { v = Vector256.Create(x[x4 + i]); a4 = Fma.MultiplyAdd(v, w0, a4); b4 = Fma.MultiplyAdd(v, w1, b4); }
-                if (rows > 5) { v = Vector256.Create(x[x5 + i]); a5 = Fma.MultiplyAdd(v, w0, a5); b5 = Fma.MultiplyAdd(v, w1, b5); }
+                v = Vector256.Create(x[i + 1]);
+                a2 = Fma.MultiplyAdd(v, w2, a2);
+                b2 = Fma.MultiplyAdd(v, w3, b2);
+                if (rows > 1)
+                {
+                    v = Vector256.Create(x[x1 + i]);
+                    a1 = Fma.MultiplyAdd(v, w0, a1);
+                    b1 = Fma.MultiplyAdd(v, w1, b1);
+                    v = Vector256.Create(x[x1 + i + 1]);
+                    a3 = Fma.MultiplyAdd(v, w2, a3);
+                    b3 = Fma.MultiplyAdd(v, w3, b3);
+                }
             }
+        }
+        for (; i < k; i++)
+        {
+            var w0 = TFormat.Load(w, (long)i * BlockColumns);
+            var w1 = TFormat.Load(w, (long)i * BlockColumns + 8);
+            var v = Vector256.Create(x[i]);
+            a0 = Fma.MultiplyAdd(v, w0, a0);
+            b0 = Fma.MultiplyAdd(v, w1, b0);
+            if (rows > 1) { v = Vector256.Create(x[x1 + i]); a1 = Fma.MultiplyAdd(v, w0, a1); b1 = Fma.MultiplyAdd(v, w1, b1); }
+            if (rows > 2) { v = Vector256.Create(x[x2 + i]); a2 = Fma.MultiplyAdd(v, w0, a2); b2 = Fma.MultiplyAdd(v, w1, b2); }
+            if (rows > 3) { v = Vector256.Create(x[x3 + i]); a3 = Fma.MultiplyAdd(v, w0, a3); b3 = Fma.MultiplyAdd(v, w1, b3); }
+            if (rows > 4) { v = Vector256.Create(x[x4 + i]); a4 = Fma.MultiplyAdd(v, w0, a4); b4 = Fma.MultiplyAdd(v, w1, b4); }
+            if (rows > 5) { v = Vector256.Create(x[x5 + i]); a5 = Fma.MultiplyAdd(v, w0, a5); b5 = Fma.MultiplyAdd(v, w1, b5); }
         }
         if (rows <= 2)
         {
@@ -391,34 +384,33 @@ public sealed unsafe class PackedWeight : IDisposable
         Avx.Store(y + 8, hi);
     }
 
+    /// <summary>How far ahead of the one- and two-row loops the weights are prefetched, in weights: a few hundred
+    /// bytes past the hardware prefetcher's reach at every 4 KiB page boundary.</summary>
+    private const long PrefetchWeights = 32 * BlockColumns;
+
     private interface IFormat
     {
-        static abstract bool Scaled { get; }
+        static abstract bool Prefetch { get; }
+        static abstract int BytesPerWeight { get; }
         /// <summary>Eight consecutive weights of a block at element <paramref name="index"/>, widened to float32.</summary>
         static abstract Vector256<float> Load(byte* block, long index);
     }
 
     private readonly struct F32Weights : IFormat
     {
-        public static bool Scaled => false;
+        public static bool Prefetch => false;
+        public static int BytesPerWeight => 4;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load(byte* block, long index) => Avx.LoadVector256((float*)block + index);
     }
 
     private readonly struct BF16Weights : IFormat
     {
-        public static bool Scaled => false;
+        public static bool Prefetch => false;
+        public static int BytesPerWeight => 2;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load(byte* block, long index) =>
             Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((ushort*)block + index), 16).AsSingle();
-    }
-
-    private readonly struct Q8Weights : IFormat
-    {
-        public static bool Scaled => true;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Load(byte* block, long index) =>
-            Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32((sbyte*)block + index));
     }
 
     private interface IRows { static abstract int Count { get; } }
@@ -431,7 +423,7 @@ public sealed unsafe class PackedWeight : IDisposable
 
     public void Dispose()
     {
-        NativeMemory.AlignedFree(_weights);
+        LargePages.Free(_weights);
         NativeMemory.AlignedFree(_scales);
         NativeMemory.AlignedFree(_bias);
         _weights = null;

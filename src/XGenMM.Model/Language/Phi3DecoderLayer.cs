@@ -25,6 +25,11 @@ public sealed class Phi3DecoderLayer : nn.Module
         register_module("post_attention_layernorm", _postAttentionNorm);
     }
 
+    internal RmsNorm InputNorm => _inputNorm;
+    internal RmsNorm PostAttentionNorm => _postAttentionNorm;
+    internal Phi3Attention Attention => _attention;
+    internal Phi3Mlp Mlp => _mlp;
+
     // x [B, T, D] -> [B, T, D]
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor attentionBias, IKvCache? cache)
     {
@@ -56,6 +61,9 @@ public sealed class Phi3Attention : nn.Module
         register_module("qkv_proj", _qkv);
         register_module("o_proj", _out);
     }
+
+    internal Linear QkvProjection => _qkv;
+    internal Linear OutProjection => _out;
 
     // x [B, T, D], cos/sin [B, 1, T, d], attentionBias [B, 1, T, S] -> [B, T, D]
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor attentionBias, IKvCache? cache)
@@ -89,6 +97,9 @@ public sealed class Phi3Mlp : nn.Module<Tensor, Tensor>
         register_module("gate_up_proj", _gateUp);
         register_module("down_proj", _down);
     }
+
+    internal Linear GateUpProjection => _gateUp;
+    internal Linear DownProjection => _down;
 
     public override Tensor forward(Tensor x)
     {

@@ -60,6 +60,10 @@ public sealed class Phi3Model : nn.Module
 
     public int? SlidingWindow => _config.SlidingWindow;
 
+    internal TextConfig Config => _config;
+    internal IList<Phi3DecoderLayer> Layers => _layers;
+    internal RmsNorm Norm => _norm;
+
     protected override void Dispose(bool disposing)
     {
         if (disposing) _rope.Dispose();

@@ -58,16 +58,62 @@ public sealed class PackedWeightTests
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void Q8_equals_torch_matmul_over_the_dequantized_weights(int inF, int outF, int batch)
+    public void Q8_equals_torch_matmul_over_the_dequantized_weights_and_int16_rows(int inF, int outF, int batch)
     {
         Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
         using var scope = torch.NewDisposeScope();
         var w = Weights(inF, outF, inF * 13 + outF);
+        var b = torch.randn([outF]);
         var x = torch.randn([batch, inF]);
+        using var packed = PackedWeight.FromTensor(w, b, WeightFormat.Q8);
+        var expected = torch.matmul(RoundRowsToInt16(x), Dequantize(packed)).add_(b);
+        var actual = packed.Forward(x);
+        Assert.True(MaxDiff(expected, actual) <= 1e-5 * Math.Max(1, Math.Sqrt(inF)), $"max diff {MaxDiff(expected, actual)}");
+        // Against the float activations, only the activations' rounding adds: at most max|x| / 65534 per value.
+        var unrounded = torch.matmul(x, Dequantize(packed)).add_(b);
+        double bound = x.abs().max().item<float>() / 65534.0 * Dequantize(packed).abs().sum(0L).max().item<float>() + 1e-5 * Math.Sqrt(inF);
+        Assert.True(MaxDiff(unrounded, actual) <= bound, $"max diff {MaxDiff(unrounded, actual)} > {bound}");
+    }
+
+    [Fact]
+    public void Q8_long_groups_do_not_overflow_the_int32_sums()
+    {
+        Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
+        using var scope = torch.NewDisposeScope();
+        // Every product at its largest (127 x 32767), one group of 4096: 2048 pairs, 8x what one int32 sum may take.
+        const int inF = 4096;
+        var w = torch.ones([inF, 16]);
+        w[.., 1] = torch.tensor(-1f);
+        using var packed = PackedWeight.FromTensor(w, null, WeightFormat.Q8, groupSize: inF);
+        var x = torch.full([2, inF], 3f);
+        x[1] = torch.tensor(-3f);
+        var y = packed.Forward(x);
+        Assert.Equal(3f * inF, y[0, 0].item<float>(), 1f);
+        Assert.Equal(-3f * inF, y[0, 1].item<float>(), 1f);
+        Assert.Equal(-3f * inF, y[1, 0].item<float>(), 1f);
+        Assert.Equal(3f * inF, y[1, 1].item<float>(), 1f);
+    }
+
+    [Fact]
+    public void Q8_an_odd_group_is_refused_and_a_nan_row_stays_nan()
+    {
+        Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
+        using var scope = torch.NewDisposeScope();
+        var w = Weights(64, 16, 2);
+        Assert.Throws<ArgumentException>(() => PackedWeight.FromTensor(w, null, WeightFormat.Q8, groupSize: 33));
         using var packed = PackedWeight.FromTensor(w, null, WeightFormat.Q8);
-        var dequantized = Dequantize(packed);
-        var expected = torch.matmul(x, dequantized);
-        Assert.True(MaxDiff(expected, packed.Forward(x)) <= 1e-5 * Math.Max(1, Math.Sqrt(inF)));
+        var x = torch.randn([2, 64]);
+        x[0, 40] = torch.tensor(float.NaN);
+        var y = packed.Forward(x);
+        Assert.True(y[0].isnan().all().item<bool>());
+        Assert.False(y[1].isnan().any().item<bool>());
+    }
+
+    /// <summary>What the int8 kernel multiplies with: each row rounded to int16 steps of max|row| / 32767.</summary>
+    private static Tensor RoundRowsToInt16(Tensor x)
+    {
+        var step = x.abs().amax([1], keepdim: true).div_(32767f);
+        return x.div(step).round_().mul_(step).nan_to_num_(0f);
     }
 
     [Theory]
@@ -146,6 +192,9 @@ public sealed class PackedWeightTests
         Assert.SkipUnless(PackedWeight.IsSupported, "needs AVX2+FMA");
         using var w = Weights(256, 300, 9);
         using var packed = PackedWeight.FromTensor(w, null, WeightFormat.F32);
+        // int8 products also round their rows into a per-thread buffer: callers must not share it.
+        using var q8 = PackedWeight.FromTensor(w, null, WeightFormat.Q8);
+        using var dequantized = Dequantize(q8);
         var failures = 0;
         Parallel.For(0, 4, i =>
         {
@@ -155,6 +204,7 @@ public sealed class PackedWeightTests
             {
                 var x = torch.randn([1 + (i + r) % 9, 256]);
                 if (MaxDiff(torch.matmul(x, w), packed.Forward(x)) > 1e-4) Interlocked.Increment(ref failures);
+                if (MaxDiff(torch.matmul(x, dequantized), q8.Forward(x)) > 1e-3) Interlocked.Increment(ref failures);
             }
         });
         Assert.Equal(0, failures);
