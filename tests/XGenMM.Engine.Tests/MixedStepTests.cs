@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using XGenMM.Engine.Decoding;
 using XGenMM.Engine.Vision;
+using XGenMM.Model;
 using XGenMM.Model.Generation;
 
 namespace XGenMM.Engine.Tests;
@@ -146,9 +147,8 @@ public sealed class MixedStepTests
 
         // The same requests on the float32-packed model: CpuDecoderStep against libtorch's operators over the same
         // packed weights, through the whole engine (images, chunked prompts, slots reused).
-        async Task<List<int>[]> RunPacked(bool cpuStep)
+        async Task<List<int>[]> RunPacked(XGenMMPipeline pipeline, bool cpuStep)
         {
-            var pipeline = TestModels.TinyPackedPipeline;
             using var engine = new DecodeEngine(pipeline.Model, pipeline.Tokenizer, new DecodeEngineOptions
             {
                 MaxSlots = 8, MaxSequenceLength = 1024, KvCacheBytes = 1L << 30, MaxTokensPerStep = 24, PrefillChunkTokens = 24, PrefixReuse = false, CpuStep = cpuStep,
@@ -161,10 +161,14 @@ public sealed class MixedStepTests
             }
             return (await Task.WhenAll(runs)).Select(r => r.Tokens).ToArray();
         }
-        var torchOps = await RunPacked(false);
-        var cpuSteps = await RunPacked(true);
+        var torchOps = await RunPacked(TestModels.TinyPackedPipeline, false);
+        var cpuSteps = await RunPacked(TestModels.TinyPackedPipeline, true);
         for (int i = 0; i < requests.Count; i++) Assert.Equal(torchOps[i], cpuSteps[i]);
         Assert.Equal(separate, cpuSteps);
+        // int8 weights: both paths run the same integer products; only the C# and libtorch arithmetic around them differ.
+        var int8Ops = await RunPacked(TestModels.TinyInt8Pipeline, false);
+        var int8Steps = await RunPacked(TestModels.TinyInt8Pipeline, true);
+        for (int i = 0; i < requests.Count; i++) Assert.Equal(int8Ops[i], int8Steps[i]);
     }
 
     private static void Feed(Scheduler scheduler, Sequence s, int token)

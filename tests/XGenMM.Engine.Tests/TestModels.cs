@@ -14,12 +14,18 @@ internal static class TestModels
     /// <summary>Another copy of the tiny checkpoint with its decoder packed in float32 for the CPU kernels.</summary>
     public static XGenMMPipeline TinyPackedPipeline => TinyPacked.Value;
 
-    private static readonly Lazy<XGenMMPipeline> TinyPacked = new(() =>
+    /// <summary>Another copy with its decoder packed in int8.</summary>
+    public static XGenMMPipeline TinyInt8Pipeline => TinyInt8.Value;
+
+    private static readonly Lazy<XGenMMPipeline> TinyPacked = new(() => Packed(XGenMM.Model.Kernels.WeightFormat.F32));
+    private static readonly Lazy<XGenMMPipeline> TinyInt8 = new(() => Packed(XGenMM.Model.Kernels.WeightFormat.Q8));
+
+    private static XGenMMPipeline Packed(XGenMM.Model.Kernels.WeightFormat format)
     {
         var pipeline = XGenMMPipeline.Load(Fixtures.GoldenTinyAnyRes);
-        pipeline.Model.PackDecoder(XGenMM.Model.Kernels.WeightFormat.F32);
+        pipeline.Model.PackDecoder(format);
         return pipeline;
-    });
+    }
 
     public static byte[] Image(string name) => File.ReadAllBytes(Path.Combine(Fixtures.GoldenTinyAnyRes, name));
 
