@@ -12,7 +12,7 @@ using XGenMM.Model.Tokenization;
 /// baseline) and on our CPU kernels (f32, bf16, int8), same random weights, alternating rounds in one process.
 /// Per format: closed-loop decode at 1/4/16 streams (output tok/s and decode-only tok/s = streams / ITL p50, the
 /// figure llama-batched-bench's S_TG compares with) and the prefill rate of one 512-token prompt.
-/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2]. A format name ending in "-ops" (f32-ops,
+/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2] [budget=MaxTokensPerStep]. A format name ending in "-ops" (f32-ops,
 /// int8-ops) runs the same packed weights with <see cref="DecodeEngineOptions.CpuStep"/> off: libtorch's operators
 /// between the products, as before CpuDecoderStep.
 /// </summary>
@@ -24,6 +24,7 @@ internal static class WeightFormatBenchmark
         var formats = Arg("formats", "torch,f32,int8").Split(',');
         var streams = Arg("streams", "1,4,16").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
         int rounds = int.Parse(Arg("rounds", "2"), CultureInfo.InvariantCulture);
+        int budget = int.Parse(Arg("budget", new DecodeEngineOptions().MaxTokensPerStep.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
         const int PromptTokens = 32, NewTokens = 64, PrefillTokens = 512;
         var results = new Dictionary<(string Format, int Streams), List<(double Output, double DecodeOnly, double ItlP50, double ItlP99)>>();
         var prefill = new Dictionary<string, List<double>>();
@@ -44,7 +45,7 @@ internal static class WeightFormatBenchmark
             for (int round = 0; round < rounds; round++)
                 foreach (var format in formats)
                 {
-                    using var engine = new DecodeEngine(models[format], tokenizer, new DecodeEngineOptions { MaxSlots = 32, MaxSequenceLength = 640, PrefixReuse = false, KvCacheBytes = 1L << 30, CpuStep = !format.EndsWith(OpsSuffix, StringComparison.Ordinal) });
+                    using var engine = new DecodeEngine(models[format], tokenizer, new DecodeEngineOptions { MaxSlots = 32, MaxSequenceLength = 640, PrefixReuse = false, KvCacheBytes = 1L << 30, MaxTokensPerStep = budget, CpuStep = !format.EndsWith(OpsSuffix, StringComparison.Ordinal) });
                     var itl = new List<double>();
                     engine.Completed += c => { lock (itl) itl.AddRange(c.InterTokenSeconds); };
                     async Task<int> Stream(int id, int promptLength, int newTokens) =>

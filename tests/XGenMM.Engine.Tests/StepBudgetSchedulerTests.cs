@@ -69,7 +69,9 @@ public sealed class StepBudgetSchedulerTests
     public void Many_decode_rows_still_leave_a_quarter_of_the_budget_to_prompts_and_PrefillChunkTokens_caps_it()
     {
         var scheduler = NewScheduler(16, o => { o.MaxTokensPerStep = 12; o.PrefillChunkTokens = 100; });
-        Assert.Equal(12, scheduler.PrefillBudget(0));
+        // No decode row waits on a step without decode rows: it prefills a whole PrefillChunkTokens chunk.
+        Assert.Equal(100, scheduler.PrefillBudget(0));
+        Assert.Equal(11, scheduler.PrefillBudget(1));
         Assert.Equal(4, scheduler.PrefillBudget(8));
         Assert.Equal(3, scheduler.PrefillBudget(10));   // 12 - 10 = 2 is below a quarter of 12
         Assert.Equal(3, scheduler.PrefillBudget(16));

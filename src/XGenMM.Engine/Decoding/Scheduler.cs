@@ -251,11 +251,12 @@ internal sealed class Scheduler
     /// Prompt positions this step may prefill. Separate passes: <see cref="DecodeEngineOptions.PrefillChunkTokens"/>.
     /// Mixed steps: what the <paramref name="decodeRows"/> leave of <see cref="DecodeEngineOptions.MaxTokensPerStep"/>,
     /// but at least a quarter of it (so that many running streams cannot starve admission) and at most
-    /// PrefillChunkTokens.
+    /// PrefillChunkTokens. A step without decode rows keeps no stream waiting: it prefills up to PrefillChunkTokens,
+    /// so a prompt that arrives at an idle decoder is not cut into MaxTokensPerStep-sized steps.
     /// </summary>
     internal int PrefillBudget(int decodeRows)
     {
-        if (_options.StepPolicy == StepPolicy.Separate) return _options.PrefillChunkTokens;
+        if (_options.StepPolicy == StepPolicy.Separate || decodeRows == 0) return _options.PrefillChunkTokens;
         int perStep = _options.MaxTokensPerStep;
         return Math.Min(_options.PrefillChunkTokens, Math.Max(perStep - decodeRows, perStep / 4));
     }

@@ -22,7 +22,7 @@ internal static unsafe partial class LargePages
     public static void* Allocate(long bytes)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(bytes, 1);
-        if (bytes < MinimumBytes || !OperatingSystem.IsLinux()) return NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        if (bytes < MinimumBytes || !OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("XGENMM_HUGE_PAGES") == "0") return NativeMemory.AlignedAlloc((nuint)bytes, 64);
         void* memory = NativeMemory.AlignedAlloc((nuint)bytes, HugePageBytes);
         // Advice only: a kernel without THP, or with it off, answers an error and the memory is still good.
         _ = Madvise(memory, (nuint)bytes, MadviseHugePage);

@@ -269,6 +269,13 @@ public sealed unsafe partial class PackedWeight : IDisposable
 
     private void Blocks<TFormat>(float* x, float* y, int rows, int fromBlock, int toBlock) where TFormat : struct, IFormat
     {
+        // More rows than one tile: widen each bfloat16 block once into float32 and run the float32 tiles over it,
+        // rather than widen it again for every tile of rows (a 64-token prompt chunk would widen it 11 times).
+        if (typeof(TFormat) == typeof(BF16Weights) && rows > WidenAboveRows)
+        {
+            WidenedBlocks(x, y, rows, fromBlock, toBlock);
+            return;
+        }
         int k = InFeatures, n = OutFeatures;
         float* tail = stackalloc float[MaxTileRows * BlockColumns];
         for (int b = fromBlock; b < toBlock; b++)
@@ -299,6 +306,48 @@ public sealed unsafe partial class PackedWeight : IDisposable
                 r += tile;
             }
         }
+    }
+
+    private static readonly int WidenAboveRows = int.TryParse(Environment.GetEnvironmentVariable("XGENMM_WIDEN_ABOVE"), out int w) ? w : MaxTileRows;
+    [ThreadStatic] private static float[]? t_widened;
+
+    private void WidenedBlocks(float* x, float* y, int rows, int fromBlock, int toBlock)
+    {
+        int k = InFeatures, n = OutFeatures;
+        long values = (long)k * BlockColumns;
+        var widened = t_widened is { } buffer && buffer.Length >= values ? buffer : t_widened = GC.AllocateUninitializedArray<float>((int)values, pinned: true);
+        float* tail = stackalloc float[MaxTileRows * BlockColumns];
+        fixed (float* block = widened)
+            for (int b = fromBlock; b < toBlock; b++)
+            {
+                var source = (ushort*)(_weights + b * _blockBytes);
+                long i = 0;
+                for (; i + 8 <= values; i += 8) BF16Weights.Load((byte*)source, i).Store(block + i);
+                float* bias = _bias is null ? null : _bias + b * BlockColumns;
+                int columns = Math.Min(BlockColumns, n - b * BlockColumns);
+                bool partial = columns < BlockColumns;
+                for (int r = 0; r < rows;)
+                {
+                    int tile = Math.Min(MaxTileRows, rows - r);
+                    float* xr = x + (long)r * k;
+                    float* yr = partial ? tail : y + (long)r * n + b * BlockColumns;
+                    int ldy = partial ? BlockColumns : n;
+                    var w = (byte*)block;
+                    switch (tile)
+                    {
+                        case 6: Tile<F32Weights, R6>(xr, w, bias, yr, ldy); break;
+                        case 5: Tile<F32Weights, R5>(xr, w, bias, yr, ldy); break;
+                        case 4: Tile<F32Weights, R4>(xr, w, bias, yr, ldy); break;
+                        case 3: Tile<F32Weights, R3>(xr, w, bias, yr, ldy); break;
+                        case 2: Tile<F32Weights, R2>(xr, w, bias, yr, ldy); break;
+                        default: Tile<F32Weights, R1>(xr, w, bias, yr, ldy); break;
+                    }
+                    if (partial)
+                        for (int j = 0; j < tile; j++)
+                            new ReadOnlySpan<float>(tail + j * BlockColumns, columns).CopyTo(new Span<float>(y + (long)(r + j) * n + b * BlockColumns, columns));
+                    r += tile;
+                }
+            }
     }
 
     // One tile: TRows input rows x 16 output columns over all K, accumulators in registers. Generic over structs so
