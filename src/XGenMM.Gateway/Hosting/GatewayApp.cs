@@ -74,6 +74,7 @@ public static class GatewayApp
 
         services.AddXGenMMMetricsRegistry();
         services.AddSingleton<GatewayMetrics>();
+        services.AddSingleton<Hubs.TenantConnections>();
         services.AddSingleton<ChatService>();
         services.AddSingleton<RemoteImageFetcher>();
         services.AddAuthorization();

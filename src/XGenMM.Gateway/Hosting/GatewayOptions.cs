@@ -51,6 +51,9 @@ public sealed class RequestLimits
     [Range(1, 1024)] public int MaxStopSequenceChars { get; set; } = 64;
     /// <summary>Concurrent streams of one SignalR connection.</summary>
     [Range(1, 1024)] public int MaxStreamsPerConnection { get; set; } = 4;
+    /// <summary>SignalR connections one tenant may hold open on this gateway (each costs memory and a socket even
+    /// while idle); the next one is closed at its start with "429 too_many_connections".</summary>
+    [Range(1, 1_000_000)] public int MaxConnectionsPerTenant { get; set; } = 256;
     /// <summary>Time a client has to send a request's headers (Kestrel's RequestHeadersTimeout): a client that dribbles
     /// them (slowloris) is cut off instead of holding a connection.</summary>
     [Range(1, 300)] public int RequestHeadersTimeoutSeconds { get; set; } = 10;

@@ -16,12 +16,20 @@ namespace XGenMM.Gateway.Hubs;
 /// or disconnecting cancels the generation in the cluster. Errors arrive as hub errors "STATUS code: message".
 /// </summary>
 [Authorize]
-public sealed class ChatHub(ChatService chat, ServedModel model, IOptions<RequestLimits> limits, GatewayMetrics metrics) : Hub
+public sealed class ChatHub(ChatService chat, ServedModel model, IOptions<RequestLimits> limits, GatewayMetrics metrics, TenantConnections connections) : Hub
 {
     private const string StreamsKey = "xgenmm.streams";
+    private const string TenantKey = "xgenmm.tenant";
 
     public override Task OnConnectedAsync()
     {
+        string tenant = Context.User!.TenantId();
+        int limit = limits.Value.MaxConnectionsPerTenant;
+        // A refusal here closes the connection; the client's close event carries the message.
+        if (!connections.TryOpen(tenant, limit))
+            throw Error(OpenAiException.RateLimited($"This API key already holds {limit} open connections to this gateway; that is the limit per tenant.",
+                "too_many_connections", 1));
+        Context.Items[TenantKey] = tenant;
         metrics.Connections.Inc();
         Context.Items[StreamsKey] = new StrongBox<int>(0);
         return base.OnConnectedAsync();
@@ -29,7 +37,11 @@ public sealed class ChatHub(ChatService chat, ServedModel model, IOptions<Reques
 
     public override Task OnDisconnectedAsync(Exception? exception)
     {
-        metrics.Connections.Dec();
+        if (Context.Items.TryGetValue(TenantKey, out var tenant) && tenant is string id)
+        {
+            connections.Close(id);
+            metrics.Connections.Dec();
+        }
         return base.OnDisconnectedAsync(exception);
     }
 
