@@ -14,6 +14,7 @@ using static TorchSharp.torch;
 // build in memory (same config, same seed, so the same weights) as GGUF files for llama.cpp (architecture phi3) and
 // as our checkpoint (safetensors), for bench/llamacpp/side-by-side.sh.
 //   XGenMM.LlamaCpp.Export <out-dir> [--types=f32,q8_0,f16,bf16] [--checkpoint]
+//   XGenMM.LlamaCpp.Export <out-dir> --real [--types=bf16,q8_0]   Phi-3-mini shapes, random (xgenmm-real-TYPE.gguf)
 // Differences from our model, all outside the timed work's shape: llama.cpp's head has no bias (ours adds a [V] bias),
 // and our decoupled head's extra columns for added tokens are left out (the GGUF vocab is config.VocabSize wide).
 if (args.Length < 1 || args[0].StartsWith("--", StringComparison.Ordinal))
@@ -25,6 +26,12 @@ string outDir = args[0];
 var types = (args.FirstOrDefault(a => a.StartsWith("--types=", StringComparison.Ordinal))?["--types=".Length..] ?? "f32,q8_0")
     .Split(',', StringSplitOptions.RemoveEmptyEntries).Select(ParseType).ToList();
 Directory.CreateDirectory(outDir);
+if (args.Contains("--real"))
+{
+    // Phi-3-mini shapes with random weights, for the real-size figures next to `XGenMM.Model.Benchmarks realsize`.
+    foreach (var type in types) RealSize.Write(outDir, type);
+    return 0;
+}
 Console.WriteLine($"TorchSharp: {TorchRuntime.EnsureLoaded()}");
 
 // The benchmarks' model (keep in step with bench/XGenMM.Engine.Benchmarks/Program.cs).
