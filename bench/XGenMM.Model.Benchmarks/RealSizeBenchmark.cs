@@ -5,6 +5,7 @@ using XGenMM.Model;
 using XGenMM.Model.Generation;
 using XGenMM.Model.Imaging;
 using XGenMM.Model.Kernels;
+using XGenMM.Model.Language;
 using XGenMM.Model.Runtime;
 using static TorchSharp.torch;
 
@@ -154,6 +155,59 @@ internal static class RealSizeBenchmark
         }
         log($"prefill {PrefillTokens} tokens: {prefill:F1} tokens/s");
 
+        // The serving path of a packed decoder: the engine runs every mixed step in CpuDecoderStep. Same shapes as
+        // above: one prompt chunk, then decode steps of all rows; greedy tokens fed back.
+        var cpuStep = CpuDecoderStep.TryCreate(model.LanguageModel.Model);
+        (double Prefill, double Decode1, double Decode8)? serving = null;
+        if (cpuStep is not null)
+        {
+            var text = model.Config.Text;
+            int positions = Math.Max(PrefillTokens, PromptTokens + 1 + WarmupTokens + DecodeTokens) + 1;
+            var keys = Enumerable.Range(0, text.NumHiddenLayers).Select(_ => torch.zeros([8, text.NumAttentionHeads, positions, text.HeadDim], model.DType)).ToList();
+            var values = Enumerable.Range(0, text.NumHiddenLayers).Select(_ => torch.zeros([8, text.NumAttentionHeads, positions, text.HeadDim], model.DType)).ToList();
+            long[] Greedy(Tensor hidden)
+            {
+                using var logits = model.Logits(hidden.to_type(model.DType));
+                using var ids = logits.argmax(-1);
+                return ids.data<long>().ToArray();
+            }
+            double StepPrefill(int[] prompt)
+            {
+                using var scope = torch.NewDisposeScope();
+                var timer = Stopwatch.StartNew();
+                var x = model.Embed(torch.tensor(prompt.Select(t => (long)t).ToArray()));
+                var hidden = cpuStep.Forward(x, prompt.Select((_, i) => new StepToken(0, i)).ToArray(), keys, values, [prompt.Length - 1]);
+                Greedy(hidden);
+                return prompt.Length / timer.Elapsed.TotalSeconds;
+            }
+            double StepDecode(int batchSize)
+            {
+                using var scope = torch.NewDisposeScope();
+                var prompts = Enumerable.Range(0, batchSize).Select(_ => Prompt(PromptTokens)).ToArray();
+                var tokens = prompts.SelectMany((p, slot) => p.Select((_, i) => new StepToken(slot, i))).ToArray();
+                var x = model.Embed(torch.tensor(prompts.SelectMany(p => p).Select(t => (long)t).ToArray()));
+                var next = Greedy(cpuStep.Forward(x, tokens, keys, values, Enumerable.Range(0, batchSize).Select(b => (b + 1) * PromptTokens - 1).ToArray()));
+                var timer = new Stopwatch();
+                int produced = 0;
+                for (int step = 0; step < WarmupTokens + DecodeTokens; step++)
+                {
+                    if (step == WarmupTokens) timer.Start();
+                    using var stepScope = torch.NewDisposeScope();
+                    var rows = Enumerable.Range(0, batchSize).Select(b => new StepToken(b, PromptTokens + step)).ToArray();
+                    next = Greedy(cpuStep.Forward(model.Embed(torch.tensor(next)), rows, keys, values, Enumerable.Range(0, batchSize).ToArray()));
+                    if (timer.IsRunning) produced += batchSize;
+                }
+                double rate = produced / timer.Elapsed.TotalSeconds;
+                log($"CpuDecoderStep decode batch {batchSize}: {produced} tokens, {rate:F2} tokens/s");
+                return rate;
+            }
+            StepPrefill(Prompt(64)); // first use: buffers, pages
+            double stepPrefill = StepPrefill(Prompt(PrefillTokens));
+            log($"CpuDecoderStep prefill {PrefillTokens} tokens: {stepPrefill:F1} tokens/s");
+            serving = (stepPrefill, StepDecode(1), StepDecode(8));
+            foreach (var t in keys.Concat(values)) t.Dispose();
+        }
+
         var (copy, read) = BandwidthBenchmark.Measure(BandwidthMib, Environment.ProcessorCount);
         log($"memory bandwidth: read {read / 1e9:F1} GB/s, copy {copy / 1e9:F1} GB/s");
         double bound1 = read / bytesPerToken, bound8 = 8 * bound1;   // batch 8 reads the weights once per step too
@@ -176,6 +230,12 @@ internal static class RealSizeBenchmark
             string.Create(c, $"{decode1:F2} tokens/s; bound {bound1:F2} tokens/s; measured/bound {decode1 / bound1:F2}")));
         Console.WriteLine(Row($"decode, batch 8 ({DecodeTokens} tokens each), aggregate",
             string.Create(c, $"{decode8:F2} tokens/s; bound {bound8:F2} tokens/s; measured/bound {decode8 / bound8:F2}")));
+        if (serving is var (sp, s1, s8))
+        {
+            Console.WriteLine(Row($"CpuDecoderStep (the engine's path): prefill, {PrefillTokens}-token prompt in one chunk", string.Create(c, $"{sp:F1} tokens/s")));
+            Console.WriteLine(Row("CpuDecoderStep: decode, batch 1", string.Create(c, $"{s1:F2} tokens/s; bound {bound1:F2}; measured/bound {s1 / bound1:F2}")));
+            Console.WriteLine(Row("CpuDecoderStep: decode, batch 8 aggregate", string.Create(c, $"{s8:F2} tokens/s; bound {bound8:F2}; measured/bound {s8 / bound8:F2}")));
+        }
         Console.WriteLine();
     }
 }
