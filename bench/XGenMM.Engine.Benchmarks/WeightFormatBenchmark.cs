@@ -12,7 +12,7 @@ using XGenMM.Model.Tokenization;
 /// baseline) and on our CPU kernels (f32, bf16, int8), same random weights, alternating rounds in one process.
 /// Per format: closed-loop decode at 1/4/16 streams (output tok/s and decode-only tok/s = streams / ITL p50, the
 /// figure llama-batched-bench's S_TG compares with) and the prefill rate of one 512-token prompt.
-/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2] [budget=MaxTokensPerStep]. A format name ending in "-ops" (f32-ops,
+/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2] [budget=MaxTokensPerStep] [stagger=ms between stream starts]. A format name ending in "-ops" (f32-ops,
 /// int8-ops) runs the same packed weights with <see cref="DecodeEngineOptions.CpuStep"/> off: libtorch's operators
 /// between the products, as before CpuDecoderStep.
 /// </summary>
@@ -24,6 +24,9 @@ internal static class WeightFormatBenchmark
         var formats = Arg("formats", "torch,f32,int8").Split(',');
         var streams = Arg("streams", "1,4,16").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
         int rounds = int.Parse(Arg("rounds", "2"), CultureInfo.InvariantCulture);
+        // Stream i starts i * stagger ms after the first: arrivals while others decode, so that ITL includes the
+        // mixed steps that carry a new prompt's chunk (0 = all at once: the first step prefills every prompt).
+        int stagger = int.Parse(Arg("stagger", "0"), CultureInfo.InvariantCulture);
         int budget = int.Parse(Arg("budget", new DecodeEngineOptions().MaxTokensPerStep.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
         const int PromptTokens = 32, NewTokens = 64, PrefillTokens = 512;
         var results = new Dictionary<(string Format, int Streams), List<(double Output, double DecodeOnly, double ItlP50, double ItlP99)>>();
@@ -56,7 +59,11 @@ internal static class WeightFormatBenchmark
                     {
                         lock (itl) itl.Clear();
                         var clock = Stopwatch.StartNew();
-                        int tokens = (await Task.WhenAll(Enumerable.Range(0, n).Select(i => Stream(i, PromptTokens, NewTokens)))).Sum();
+                        int tokens = (await Task.WhenAll(Enumerable.Range(0, n).Select(async i =>
+                        {
+                            if (stagger > 0) await Task.Delay(i * stagger);
+                            return await Stream(i, PromptTokens, NewTokens);
+                        }))).Sum();
                         double seconds = clock.Elapsed.TotalSeconds;
                         double p50, p99;
                         lock (itl)
