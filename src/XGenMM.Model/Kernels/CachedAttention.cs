@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 
 namespace XGenMM.Model.Kernels;
@@ -119,7 +120,10 @@ internal sealed unsafe class CachedAttention : IParallelWork
     {
         if (!_bfloat16) return (float*)cache + at;
         var source = (ushort*)cache + at;
-        for (int i = 0; i < _headDim; i++) scratch[i] = BitConverter.UInt32BitsToSingle((uint)source[i] << 16);
+        int i = 0;
+        for (; i + 8 <= _headDim; i += 8)
+            Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(source + i), 16).AsSingle().Store(scratch + i);
+        for (; i < _headDim; i++) scratch[i] = BitConverter.UInt32BitsToSingle((uint)source[i] << 16);
         return scratch;
     }
 
