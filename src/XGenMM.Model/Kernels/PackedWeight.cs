@@ -173,7 +173,14 @@ public sealed unsafe partial class PackedWeight : IDisposable
                 break;
             case WeightFormat.BF16:
                 var halves = new Span<ushort>(dst, block.Length);
-                for (int i = 0; i < block.Length; i++) halves[i] = ToBFloat16(block[i]);
+                // Per k: columns i and i + 8 side by side, so that one 32-byte load holds all 16 and a shift and a
+                // mask widen them (BF16Weights.Load).
+                for (int row = 0; row < block.Length; row += BlockColumns)
+                    for (int c = 0; c < BlockColumns / 2; c++)
+                    {
+                        halves[row + 2 * c] = ToBFloat16(block[row + c]);
+                        halves[row + 2 * c + 1] = ToBFloat16(block[row + c + BlockColumns / 2]);
+                    }
                 break;
             default:
                 var q = new Span<sbyte>(dst, (int)_blockBytes);
@@ -234,7 +241,7 @@ public sealed unsafe partial class PackedWeight : IDisposable
         return Format switch
         {
             WeightFormat.F32 => ((float*)block)[index],
-            WeightFormat.BF16 => BitConverter.UInt32BitsToSingle((uint)((ushort*)block)[index] << 16),
+            WeightFormat.BF16 => BitConverter.UInt32BitsToSingle((uint)((ushort*)block)[(long)k * BlockColumns + (c < 8 ? 2 * c : 2 * (c - 8) + 1)] << 16),
             _ => ((sbyte*)block)[Q8Index(k, c)] * _scales[((long)b * _groups + k / GroupSize) * BlockColumns + c],
         };
     }
@@ -322,7 +329,12 @@ public sealed unsafe partial class PackedWeight : IDisposable
             {
                 var source = (ushort*)(_weights + b * _blockBytes);
                 long i = 0;
-                for (; i + 8 <= values; i += 8) BF16Weights.Load((byte*)source, i).Store(block + i);
+                for (; i < values; i += BlockColumns)
+                {
+                    var (lo, hi) = BF16Weights.Load((byte*)source, i);
+                    lo.Store(block + i);
+                    hi.Store(block + i + 8);
+                }
                 float* bias = _bias is null ? null : _bias + b * BlockColumns;
                 int columns = Math.Min(BlockColumns, n - b * BlockColumns);
                 bool partial = columns < BlockColumns;
@@ -369,10 +381,8 @@ public sealed unsafe partial class PackedWeight : IDisposable
             for (; i + 1 < k; i += 2)
             {
                 if (TFormat.Prefetch) Sse.Prefetch0(w + TFormat.BytesPerWeight * ((long)i * BlockColumns + PrefetchWeights));
-                var w0 = TFormat.Load(w, (long)i * BlockColumns);
-                var w1 = TFormat.Load(w, (long)i * BlockColumns + 8);
-                var w2 = TFormat.Load(w, (long)(i + 1) * BlockColumns);
-                var w3 = TFormat.Load(w, (long)(i + 1) * BlockColumns + 8);
+                var (w0, w1) = TFormat.Load(w, (long)i * BlockColumns);
+                var (w2, w3) = TFormat.Load(w, (long)(i + 1) * BlockColumns);
                 var v = Vector256.Create(x[i]);
                 a0 = Fma.MultiplyAdd(v, w0, a0);
                 b0 = Fma.MultiplyAdd(v, w1, b0);
@@ -392,8 +402,7 @@ public sealed unsafe partial class PackedWeight : IDisposable
         }
         for (; i < k; i++)
         {
-            var w0 = TFormat.Load(w, (long)i * BlockColumns);
-            var w1 = TFormat.Load(w, (long)i * BlockColumns + 8);
+            var (w0, w1) = TFormat.Load(w, (long)i * BlockColumns);
             var v = Vector256.Create(x[i]);
             a0 = Fma.MultiplyAdd(v, w0, a0);
             b0 = Fma.MultiplyAdd(v, w1, b0);
@@ -441,8 +450,9 @@ public sealed unsafe partial class PackedWeight : IDisposable
     {
         static abstract bool Prefetch { get; }
         static abstract int BytesPerWeight { get; }
-        /// <summary>Eight consecutive weights of a block at element <paramref name="index"/>, widened to float32.</summary>
-        static abstract Vector256<float> Load(byte* block, long index);
+        /// <summary>The 16 weights of one k of a block (element <paramref name="index"/> = k * 16), widened to float32:
+        /// columns 0-7 and 8-15.</summary>
+        static abstract (Vector256<float> Lo, Vector256<float> Hi) Load(byte* block, long index);
     }
 
     private readonly struct F32Weights : IFormat
@@ -450,7 +460,8 @@ public sealed unsafe partial class PackedWeight : IDisposable
         public static bool Prefetch => false;
         public static int BytesPerWeight => 4;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Load(byte* block, long index) => Avx.LoadVector256((float*)block + index);
+        public static (Vector256<float> Lo, Vector256<float> Hi) Load(byte* block, long index) =>
+            (Avx.LoadVector256((float*)block + index), Avx.LoadVector256((float*)block + index + 8));
     }
 
     private readonly struct BF16Weights : IFormat
@@ -458,8 +469,12 @@ public sealed unsafe partial class PackedWeight : IDisposable
         public static bool Prefetch => false;
         public static int BytesPerWeight => 2;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Load(byte* block, long index) =>
-            Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((ushort*)block + index), 16).AsSingle();
+        public static (Vector256<float> Lo, Vector256<float> Hi) Load(byte* block, long index)
+        {
+            // Lane i holds columns i (low half) and i + 8 (high half): a bfloat16 is a float32's top 16 bits.
+            var v = Avx.LoadVector256((uint*)((ushort*)block + index));
+            return (Avx2.ShiftLeftLogical(v, 16).AsSingle(), Avx2.And(v, Vector256.Create(0xFFFF0000u)).AsSingle());
+        }
     }
 
     private interface IRows { static abstract int Count { get; } }

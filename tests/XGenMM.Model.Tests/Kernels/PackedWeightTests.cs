@@ -52,8 +52,11 @@ public sealed class PackedWeightTests
         var x = torch.randn([batch, inF]);
         using var packed = PackedWeight.FromTensor(w, null, WeightFormat.BF16);
         // torch's own float32 -> bfloat16 conversion rounds to nearest even, as the packer does.
-        var expected = torch.matmul(x, w.to_type(ScalarType.BFloat16).to_type(ScalarType.Float32));
+        var rounded = w.to_type(ScalarType.BFloat16).to_type(ScalarType.Float32);
+        var expected = torch.matmul(x, rounded);
         Assert.True(MaxDiff(expected, packed.Forward(x)) <= 1e-5 * Math.Max(1, Math.Sqrt(inF)));
+        // Dequantized reads the interleaved block layout back to (k, n).
+        Assert.Equal(0, MaxDiff(rounded, Dequantize(packed)));
     }
 
     [Theory]
