@@ -36,6 +36,8 @@ internal static class RealSize
         gguf.Add("phi3.attention.layer_norm_rms_epsilon", (float)text.RmsNormEps);
         gguf.Add("phi3.rope.dimension_count", (uint)text.HeadDim);
         gguf.Add("phi3.rope.freq_base", (float)text.RopeTheta);
+        // Phi-3's window (llama.cpp of early 2025 refuses a phi3 model that is not 32/40 layers with 4k context without it).
+        if (text.SlidingWindow is int window) gguf.Add("phi3.attention.sliding_window", (uint)window);
         gguf.Add("tokenizer.ggml.model", "no_vocab");
         gguf.Add("phi3.vocab_size", (uint)text.VocabSize);
 

@@ -1,5 +1,6 @@
 using TorchSharp;
 using XGenMM.Model;
+using XGenMM.Model.Kernels;
 using XGenMM.Model.Language;
 using XGenMM.Model.Modules;
 using XGenMM.Model.Tokenization;
@@ -239,8 +240,9 @@ internal sealed class ModelRunner : IDisposable
             var hidden = step.Forward(x, tokens, _cache.Keys, _cache.Values, sampled.ToArray());                  // [sampled, D] float32
             if (sampled.Count > 0)
             {
-                var output = _model.Logits(hidden.to_type(_model.DType)).to_type(ScalarType.Float32);            // [sampled, V]
-                logits = output.data<float>().ToArray();
+                var output = _model.Logits(hidden.to_type(_model.DType)).to_type(ScalarType.Float32).contiguous(); // [sampled, V]
+                // One block copy: TorchSharp's accessor ToArray walks the elements one index at a time.
+                unsafe { logits = new ReadOnlySpan<float>(TensorMemory.Floats(output), checked((int)output.numel())).ToArray(); }
                 vocab = (int)output.shape[1];
             }
         }

@@ -73,10 +73,14 @@ internal sealed unsafe class CachedAttention : IParallelWork
 
     public void Execute(int fromUnit, int toUnit)
     {
+        if (_bfloat16) Execute<BFloat16Rows>(fromUnit, toUnit);
+        else Execute<Float32Rows>(fromUnit, toUnit);
+    }
+
+    private void Execute<TRows>(int fromUnit, int toUnit) where TRows : struct, ICacheRows
+    {
         int hidden = _heads * _headDim;
         var scores = t_scores is { } s && s.Length >= _maxLength ? s : t_scores = new float[Math.Max(_maxLength, 64)];
-        float* value = stackalloc float[_headDim];
-        float* accumulator = stackalloc float[_headDim];
         fixed (float* p = scores)
         {
             for (int unit = fromUnit; unit < toUnit; unit++)
@@ -87,21 +91,109 @@ internal sealed unsafe class CachedAttention : IParallelWork
                 int length = position - first + 1;
                 float* q = _qkv + (long)t * 3 * hidden + h * _headDim;
                 long at = Offset(_slots[t], h, first);
-                float max = float.NegativeInfinity;
-                for (int j = 0; j < length; j++)
-                {
-                    float score = Dot(q, _keys, at + (long)j * _headDim, value) * _scale;
-                    p[j] = score;
-                    max = MathF.Max(max, score);
-                }
+                float max = Scores<TRows>(q, _keys, at, length, p);
                 float sum = ExpShifted(p, length, max);
-                new Span<float>(accumulator, _headDim).Clear();
-                for (int j = 0; j < length; j++) AddScaled(accumulator, _values, at + (long)j * _headDim, p[j], value);
-                float inverse = 1f / sum;
-                float* o = _output + (long)t * hidden + h * _headDim;
-                for (int i = 0; i < _headDim; i++) o[i] = accumulator[i] * inverse;
+                WeightedValues<TRows>(p, _values, at, length, 1f / sum, _output + (long)t * hidden + h * _headDim);
             }
         }
+    }
+
+    /// <summary>p[j] = q . K[j] * scale for the <paramref name="length"/> cached rows from <paramref name="at"/>;
+    /// returns the largest. Four rows at a time: four independent FMA chains instead of one.</summary>
+    private float Scores<TRows>(float* q, void* keys, long at, int length, float* p) where TRows : struct, ICacheRows
+    {
+        int d = _headDim;
+        float max = float.NegativeInfinity;
+        int j = 0;
+        for (; j + 4 <= length; j += 4)
+        {
+            long k0 = at + (long)j * d, k1 = k0 + d, k2 = k1 + d, k3 = k2 + d;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            int c = 0;
+            for (; c + 8 <= d; c += 8)
+            {
+                var qv = Vector256.Load(q + c);
+                a0 = Vector256.FusedMultiplyAdd(qv, TRows.Load8(keys, k0 + c), a0);
+                a1 = Vector256.FusedMultiplyAdd(qv, TRows.Load8(keys, k1 + c), a1);
+                a2 = Vector256.FusedMultiplyAdd(qv, TRows.Load8(keys, k2 + c), a2);
+                a3 = Vector256.FusedMultiplyAdd(qv, TRows.Load8(keys, k3 + c), a3);
+            }
+            float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
+            for (; c < d; c++)
+            {
+                s0 += q[c] * TRows.Load1(keys, k0 + c);
+                s1 += q[c] * TRows.Load1(keys, k1 + c);
+                s2 += q[c] * TRows.Load1(keys, k2 + c);
+                s3 += q[c] * TRows.Load1(keys, k3 + c);
+            }
+            p[j] = s0 * _scale;
+            p[j + 1] = s1 * _scale;
+            p[j + 2] = s2 * _scale;
+            p[j + 3] = s3 * _scale;
+            max = MathF.Max(max, MathF.Max(MathF.Max(p[j], p[j + 1]), MathF.Max(p[j + 2], p[j + 3])));
+        }
+        for (; j < length; j++)
+        {
+            long k0 = at + (long)j * d;
+            var a0 = Vector256<float>.Zero;
+            int c = 0;
+            for (; c + 8 <= d; c += 8) a0 = Vector256.FusedMultiplyAdd(Vector256.Load(q + c), TRows.Load8(keys, k0 + c), a0);
+            float s0 = Vector256.Sum(a0);
+            for (; c < d; c++) s0 += q[c] * TRows.Load1(keys, k0 + c);
+            p[j] = s0 * _scale;
+            max = MathF.Max(max, p[j]);
+        }
+        return max;
+    }
+
+    /// <summary>o = inverse * sum_j p[j] V[j]: eight output values at a time, summed over the rows in registers
+    /// (two chains), each value of V read once.</summary>
+    private void WeightedValues<TRows>(float* p, void* values, long at, int length, float inverse, float* o) where TRows : struct, ICacheRows
+    {
+        int d = _headDim;
+        int c = 0;
+        for (; c + 8 <= d; c += 8)
+        {
+            Vector256<float> a0 = default, a1 = default;
+            long v = at + c;
+            int j = 0;
+            for (; j + 2 <= length; j += 2, v += 2L * d)
+            {
+                a0 = Vector256.FusedMultiplyAdd(Vector256.Create(p[j]), TRows.Load8(values, v), a0);
+                a1 = Vector256.FusedMultiplyAdd(Vector256.Create(p[j + 1]), TRows.Load8(values, v + d), a1);
+            }
+            if (j < length) a0 = Vector256.FusedMultiplyAdd(Vector256.Create(p[j]), TRows.Load8(values, v), a0);
+            ((a0 + a1) * inverse).Store(o + c);
+        }
+        for (; c < d; c++)
+        {
+            float sum = 0;
+            for (int j = 0; j < length; j++) sum += p[j] * TRows.Load1(values, at + (long)j * d + c);
+            o[c] = sum * inverse;
+        }
+    }
+
+    private interface ICacheRows
+    {
+        static abstract Vector256<float> Load8(void* cache, long index);
+        static abstract float Load1(void* cache, long index);
+    }
+
+    private readonly struct Float32Rows : ICacheRows
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(void* cache, long index) => Vector256.Load((float*)cache + index);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load1(void* cache, long index) => ((float*)cache)[index];
+    }
+
+    private readonly struct BFloat16Rows : ICacheRows
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(void* cache, long index) =>
+            Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((ushort*)cache + index), 16).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load1(void* cache, long index) => BitConverter.UInt32BitsToSingle((uint)((ushort*)cache)[index] << 16);
     }
 
     private void Write(void* cache, long at, float* source)
@@ -112,40 +204,6 @@ internal sealed unsafe class CachedAttention : IParallelWork
             for (int i = 0; i < _headDim; i++) target[i] = PackedWeight.ToBFloat16(source[i]);
         }
         else new ReadOnlySpan<float>(source, _headDim).CopyTo(new Span<float>((float*)cache + at, _headDim));
-    }
-
-    /// <summary>The cached row at <paramref name="at"/> as float32: itself, or widened into <paramref name="scratch"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private float* Row(void* cache, long at, float* scratch)
-    {
-        if (!_bfloat16) return (float*)cache + at;
-        var source = (ushort*)cache + at;
-        int i = 0;
-        for (; i + 8 <= _headDim; i += 8)
-            Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(source + i), 16).AsSingle().Store(scratch + i);
-        for (; i < _headDim; i++) scratch[i] = BitConverter.UInt32BitsToSingle((uint)source[i] << 16);
-        return scratch;
-    }
-
-    private float Dot(float* q, void* keys, long at, float* scratch)
-    {
-        float* k = Row(keys, at, scratch);
-        int i = 0;
-        var acc = Vector256<float>.Zero;
-        for (; i + 8 <= _headDim; i += 8) acc = Vector256.FusedMultiplyAdd(Vector256.Load(q + i), Vector256.Load(k + i), acc);
-        float dot = Vector256.Sum(acc);
-        for (; i < _headDim; i++) dot += q[i] * k[i];
-        return dot;
-    }
-
-    private void AddScaled(float* accumulator, void* values, long at, float weight, float* scratch)
-    {
-        float* v = Row(values, at, scratch);
-        int i = 0;
-        var w = Vector256.Create(weight);
-        for (; i + 8 <= _headDim; i += 8)
-            Vector256.FusedMultiplyAdd(w, Vector256.Load(v + i), Vector256.Load(accumulator + i)).Store(accumulator + i);
-        for (; i < _headDim; i++) accumulator[i] += weight * v[i];
     }
 
     /// <summary>p[j] = exp(p[j] - max) in place; returns their sum.</summary>

@@ -6,7 +6,7 @@ namespace XGenMM.Model.Kernels;
 
 /// <summary>Raw access to a CPU tensor's memory for the kernels: TorchSharp exposes no data pointer, its native glue
 /// does (the same call its own <c>data&lt;T&gt;()</c> accessor makes).</summary>
-internal static unsafe partial class TensorMemory
+public static unsafe partial class TensorMemory
 {
     [LibraryImport("LibTorchSharp")]
     private static partial IntPtr THSTensor_data(IntPtr tensor);
