@@ -14,6 +14,7 @@ if (args.Length > 0 && args[0] is "parts" or "parts-child") return PartsBenchmar
 if (args.Length > 0 && args[0] == "kernels") { TorchRuntime.EnsureLoaded(); return KernelBenchmark.Run(args); }
 if (args.Length > 0 && args[0] == "bandwidth") return BandwidthBenchmark.Run(args);
 if (args.Length > 0 && args[0] == "realsize") return RealSizeBenchmark.Run(args);
+if (args.Length > 0 && args[0] == "step") { TorchRuntime.EnsureLoaded(); return StepBenchmark.Run(args); }
 Console.WriteLine($"TorchSharp: {TorchRuntime.EnsureLoaded()}, threads {torch.get_num_threads()}, {Environment.ProcessorCount} cores");
 int decodeTokens = args.Length > 0 ? int.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 128;
 int longTokens = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 2000;
