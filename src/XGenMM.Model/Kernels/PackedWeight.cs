@@ -278,7 +278,7 @@ public sealed unsafe partial class PackedWeight : IDisposable
     {
         // More rows than one tile: widen each bfloat16 block once into float32 and run the float32 tiles over it,
         // rather than widen it again for every tile of rows (a 64-token prompt chunk would widen it 11 times).
-        if (typeof(TFormat) == typeof(BF16Weights) && rows > WidenAboveRows)
+        if (typeof(TFormat) == typeof(BF16Weights) && rows > MaxTileRows)
         {
             WidenedBlocks(x, y, rows, fromBlock, toBlock);
             return;
@@ -315,7 +315,6 @@ public sealed unsafe partial class PackedWeight : IDisposable
         }
     }
 
-    private static readonly int WidenAboveRows = int.TryParse(Environment.GetEnvironmentVariable("XGENMM_WIDEN_ABOVE"), out int w) ? w : MaxTileRows;
     [ThreadStatic] private static float[]? t_widened;
 
     private void WidenedBlocks(float* x, float* y, int rows, int fromBlock, int toBlock)
