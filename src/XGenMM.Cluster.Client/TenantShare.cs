@@ -42,7 +42,7 @@ public readonly record struct TenantShare(int Rows, double Slots, bool OthersPre
         // The share is of the rows in use, not of every slot: this is asked only when the decoder is over its TTFT
         // target, so what it holds now is what it can serve within the target. A share of all the slots let every
         // tenant of a crowded decoder fill it far past the target (two tenants at 10x: TTFT p99 4.5x the knee's).
-        double capacity = Math.Min(Math.Max(0, decoder.TotalSlots), inUse);
+        double capacity = Math.Min(Math.Max(0, CapacityModel.Rows(decoder)), inUse);
         double slots = capacity * weight / (weight + others);
         return new TenantShare(rows, slots, others > 0);
     }

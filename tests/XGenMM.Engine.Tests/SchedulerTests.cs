@@ -360,4 +360,84 @@ public sealed class SchedulerTests
         }
         Assert.Equal(["b0", "b1"], admitted);
     }
+
+    /// <summary>A pass of n tokens takes 10 ms + 1 ms per token: with the default slowdown of 0.2, light tenants
+    /// running 2 rows allow 4 rows in all (14 ms &lt;= 1.2 x 12 ms &lt; 15 ms).</summary>
+    private static double Line(int tokens) => 0.010 + 0.001 * tokens;
+
+    [Fact]
+    public void A_heavy_tenant_beside_a_light_one_runs_only_the_rows_that_keep_the_step_within_the_slowdown()
+    {
+        var scheduler = new Scheduler(16, Options(16, o => o.MaxWaitingRequests = 1000), Line);
+        long t0 = Now();
+        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+        Submit(scheduler, Request("b0", 5, maxNewTokens: 100, tenant: "B", first: 300));
+        Submit(scheduler, Request("b1", 5, maxNewTokens: 100, tenant: "B", first: 400));
+        var plan = Step(scheduler, t0);
+        Assert.Equal(2, plan.Admitted.Count(s => s.Request.Tenant == "A"));
+        Assert.Equal(2, plan.Admitted.Count(s => s.Request.Tenant == "B"));
+        Assert.Equal(4, scheduler.RowLimitNow);
+        // Free slots stay free for A while B is there; B is never held back by the limit.
+        Assert.Empty(Step(scheduler, t0 + Stopwatch.Frequency / 100).Admitted);
+        var b2 = Submit(scheduler, Request("b2", 5, maxNewTokens: 100, tenant: "B", first: 500));
+        Assert.Equal([b2], Step(scheduler, t0 + Stopwatch.Frequency / 50).Admitted);
+        Assert.Equal(5, Running(scheduler));
+    }
+
+    [Fact]
+    public void The_light_tenant_is_remembered_for_the_linger_time_after_its_rows_end_then_the_heavy_one_gets_every_slot()
+    {
+        var scheduler = new Scheduler(16, Options(16, o => { o.MaxWaitingRequests = 1000; o.ShareLinger = TimeSpan.FromSeconds(1); }), Line);
+        long t0 = Now(), ms = Stopwatch.Frequency / 1000;
+        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+        Submit(scheduler, Request("b0", 5, maxNewTokens: 2, tenant: "B", first: 300));
+        Submit(scheduler, Request("b1", 5, maxNewTokens: 2, tenant: "B", first: 400));
+        Step(scheduler, t0);
+        Step(scheduler, t0 + 10 * ms); // B's rows end here
+        Assert.DoesNotContain(scheduler.BySlot, s => s is { Request.Tenant: "B" });
+        // Within the linger time the slots B left are not A's: a closed loop's next request is on its way.
+        for (int i = 2; i < 10; i++) Step(scheduler, t0 + 10 * i * ms);
+        Assert.Equal(2, Running(scheduler));
+        var plan = Step(scheduler, t0 + 1500 * ms);
+        Assert.Equal(14, plan.Admitted.Count);
+        Assert.Equal(16, Running(scheduler));
+        Assert.Equal(16, scheduler.RowLimitNow);
+    }
+
+    [Fact]
+    public void Without_a_light_tenant_or_a_measured_pass_there_is_no_row_limit()
+    {
+        // Both tenants want more than their share: the shares split the slots, every slot runs.
+        var both = new Scheduler(8, Options(8, o => o.MaxWaitingRequests = 1000), Line);
+        for (int i = 0; i < 10; i++)
+        {
+            Submit(both, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+            Submit(both, Request($"b{i}", 5, maxNewTokens: 100, tenant: "B", first: 10 * i + 5));
+        }
+        var plan = Step(both);
+        Assert.Equal(4, plan.Admitted.Count(s => s.Request.Tenant == "A"));
+        Assert.Equal(4, plan.Admitted.Count(s => s.Request.Tenant == "B"));
+
+        // No pass measured yet (or the option off): a light tenant beside a heavy one does not limit the rows.
+        foreach (var scheduler in new[] { new Scheduler(8, Options(8, o => o.MaxWaitingRequests = 1000)),
+                     new Scheduler(8, Options(8, o => { o.MaxWaitingRequests = 1000; o.SharedStepSlowdown = 0; }), Line) })
+        {
+            for (int i = 0; i < 10; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+            Submit(scheduler, Request("b0", 5, maxNewTokens: 100, tenant: "B", first: 300));
+            Assert.Equal(8, Step(scheduler).Admitted.Count);
+        }
+    }
+
+    [Fact]
+    public void A_heavy_tenant_keeps_a_row_however_many_the_light_ones_run()
+    {
+        // Light tenants with 6 rows (each under its share of 24 slots / 4 tenants); a pass so steep that no row is left.
+        var scheduler = new Scheduler(24, Options(24, o => o.MaxWaitingRequests = 1000), n => 0.001 * n * n);
+        for (int i = 0; i < 30; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+        foreach (var t in new[] { "B", "C", "D" })
+            for (int i = 0; i < 2; i++) Submit(scheduler, Request($"{t}{i}", 5, maxNewTokens: 100, tenant: t, first: 400 + i));
+        var plan = Step(scheduler);
+        Assert.Equal(6, plan.Admitted.Count(s => s.Request.Tenant != "A"));
+        Assert.Equal(1, plan.Admitted.Count(s => s.Request.Tenant == "A"));
+    }
 }

@@ -39,6 +39,18 @@ public sealed record DecodeLoad
     public double DecodeStepSeconds { get; init; }
     /// <summary>Seconds of prefill per prompt position (moving average over prefill chunks; 0 until the first one).</summary>
     public double PrefillSecondsPerToken { get; init; }
+    /// <summary>Fixed seconds of one forward pass, whatever its tokens (<see cref="StepCostFit"/>; 0 until fitted):
+    /// with <see cref="StepSecondsPerToken"/> the pass time is this + tokens x that, tokens being its decode rows and
+    /// prompt positions together.</summary>
+    public double StepFixedSeconds { get; init; }
+    /// <summary>Seconds per token (decode row or prompt position) of one forward pass (0 until fitted).</summary>
+    public double StepSecondsPerToken { get; init; }
+    /// <summary>Fraction of the prompt positions of recent admissions taken from a parked prefix rather than
+    /// prefilled (moving average; 0 until the first admission).</summary>
+    public double PrefixReuseFraction { get; init; }
+    /// <summary>Rows the tenants over their share may run now (<see cref="DecodeEngineOptions.SharedStepSlowdown"/>;
+    /// <see cref="TotalSlots"/> while no light tenant is active beside a heavy one).</summary>
+    public int RowLimit { get; init; }
     /// <summary>Prompt positions prefilled per step at most (the scheduler's prefill budget at the latest decode
     /// width: <see cref="DecodeEngineOptions.PrefillChunkTokens"/>, or with mixed steps what the decode rows leave of
     /// <see cref="DecodeEngineOptions.MaxTokensPerStep"/>): a prompt of n positions waits for n / this many steps,

@@ -29,9 +29,17 @@ internal sealed class Scheduler
     private long _admissions;
     private long _reusedTotal;
 
-    public Scheduler(int slots, DecodeEngineOptions options)
+    private readonly Func<int, double>? _passSeconds;
+    /// <summary>Tenants seen with work lately: when each last had any and how many rows it wanted then (see
+    /// <see cref="RowLimit"/>).</summary>
+    private readonly Dictionary<string, (long At, int Demand)> _recent = new(StringComparer.Ordinal);
+
+    /// <param name="passSeconds">Predicted seconds of a forward pass of that many tokens (the engine's fitted line),
+    /// or null (or 0) when not known: the shared row limit needs it.</param>
+    public Scheduler(int slots, DecodeEngineOptions options, Func<int, double>? passSeconds = null)
     {
         _options = options;
+        _passSeconds = passSeconds;
         _bySlot = new Sequence?[slots];
         for (int i = 0; i < slots; i++) _freeSlots.Add(i);
         _waiting = new FairQueue<Sequence>(s => s.Cost, s => s.Request.Priority,
@@ -144,10 +152,21 @@ internal sealed class Scheduler
     private List<Sequence> Admit(long now, List<SlotCopy> copies)
     {
         var admitted = new List<Sequence>();
+        var (limit, light) = RowLimit(now);
+        RowLimitNow = limit;
+        int running = RunningRows();
         while (_waiting.Count > 0 && (_freeSlots.Count > 0 || _parked.Count > 0))
         {
             double activeWeight = ActiveWeight();
-            var s = _waiting.Dequeue(t => RunningOf(t) < _bySlot.Length * WeightOf(t) / activeWeight)!;
+            bool Below(string t) => RunningOf(t) < _bySlot.Length * WeightOf(t) / activeWeight;
+            // At the shared row limit only the light tenants start rows; the others wait. The rows a light tenant
+            // wanted lately are kept for it: its next request then finds one at once.
+            int reserved = 0;
+            foreach (var t in light) reserved += Math.Max(0, _recent[t].Demand - RunningOf(t));
+            bool capped = running + reserved >= limit;
+            var s = capped ? _waiting.Dequeue(light.Contains, fallback: false) : _waiting.Dequeue(Below);
+            if (s is null) break;
+            running++;
             LeaveWaiting(s);
             int slot;
             int reuse = 0;
@@ -182,6 +201,60 @@ internal sealed class Scheduler
     }
 
     private int RunningOf(string tenant) => _runningByTenant.GetValueOrDefault(tenant);
+
+    private int RunningRows()
+    {
+        int rows = 0;
+        foreach (var n in _runningByTenant.Values) rows += n;
+        return rows;
+    }
+
+    /// <summary>The row limit of the latest step (<see cref="RowLimit"/>; the slot count while none applies).</summary>
+    public int RowLimitNow { get; private set; } = int.MaxValue;
+
+    /// <summary>
+    /// Engine-level isolation of a light tenant from a heavy one (<see cref="DecodeEngineOptions.SharedStepSlowdown"/>).
+    /// Every running row makes each decode step longer, for every tenant: on the 2-core CPU a tenant with 2 streams
+    /// lost 40% of its throughput to another's burst although it was admitted first. So while a tenant that wants less
+    /// than its weighted share of the slots (light) is active beside one that wants more (heavy), heavy tenants start
+    /// rows only while the rows running stay under the count at which a pass would take (1 + slowdown) times the pass
+    /// of the light tenants' rows alone; light tenants are never held back by it. A tenant counts as active for
+    /// <see cref="DecodeEngineOptions.ShareLinger"/> after its last row, with the most rows it wanted then: a closed
+    /// loop's next request comes a moment after the last one ended, and the heavy tenant must not fill the slots in
+    /// that gap (those rows are kept free for it within the limit). Returns the limit (the slot count when none applies) and the light tenants.
+    /// </summary>
+    internal (int Limit, HashSet<string> Light) RowLimit(long now)
+    {
+        var light = new HashSet<string>(StringComparer.Ordinal);
+        int slots = _bySlot.Length;
+        var demand = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var (tenant, running) in _runningByTenant) demand[tenant] = running;
+        foreach (var s in _waiting.Items) demand[s.Request.Tenant] = demand.GetValueOrDefault(s.Request.Tenant) + 1;
+        long linger = (long)(_options.ShareLinger.TotalSeconds * Stopwatch.Frequency);
+        foreach (var (tenant, rows) in demand)
+            if (!_recent.TryGetValue(tenant, out var seen) || rows >= seen.Demand || now - seen.At > linger) _recent[tenant] = (now, rows);
+            else _recent[tenant] = (now, seen.Demand);
+        foreach (var tenant in _recent.Where(r => now - r.Value.At > linger).Select(r => r.Key).ToList()) _recent.Remove(tenant);
+        if (_options.SharedStepSlowdown <= 0 || _passSeconds is null || _recent.Count < 2) return (slots, light);
+        double weights = _recent.Keys.Sum(WeightOf);
+        int lightRows = 0, heavy = 0;
+        foreach (var (tenant, seen) in _recent)
+        {
+            if (seen.Demand < slots * WeightOf(tenant) / weights)
+            {
+                light.Add(tenant);
+                lightRows += seen.Demand;
+            }
+            else heavy++;
+        }
+        if (light.Count == 0 || heavy == 0) return (slots, light);
+        double bound = (1 + _options.SharedStepSlowdown) * _passSeconds(Math.Max(1, lightRows));
+        if (!(bound > 0)) return (slots, light);
+        int limit = Math.Max(1, lightRows);
+        while (limit < slots && _passSeconds(limit + 1) <= bound) limit++;
+        // Each heavy tenant keeps at least one row, so that it is slowed, never stopped.
+        return (Math.Clamp(limit, Math.Min(slots, lightRows + heavy), slots), light);
+    }
 
     private double WeightOf(string tenant) => _options.TenantWeights.TryGetValue(tenant, out var w) ? w : 1.0;
 
