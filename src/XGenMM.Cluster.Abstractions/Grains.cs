@@ -57,17 +57,19 @@ public sealed record DecoderLoadReport
     /// <summary>Every tenant with a request on this decoder (slot holders, waiting, weight): the router's
     /// tenant-share admission reads each tenant's weighted share of the slots from it.</summary>
     [Id(16)] public TenantRowsReport[] Tenants { get; init; } = [];
-    /// <summary>Fixed seconds of one forward pass whatever its tokens (fitted line; 0 = not fitted yet): a pass takes
-    /// this + its tokens (decode rows and prompt positions) x <see cref="StepSecondsPerToken"/>.</summary>
+    /// <summary>Fixed seconds of one forward pass whatever it carries (fitted; 0 = not fitted yet): a pass takes this +
+    /// its decode rows x <see cref="StepSecondsPerRow"/> + its prompt positions x <see cref="StepSecondsPerPrefillToken"/>.</summary>
     [Id(17)] public double StepFixedSeconds { get; init; }
-    /// <summary>Seconds per token of one forward pass (fitted line; 0 = not fitted yet).</summary>
-    [Id(18)] public double StepSecondsPerToken { get; init; }
+    /// <summary>Seconds per decode row of one forward pass (fitted; 0 = not fitted yet).</summary>
+    [Id(18)] public double StepSecondsPerRow { get; init; }
     /// <summary>Fraction of recent admissions' prompt positions reused from a parked prefix, not prefilled (moving
     /// average): the prompts not admitted yet are expected to prefill the rest only.</summary>
     [Id(19)] public double PrefixReuseFraction { get; init; }
     /// <summary>Rows the tenants over their share may run now (the engine's shared step limit; 0 or
     /// <see cref="TotalSlots"/> when none applies): their new requests wait for one of their rows to end.</summary>
     [Id(20)] public int RowLimit { get; init; }
+    /// <summary>Seconds per prompt position of one forward pass beyond its decode rows (fitted; 0 = not fitted yet).</summary>
+    [Id(21)] public double StepSecondsPerPrefillToken { get; init; }
 }
 
 /// <summary>One tenant's requests on a decoder: <paramref name="Running"/> hold a slot, <paramref name="Waiting"/> wait

@@ -10,14 +10,14 @@ namespace XGenMM.Cluster.Client;
 /// frees the slot we need (k = waiting + 1 - free); a row ends at the latest after its remaining max tokens, one per
 /// decode step. Beyond the running rows, each further round of slots lasts as long as the longest row now.</item>
 /// <item>prefill: the prompt positions still ahead when our slot is free (admitted but not prefilled, waiting; those
-/// that the steps of the slot wait prefill are no longer ahead) plus this prompt, at the fitted seconds per token of
-/// a forward pass.</item>
+/// that the steps of the slot wait prefill are no longer ahead) plus this prompt, at the fitted seconds per prompt
+/// position of a forward pass.</item>
 /// <item>interleaved: the engine prefills at most one budget of positions per step, and each of those steps also
 /// pays the pass's fixed cost and the decode rows of the running requests; plus, on a busy decoder, half of the step
 /// in flight when the request arrives.</item>
 /// </list>
-/// The per-pass costs are the engine's fitted line (<see cref="DecoderLoadReport.StepFixedSeconds"/> +
-/// tokens x <see cref="DecoderLoadReport.StepSecondsPerToken"/>). A decoder that reports no line (an older one) is
+/// The per-pass costs are the engine's fitted ones (<see cref="DecoderLoadReport.StepFixedSeconds"/> + decode rows x
+/// <see cref="DecoderLoadReport.StepSecondsPerRow"/> + prompt positions x <see cref="DecoderLoadReport.StepSecondsPerPrefillToken"/>). A decoder that reports no line (an older one) is
 /// predicted from its per-position prefill cost and whole decode steps instead, which counts a mixed step's time
 /// about twice: measured on the 2-core CPU, that predicted 3x the TTFT that came
 /// (loadtest/results/2026-12-05-overload-calibrated). The slot wait is an upper bound (rows that stop early free their
@@ -40,13 +40,13 @@ public static class CapacityModel
     public static TtftPrediction Predict(DecoderLoadReport decoder, long promptTokens)
     {
         ArgumentNullException.ThrowIfNull(decoder);
-        if (!(decoder.StepSecondsPerToken > 0)) return PredictPerPosition(decoder, promptTokens);
-        double perToken = decoder.StepSecondsPerToken, fixedPart = Math.Max(0, decoder.StepFixedSeconds);
+        if (!(decoder.StepSecondsPerPrefillToken > 0)) return PredictPerPosition(decoder, promptTokens);
+        double perToken = decoder.StepSecondsPerPrefillToken, perRow = Math.Max(0, decoder.StepSecondsPerRow), fixedPart = Math.Max(0, decoder.StepFixedSeconds);
         int budget = Math.Max(1, decoder.PrefillChunkTokens);
         bool busy = decoder.Running > 0 || decoder.Waiting > 0;
         // Rows decoding while this prompt prefills: those running and those admitted ahead of it.
         long rows = Math.Min(Math.Max(0, Rows(decoder)), Math.Max(0, decoder.Running) + Math.Max(0, decoder.Waiting));
-        double step = decoder.DecodeStepSeconds > 0 ? decoder.DecodeStepSeconds : fixedPart + perToken * (rows + budget);
+        double step = decoder.DecodeStepSeconds > 0 ? decoder.DecodeStepSeconds : fixedPart + perRow * rows + perToken * budget;
         long slotSteps = SlotWaitSteps(decoder);
         // Prompts not admitted yet prefill only what a parked prefix does not give them (admitted ones are counted
         // without their reused positions already).
@@ -56,7 +56,7 @@ public static class CapacityModel
         // The requests ahead take their slots (and prefill, one budget a step) while this one waits for its own.
         long positions = Math.Max(0, ahead - slotSteps * budget) + Math.Max(0, promptTokens);
         long chunks = (positions + budget - 1) / budget;
-        double interleaved = chunks * (fixedPart + rows * perToken) + (busy ? step / 2 : 0);
+        double interleaved = chunks * (fixedPart + rows * perRow) + (busy ? step / 2 : 0);
         return new TtftPrediction(slotSteps * step, positions * perToken, interleaved);
     }
 

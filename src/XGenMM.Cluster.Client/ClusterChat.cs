@@ -363,11 +363,11 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
     private void LogPredictedTtft(DecoderLoadReport report, TtftPrediction predicted, double measured) =>
         LogPredictedTtft(report.DecoderKey, predicted.Seconds, measured, predicted.SlotWaitSeconds, predicted.PrefillSeconds, predicted.InterleavedDecodeSeconds,
             report.Running, report.Waiting, report.PrefillingTokens, report.WaitingTokens, report.DecodeStepSeconds, report.StepFixedSeconds,
-            report.StepSecondsPerToken, report.PrefillChunkTokens, report.PrefixReuseFraction, (DateTimeOffset.UtcNow - report.At).TotalSeconds - measured);
+            report.StepSecondsPerRow, report.StepSecondsPerPrefillToken, report.PrefillChunkTokens, report.PrefixReuseFraction, (DateTimeOffset.UtcNow - report.At).TotalSeconds - measured);
 
-    [LoggerMessage(EventId = 210, Level = LogLevel.Debug, Message = "TTFT calibration on {Decoder}: predicted {Predicted:F4} s, measured {Measured:F4} s (slot wait {SlotWait:F4}, prefill {Prefill:F4}, interleaved {Interleaved:F4}; running {Running}, waiting {Waiting}, prefilling {Prefilling}, waiting tokens {WaitingTokens}, step {Step:F5} s, pass {FixedSeconds:F5} s + {PerToken:F6} s/token, chunk {Chunk}, reuse {Reuse:F2}, report age {Age:F3} s)")]
+    [LoggerMessage(EventId = 210, Level = LogLevel.Debug, Message = "TTFT calibration on {Decoder}: predicted {Predicted:F4} s, measured {Measured:F4} s (slot wait {SlotWait:F4}, prefill {Prefill:F4}, interleaved {Interleaved:F4}; running {Running}, waiting {Waiting}, prefilling {Prefilling}, waiting tokens {WaitingTokens}, step {Step:F5} s, pass {FixedSeconds:F5} s + {PerRow:F6} s/row + {PerToken:F6} s/position, chunk {Chunk}, reuse {Reuse:F2}, report age {Age:F3} s)")]
     private partial void LogPredictedTtft(string decoder, double predicted, double measured, double slotWait, double prefill, double interleaved,
-        int running, int waiting, long prefilling, long waitingTokens, double step, double fixedSeconds, double perToken, int chunk, double reuse, double age);
+        int running, int waiting, long prefilling, long waitingTokens, double step, double fixedSeconds, double perRow, double perToken, int chunk, double reuse, double age);
 
     [LoggerMessage(EventId = 203, Level = LogLevel.Warning, Message = "Request {RequestId}: image tokens lost ({Reason}); encoding the images again")]
     private partial void LogReencoding(string requestId, string reason);

@@ -42,7 +42,9 @@ public readonly record struct TenantShare(int Rows, double Slots, bool OthersPre
         // The share is of the rows in use, not of every slot: this is asked only when the decoder is over its TTFT
         // target, so what it holds now is what it can serve within the target. A share of all the slots let every
         // tenant of a crowded decoder fill it far past the target (two tenants at 10x: TTFT p99 4.5x the knee's).
-        double capacity = Math.Min(Math.Max(0, CapacityModel.Rows(decoder)), inUse);
+        // Of the slots, not of the engine's row limit (DecoderLoadReport.RowLimit): that limit holds back only the tenants
+        // over their share, and a share of it made the light tenant it protects look over its own (429 for 2 streams).
+        double capacity = Math.Min(Math.Max(0, decoder.TotalSlots), inUse);
         double slots = capacity * weight / (weight + others);
         return new TenantShare(rows, slots, others > 0);
     }

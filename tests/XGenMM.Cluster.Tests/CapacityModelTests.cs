@@ -76,7 +76,7 @@ public sealed class CapacityModelTests
         // gives): 80 + 80 positions at 64 a step = 3 steps of 5 ms + 3 rows x 0.1 ms, 160 x 0.1 ms, and half the step in flight.
         var report = Report(running: 2, waiting: 1, waitingTokens: 100, remaining: [50, 80], step: 0.008, chunk: 64) with
         {
-            StepFixedSeconds = 0.005, StepSecondsPerToken = 0.0001, PrefixReuseFraction = 0.2,
+            StepFixedSeconds = 0.005, StepSecondsPerRow = 0.0001, StepSecondsPerPrefillToken = 0.0001, PrefixReuseFraction = 0.2,
         };
         var p = CapacityModel.Predict(report, 100);
         Assert.Equal(0, p.SlotWaitSeconds);
@@ -84,7 +84,7 @@ public sealed class CapacityModelTests
         Assert.Equal(3 * (0.005 + 3 * 0.0001) + 0.008 / 2, p.InterleavedDecodeSeconds, 9);
 
         // Idle: no step in flight, one pass of the prompt.
-        var idle = CapacityModel.Predict(Report(step: 0.008, chunk: 64) with { StepFixedSeconds = 0.005, StepSecondsPerToken = 0.0001 }, 50);
+        var idle = CapacityModel.Predict(Report(step: 0.008, chunk: 64) with { StepFixedSeconds = 0.005, StepSecondsPerRow = 0.0001, StepSecondsPerPrefillToken = 0.0001 }, 50);
         Assert.Equal(0.005 + 50 * 0.0001, idle.Seconds, 9);
     }
 
@@ -95,7 +95,7 @@ public sealed class CapacityModelTests
         // the 200 positions ahead were prefilled (64 a step); only our own prompt is left.
         var report = Report(running: 4, waiting: 2, waitingTokens: 200, remaining: [10, 20, 30, 40], step: 0.01, chunk: 64) with
         {
-            StepFixedSeconds = 0.005, StepSecondsPerToken = 0.0001,
+            StepFixedSeconds = 0.005, StepSecondsPerRow = 0.0001, StepSecondsPerPrefillToken = 0.0001,
         };
         var p = CapacityModel.Predict(report, 60);
         Assert.Equal(30 * 0.01, p.SlotWaitSeconds, 9);

@@ -363,7 +363,7 @@ public sealed class SchedulerTests
 
     /// <summary>A pass of n tokens takes 10 ms + 1 ms per token: with the default slowdown of 0.2, light tenants
     /// running 2 rows allow 4 rows in all (14 ms &lt;= 1.2 x 12 ms &lt; 15 ms).</summary>
-    private static double Line(int tokens) => 0.010 + 0.001 * tokens;
+    private static double Line(int rows, int prefillTokens) => 0.010 + 0.001 * rows + 0.0001 * prefillTokens;
 
     [Fact]
     public void A_heavy_tenant_beside_a_light_one_runs_only_the_rows_that_keep_the_step_within_the_slowdown()
@@ -432,12 +432,31 @@ public sealed class SchedulerTests
     public void A_heavy_tenant_keeps_a_row_however_many_the_light_ones_run()
     {
         // Light tenants with 6 rows (each under its share of 24 slots / 4 tenants); a pass so steep that no row is left.
-        var scheduler = new Scheduler(24, Options(24, o => o.MaxWaitingRequests = 1000), n => 0.001 * n * n);
+        var scheduler = new Scheduler(24, Options(24, o => o.MaxWaitingRequests = 1000), (n, p) => 0.001 * n * n + 0.0001 * p);
         for (int i = 0; i < 30; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
         foreach (var t in new[] { "B", "C", "D" })
             for (int i = 0; i < 2; i++) Submit(scheduler, Request($"{t}{i}", 5, maxNewTokens: 100, tenant: t, first: 400 + i));
         var plan = Step(scheduler);
         Assert.Equal(6, plan.Admitted.Count(s => s.Request.Tenant != "A"));
         Assert.Equal(1, plan.Admitted.Count(s => s.Request.Tenant == "A"));
+    }
+
+    [Fact]
+    public void Under_the_row_limit_the_heavy_tenant_s_prompts_fill_only_what_the_pass_bound_leaves()
+    {
+        var scheduler = new Scheduler(16, Options(16, o => o.MaxWaitingRequests = 1000), Line);
+        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 100, maxNewTokens: 100, tenant: "A", first: 10 * i));
+        Submit(scheduler, Request("b0", 5, maxNewTokens: 100, tenant: "B", first: 300));
+        Submit(scheduler, Request("b1", 5, maxNewTokens: 100, tenant: "B", first: 400));
+        // Bound 1.2 x (10 + 2 x 1) ms = 14.4 ms. First step, no decode row yet: 4.4 ms of prompt = 44 positions for A
+        // (B's 10 positions are not held to it).
+        var plan = Step(scheduler);
+        Assert.Equal(10, plan.Prefills.Where(c => c.Sequence.Request.Tenant == "B").Sum(c => c.Count));
+        Assert.Equal(44, plan.Prefills.Where(c => c.Sequence.Request.Tenant == "A").Sum(c => c.Count));
+        // Next step: B's 2 rows decode, 3 rows wide (slots 0-2, A's first prompt in one of them): 14.4 - 13 ms leaves
+        // A 14 positions.
+        plan = Step(scheduler);
+        Assert.Equal(3, plan.DecodeWidth);
+        Assert.Equal(14, plan.Prefills.Where(c => c.Sequence.Request.Tenant == "A").Sum(c => c.Count));
     }
 }

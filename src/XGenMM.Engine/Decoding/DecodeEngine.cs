@@ -207,7 +207,7 @@ public sealed partial class DecodeEngine : IDisposable
                 End(chunk.Sequence, reason);
             double chunkSeconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
             _statistics.RecordPrefill(chunkSeconds, chunk.Count);
-            _statistics.RecordPass(chunkSeconds, chunk.Count);
+            _statistics.RecordPass(chunkSeconds, 0, chunk.Count);
         }
         if (plan.Decodes.Count > 0)
         {
@@ -219,7 +219,7 @@ public sealed partial class DecodeEngine : IDisposable
             double stepSeconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
             _statistics.RecordDecodeStep(stepSeconds);
             // A decode pass computes every row up to the highest running slot, padding included.
-            _statistics.RecordPass(stepSeconds, plan.DecodeWidth);
+            _statistics.RecordPass(stepSeconds, plan.DecodeWidth, 0);
         }
     }
 
@@ -248,7 +248,7 @@ public sealed partial class DecodeEngine : IDisposable
         if (plan.Decodes.Count > 0) _statistics.RecordDecodeStep(seconds);
         _statistics.RecordPrefill(seconds * prefillTokens / (prefillTokens + plan.Decodes.Count), prefillTokens);
         // The pass computes every decode row up to the highest running slot (padding included) and the prompt positions.
-        _statistics.RecordPass(seconds, prefillTokens + (plan.Decodes.Count > 0 ? plan.DecodeWidth : 0));
+        _statistics.RecordPass(seconds, plan.Decodes.Count > 0 ? plan.DecodeWidth : 0, prefillTokens);
     }
 
     /// <summary>Frees the sequence's slot now; its stream ends once the step's load is published (see the loop).</summary>

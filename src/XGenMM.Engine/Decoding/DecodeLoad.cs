@@ -39,12 +39,13 @@ public sealed record DecodeLoad
     public double DecodeStepSeconds { get; init; }
     /// <summary>Seconds of prefill per prompt position (moving average over prefill chunks; 0 until the first one).</summary>
     public double PrefillSecondsPerToken { get; init; }
-    /// <summary>Fixed seconds of one forward pass, whatever its tokens (<see cref="StepCostFit"/>; 0 until fitted):
-    /// with <see cref="StepSecondsPerToken"/> the pass time is this + tokens x that, tokens being its decode rows and
-    /// prompt positions together.</summary>
+    /// <summary>Fixed seconds of one forward pass, whatever it carries (<see cref="StepCostFit"/>; 0 until fitted): a
+    /// pass takes this + rows x <see cref="StepSecondsPerRow"/> + prompt positions x <see cref="StepSecondsPerPrefillToken"/>.</summary>
     public double StepFixedSeconds { get; init; }
-    /// <summary>Seconds per token (decode row or prompt position) of one forward pass (0 until fitted).</summary>
-    public double StepSecondsPerToken { get; init; }
+    /// <summary>Seconds per decode row (padding rows included) of one forward pass (0 until fitted).</summary>
+    public double StepSecondsPerRow { get; init; }
+    /// <summary>Seconds per prompt position of one forward pass, beyond its decode rows (0 until fitted).</summary>
+    public double StepSecondsPerPrefillToken { get; init; }
     /// <summary>Fraction of the prompt positions of recent admissions taken from a parked prefix rather than
     /// prefilled (moving average; 0 until the first admission).</summary>
     public double PrefixReuseFraction { get; init; }

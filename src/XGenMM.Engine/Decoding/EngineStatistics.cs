@@ -29,10 +29,11 @@ internal sealed class EngineStatistics
         lock (_lock) _decodeStepSeconds = ++_decodeSamples <= 2 ? seconds : Ewma(_decodeStepSeconds, seconds);
     }
 
-    /// <summary>Predicted seconds of a forward pass of <paramref name="tokens"/> tokens (0 until fitted).</summary>
-    public double PassSeconds(int tokens)
+    /// <summary>Predicted seconds of a forward pass of <paramref name="rows"/> decode rows and
+    /// <paramref name="prefillTokens"/> prompt positions (0 until fitted).</summary>
+    public double PassSeconds(int rows, int prefillTokens)
     {
-        lock (_lock) return _passes.SecondsPerToken > 0 ? _passes.Predict(tokens) : 0;
+        lock (_lock) return _passes.Fitted ? _passes.Predict(rows, prefillTokens) : 0;
     }
 
     /// <summary>An admitted request reused <paramref name="reused"/> of its <paramref name="positions"/> prompt positions
@@ -49,11 +50,11 @@ internal sealed class EngineStatistics
         }
     }
 
-    /// <summary>One forward pass of <paramref name="tokens"/> tokens (decode rows and prompt positions), for the
-    /// step cost line (<see cref="StepCostFit"/>).</summary>
-    public void RecordPass(double seconds, int tokens)
+    /// <summary>One forward pass of <paramref name="rows"/> decode rows and <paramref name="prefillTokens"/> prompt
+    /// positions, for the pass cost (<see cref="StepCostFit"/>).</summary>
+    public void RecordPass(double seconds, int rows, int prefillTokens)
     {
-        lock (_lock) _passes.Record(seconds, tokens);
+        lock (_lock) _passes.Record(seconds, rows, prefillTokens);
     }
 
     /// <summary>Seconds of one prefill chunk of <paramref name="tokens"/> positions, averaged per position.</summary>
@@ -117,8 +118,12 @@ internal sealed class EngineStatistics
             remaining.Add(Math.Max(0, s.Request.MaxNewTokens - s.Completion.Count));
         }
         remaining.Sort();
-        double stepSeconds, prefillPerToken, passFixed, passPerToken, reuse;
-        lock (_lock) (stepSeconds, prefillPerToken, passFixed, passPerToken, reuse) = (_decodeStepSeconds, _prefillSecondsPerToken, _passes.FixedSeconds, _passes.SecondsPerToken, _reuseFraction);
+        double stepSeconds, prefillPerToken, passFixed, passPerRow, passPerPrefill, reuse;
+        lock (_lock)
+        {
+            (stepSeconds, prefillPerToken, reuse) = (_decodeStepSeconds, _prefillSecondsPerToken, _reuseFraction);
+            (passFixed, passPerRow, passPerPrefill) = _passes.Fitted ? (_passes.FixedSeconds, _passes.SecondsPerRow, _passes.SecondsPerPrefillToken) : (0, 0, 0);
+        }
         var (tps, ttft50, ttft99, itl50, itl99, generated) = Read();
         var (waiting, waitingTokens) = scheduler.WaitingCounters;
         return new DecodeLoad
@@ -145,7 +150,8 @@ internal sealed class EngineStatistics
             DecodeStepSeconds = stepSeconds,
             PrefillSecondsPerToken = prefillPerToken,
             StepFixedSeconds = passFixed,
-            StepSecondsPerToken = passPerToken,
+            StepSecondsPerRow = passPerRow,
+            StepSecondsPerPrefillToken = passPerPrefill,
             PrefixReuseFraction = reuse,
             RowLimit = Math.Min(scheduler.Slots, scheduler.RowLimitNow),
             PrefillChunkTokens = prefillChunkTokens,

@@ -29,14 +29,18 @@ internal sealed class Scheduler
     private long _admissions;
     private long _reusedTotal;
 
-    private readonly Func<int, double>? _passSeconds;
+    private readonly Func<int, int, double>? _passSeconds;
+    /// <summary>This step's bound on the pass time and the light tenants it protects (0 and empty while no row limit
+    /// applies): the heavy tenants' prompt positions are held to what the bound leaves.</summary>
+    private double _stepBound;
+    private HashSet<string> _light = [];
     /// <summary>Tenants seen with work lately: when each last had any and how many rows it wanted then (see
     /// <see cref="RowLimit"/>).</summary>
     private readonly Dictionary<string, (long At, int Demand)> _recent = new(StringComparer.Ordinal);
 
-    /// <param name="passSeconds">Predicted seconds of a forward pass of that many tokens (the engine's fitted line),
-    /// or null (or 0) when not known: the shared row limit needs it.</param>
-    public Scheduler(int slots, DecodeEngineOptions options, Func<int, double>? passSeconds = null)
+    /// <param name="passSeconds">Predicted seconds of a forward pass of that many decode rows and prompt positions (the
+    /// engine's fitted costs), or null (or 0) when not known: the shared row limit needs it.</param>
+    public Scheduler(int slots, DecodeEngineOptions options, Func<int, int, double>? passSeconds = null)
     {
         _options = options;
         _passSeconds = passSeconds;
@@ -129,7 +133,7 @@ internal sealed class Scheduler
 
         var copies = new List<SlotCopy>();
         var admitted = Admit(now, copies);
-        return new StepPlan(dropped, stopped, copies, admitted, PlanPrefills(now, PrefillBudget(decodes.Count)), decodes, width);
+        return new StepPlan(dropped, stopped, copies, admitted, PlanPrefills(now, PrefillBudget(decodes.Count), decodes.Count > 0 ? width : 0), decodes, width);
     }
 
     private List<DroppedRequest> DropWaiting(long now, bool cancelAll)
@@ -235,6 +239,8 @@ internal sealed class Scheduler
             if (!_recent.TryGetValue(tenant, out var seen) || rows >= seen.Demand || now - seen.At > linger) _recent[tenant] = (now, rows);
             else _recent[tenant] = (now, seen.Demand);
         foreach (var tenant in _recent.Where(r => now - r.Value.At > linger).Select(r => r.Key).ToList()) _recent.Remove(tenant);
+        _stepBound = 0;
+        _light = light;
         if (_options.SharedStepSlowdown <= 0 || _passSeconds is null || _recent.Count < 2) return (slots, light);
         double weights = _recent.Keys.Sum(WeightOf);
         int lightRows = 0, heavy = 0;
@@ -248,10 +254,11 @@ internal sealed class Scheduler
             else heavy++;
         }
         if (light.Count == 0 || heavy == 0) return (slots, light);
-        double bound = (1 + _options.SharedStepSlowdown) * _passSeconds(Math.Max(1, lightRows));
+        double bound = (1 + _options.SharedStepSlowdown) * _passSeconds(Math.Max(1, lightRows), 0);
         if (!(bound > 0)) return (slots, light);
+        _stepBound = bound;
         int limit = Math.Max(1, lightRows);
-        while (limit < slots && _passSeconds(limit + 1) <= bound) limit++;
+        while (limit < slots && _passSeconds(limit + 1, 0) <= bound) limit++;
         // Each heavy tenant keeps at least one row, so that it is slowed, never stopped.
         return (Math.Clamp(limit, Math.Min(slots, lightRows + heavy), slots), light);
     }
@@ -336,20 +343,38 @@ internal sealed class Scheduler
     /// <summary>Prompt chunks for the sequences still prefilling, within <paramref name="budget"/> positions (see
     /// <see cref="PrefillAllotments"/> for how tenants split it). A chunk that ends a prompt makes its sequence a
     /// decode row from the next step on.</summary>
-    private List<PrefillChunk> PlanPrefills(long now, int budget)
+    private List<PrefillChunk> PlanPrefills(long now, int budget, int decodeRows)
     {
         var chunks = new List<PrefillChunk>();
         var allotments = PrefillAllotments(budget);
+        // Under a shared row limit the heavy tenants' prompt positions fill only what the pass-time bound leaves
+        // (at least one a step, so that they are slowed, never stopped): a burst's prefills lengthened the light
+        // tenant's steps as much as its rows did.
+        int heavyLeft = int.MaxValue;
+        if (_stepBound > 0 && _passSeconds is not null)
+        {
+            double perPosition = _passSeconds(0, 1) - _passSeconds(0, 0);
+            double room = _stepBound - _passSeconds(decodeRows, 0);
+            heavyLeft = perPosition > 0 ? (int)Math.Clamp(room / perPosition + 1e-6, 1, int.MaxValue) : int.MaxValue;
+            foreach (var tenant in allotments.Keys.ToList())
+                if (!_light.Contains(tenant)) allotments[tenant] = Math.Min(allotments[tenant], heavyLeft);
+        }
         // First each tenant within its allotment, then (work-conserving) whatever budget is left in admission order.
         foreach (bool withinAllotment in (bool[])[true, false])
             while (budget > 0)
             {
-                var s = EarliestPrefilling(withinAllotment ? allotments : null);
+                var s = EarliestPrefilling(withinAllotment ? allotments : null, heavyLeft > 0);
                 if (s is null) break;
                 if (s.PrefillStartTimestamp == 0) s.PrefillStartTimestamp = now;
                 int start = s.Length;
                 int count = Math.Min(budget, s.PromptPositions - start);
                 if (withinAllotment) count = Math.Min(count, allotments[s.Request.Tenant]);
+                bool heavy = _stepBound > 0 && !_light.Contains(s.Request.Tenant);
+                if (heavy)
+                {
+                    count = Math.Min(count, heavyLeft);
+                    heavyLeft -= count;
+                }
                 budget -= count;
                 if (withinAllotment) allotments[s.Request.Tenant] -= count;
                 // A sequence served in both passes gets one chunk: its two parts are contiguous.
@@ -382,11 +407,12 @@ internal sealed class Scheduler
 
     /// <summary>The earliest admitted sequence still prefilling, among tenants with allotment left when
     /// <paramref name="allotments"/> is given.</summary>
-    private Sequence? EarliestPrefilling(Dictionary<string, int>? allotments)
+    private Sequence? EarliestPrefilling(Dictionary<string, int>? allotments, bool heavyRoom)
     {
         Sequence? s = null;
         foreach (var candidate in _bySlot)
             if (candidate is { State: Sequence.Phase.Prefilling } && (allotments is null || allotments[candidate.Request.Tenant] > 0)
+                && (heavyRoom || _stepBound <= 0 || _light.Contains(candidate.Request.Tenant))
                 && (s is null || candidate.AdmissionOrder < s.AdmissionOrder))
                 s = candidate;
         return s;

@@ -1,13 +1,17 @@
 namespace XGenMM.Engine.Decoding;
 
 /// <summary>
-/// The time of one forward pass as a line in its tokens (decode rows plus prompt positions): a fixed part (weights
-/// read, kernel launches, sampling set-up) and a part per token, fitted online by least squares over recent passes
-/// with exponential forgetting. Admission control predicts a new request's first token from it
-/// (<see cref="DecodeLoad.StepFixedSeconds"/>): sharing each mixed pass's time out per token, as
-/// <see cref="DecodeLoad.PrefillSecondsPerToken"/> does, charges the fixed part to every prompt position and again to
-/// the decode steps interleaved with the prefill, which on the 2-core CPU made the predicted TTFT about 3x the
-/// measured one (loadtest/results/2026-12-05-overload-calibrated). Not thread-safe: the owner locks.
+/// The time of one forward pass from what it carries: a fixed part (weights read, kernel launches, sampling set-up),
+/// a part per decode row and a part per prompt position. The decode line (fixed + rows x per row) is fitted online by
+/// least squares with exponential forgetting over the passes without prompt positions; the cost of a prompt position
+/// is what a pass with prompt positions took beyond that line, per position (moving average). Rows and prompt
+/// positions are fitted apart because they cost very differently on the 2-core CPU: a decode row (its attention over
+/// its own cache) about 0.5 ms, a prompt position (one more column of batched matrix products) well under 0.1 ms.
+/// Admission control predicts a new request's first token from these (<see cref="DecodeLoad.StepFixedSeconds"/>) and
+/// the scheduler bounds a shared decoder's step with them (<see cref="DecodeEngineOptions.SharedStepSlowdown"/>).
+/// Sharing each mixed pass's time out per token instead, as <see cref="DecodeLoad.PrefillSecondsPerToken"/> does,
+/// charges the fixed part to every prompt position and again to the interleaved decode steps, which made the predicted
+/// TTFT about 3x the measured one (loadtest/results/2026-12-05-overload-calibrated). Not thread-safe: the owner locks.
 /// </summary>
 internal sealed class StepCostFit
 {
@@ -18,43 +22,63 @@ internal sealed class StepCostFit
     /// that would be averaged in for many passes after.</summary>
     internal const int WarmUpPasses = 2;
 
-    /// <summary>Least token variance (tokens²) that the slope is fitted from; below it only the level is followed.</summary>
+    /// <summary>Least variance of the rows (rows², a spread of about 2 rows) that the per-row slope is fitted from;
+    /// below it (a steady batch) the slope last fitted is kept and only the level followed. Fitted from less, the
+    /// slope followed the 2-core machine's noise (a fixed part of 0 and 2.7 ms a row within a second under a busy
+    /// neighbour).</summary>
     private const double MinVariance = 4;
 
     private int _seen;
+    private bool _line;
     private double _x, _y, _xx, _xy;
 
-    /// <summary>Seconds of a pass whatever its tokens (0 until fitted).</summary>
+    /// <summary>Seconds of a pass whatever it carries (0 until fitted).</summary>
     public double FixedSeconds { get; private set; }
-    /// <summary>Seconds per token of a pass (0 until fitted).</summary>
-    public double SecondsPerToken { get; private set; }
+    /// <summary>Seconds per decode row of a pass (0 until fitted).</summary>
+    public double SecondsPerRow { get; private set; }
+    /// <summary>Seconds per prompt position of a pass (0 until measured).</summary>
+    public double SecondsPerPrefillToken { get; private set; }
 
-    public void Record(double seconds, int tokens)
+    public bool Fitted => _line && SecondsPerPrefillToken > 0;
+
+    /// <summary>A pass of <paramref name="rows"/> decode rows (padding included) and <paramref name="prefillTokens"/>
+    /// prompt positions took <paramref name="seconds"/>.</summary>
+    public void Record(double seconds, int rows, int prefillTokens)
     {
-        if (tokens <= 0 || !(seconds >= 0)) return;
+        if (rows < 0 || prefillTokens < 0 || rows + prefillTokens == 0 || !(seconds >= 0)) return;
         if (++_seen <= WarmUpPasses) return;
-        if (_seen == WarmUpPasses + 1) (_x, _y, _xx, _xy) = (tokens, seconds, (double)tokens * tokens, tokens * seconds);
+        if (prefillTokens == 0)
+        {
+            FitRows(seconds, rows);
+            return;
+        }
+        // Without a decode line yet, the whole pass is shared out per token.
+        double beyond = _line ? Math.Max(0, seconds - Predict(rows, 0)) / prefillTokens : seconds / (rows + prefillTokens);
+        SecondsPerPrefillToken = SecondsPerPrefillToken > 0 ? SecondsPerPrefillToken + Weight * (beyond - SecondsPerPrefillToken) : beyond;
+    }
+
+    private void FitRows(double seconds, int rows)
+    {
+        if (!_line) (_x, _y, _xx, _xy, _line) = (rows, seconds, (double)rows * rows, rows * seconds, true);
         else
         {
-            _x += Weight * (tokens - _x);
+            _x += Weight * (rows - _x);
             _y += Weight * (seconds - _y);
-            _xx += Weight * ((double)tokens * tokens - _xx);
-            _xy += Weight * (tokens * seconds - _xy);
+            _xx += Weight * ((double)rows * rows - _xx);
+            _xy += Weight * (rows * seconds - _xy);
         }
         double variance = _xx - _x * _x;
-        double slope;
-        if (variance >= MinVariance) slope = Math.Max(0, (_xy - _x * _y) / variance);
-        // Passes of one size only (a steady batch without prompts): keep the slope last fitted, follow the level.
-        else slope = SecondsPerToken > 0 ? SecondsPerToken : _y / _x;
+        double slope = variance >= MinVariance ? Math.Max(0, (_xy - _x * _y) / variance) : SecondsPerRow;
         double fixedPart = _y - slope * _x;
         if (fixedPart < 0)
         {
             fixedPart = 0;
-            slope = _y / _x;
+            slope = _x > 0 ? _y / _x : 0;
         }
-        (FixedSeconds, SecondsPerToken) = (fixedPart, slope);
+        (FixedSeconds, SecondsPerRow) = (fixedPart, slope);
     }
 
-    /// <summary>Predicted seconds of a pass of <paramref name="tokens"/> tokens.</summary>
-    public double Predict(int tokens) => FixedSeconds + SecondsPerToken * tokens;
+    /// <summary>Predicted seconds of a pass of <paramref name="rows"/> decode rows and <paramref name="prefillTokens"/>
+    /// prompt positions.</summary>
+    public double Predict(int rows, int prefillTokens) => FixedSeconds + SecondsPerRow * rows + SecondsPerPrefillToken * prefillTokens;
 }
