@@ -379,9 +379,11 @@ public sealed class SchedulerTests
         Assert.Equal(4, scheduler.RowLimitNow);
         // Free slots stay free for A while B is there; B is never held back by the limit.
         Assert.Empty(Step(scheduler, t0 + Stopwatch.Frequency / 100).Admitted);
+        // A third request of B: B is admitted, and A may keep as many rows as B wants (3), not more.
         var b2 = Submit(scheduler, Request("b2", 5, maxNewTokens: 100, tenant: "B", first: 500));
-        Assert.Equal([b2], Step(scheduler, t0 + Stopwatch.Frequency / 50).Admitted);
-        Assert.Equal(5, Running(scheduler));
+        Assert.Contains(b2, Step(scheduler, t0 + Stopwatch.Frequency / 50).Admitted);
+        Assert.Equal(3, scheduler.BySlot.Count(s => s is { Request.Tenant: "A" }));
+        Assert.Empty(Step(scheduler, t0 + Stopwatch.Frequency / 40).Admitted);
     }
 
     [Fact]
@@ -429,16 +431,28 @@ public sealed class SchedulerTests
     }
 
     [Fact]
-    public void A_heavy_tenant_keeps_a_row_however_many_the_light_ones_run()
+    public void A_heavy_tenant_keeps_as_many_rows_as_the_largest_light_tenant_wants_however_steep_the_pass()
     {
-        // Light tenants with 6 rows (each under its share of 24 slots / 4 tenants); a pass so steep that no row is left.
+        // Light tenants with 6 rows (2 each, under their share of 24 slots / 4 tenants); a pass so steep that the
+        // slowdown would leave A none: A keeps 2 rows.
         var scheduler = new Scheduler(24, Options(24, o => o.MaxWaitingRequests = 1000), (n, p) => 0.001 * n * n + 0.0001 * p);
         for (int i = 0; i < 30; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
         foreach (var t in new[] { "B", "C", "D" })
             for (int i = 0; i < 2; i++) Submit(scheduler, Request($"{t}{i}", 5, maxNewTokens: 100, tenant: t, first: 400 + i));
         var plan = Step(scheduler);
         Assert.Equal(6, plan.Admitted.Count(s => s.Request.Tenant != "A"));
-        Assert.Equal(1, plan.Admitted.Count(s => s.Request.Tenant == "A"));
+        Assert.Equal(2, plan.Admitted.Count(s => s.Request.Tenant == "A"));
+    }
+
+    [Fact]
+    public void Tenants_near_their_shares_are_not_light_so_no_row_limit_applies()
+    {
+        // 16 slots, shares of 8: A wants 8, B 7 (under its share but more than a quarter of A's): no limit, all run.
+        var scheduler = new Scheduler(16, Options(16, o => o.MaxWaitingRequests = 1000), Line);
+        for (int i = 0; i < 8; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+        for (int i = 0; i < 7; i++) Submit(scheduler, Request($"b{i}", 5, maxNewTokens: 100, tenant: "B", first: 10 * i + 5));
+        Assert.Equal(15, Step(scheduler).Admitted.Count);
+        Assert.Equal(16, scheduler.RowLimitNow);
     }
 
     [Fact]

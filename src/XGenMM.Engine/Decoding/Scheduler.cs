@@ -225,8 +225,13 @@ internal sealed class Scheduler
     /// of the light tenants' rows alone; light tenants are never held back by it. A tenant counts as active for
     /// <see cref="DecodeEngineOptions.ShareLinger"/> after its last row, with the most rows it wanted then: a closed
     /// loop's next request comes a moment after the last one ended, and the heavy tenant must not fill the slots in
-    /// that gap (those rows are kept free for it within the limit). Returns the limit (the slot count when none applies) and the light tenants.
+    /// that gap (those rows are kept free for it within the limit). A tenant is light only while it also wants at most
+    /// <see cref="LightRatio"/> of the heaviest tenant's rows (by weight): two tenants near their shares (a 1:1 sweep)
+    /// swapped light and heavy from one request to the next, and the one found heavy was held to a few rows while its
+    /// admitted requests queued for seconds. Returns the limit (the slot count when none applies) and the light tenants.
     /// </summary>
+    internal const double LightRatio = 0.25;
+
     internal (int Limit, HashSet<string> Light) RowLimit(long now)
     {
         var light = new HashSet<string>(StringComparer.Ordinal);
@@ -243,24 +248,31 @@ internal sealed class Scheduler
         _light = light;
         if (_options.SharedStepSlowdown <= 0 || _passSeconds is null || _recent.Count < 2) return (slots, light);
         double weights = _recent.Keys.Sum(WeightOf);
-        int lightRows = 0, heavy = 0;
+        double heaviest = _recent.Max(r => r.Value.Demand / WeightOf(r.Key));
+        int lightRows = 0;
+        double lightest = 0;
+        var heavy = new List<string>();
         foreach (var (tenant, seen) in _recent)
         {
-            if (seen.Demand < slots * WeightOf(tenant) / weights)
+            double perWeight = seen.Demand / WeightOf(tenant);
+            if (seen.Demand < slots * WeightOf(tenant) / weights && perWeight <= LightRatio * heaviest)
             {
                 light.Add(tenant);
                 lightRows += seen.Demand;
+                lightest = Math.Max(lightest, perWeight);
             }
-            else heavy++;
+            else heavy.Add(tenant);
         }
-        if (light.Count == 0 || heavy == 0) return (slots, light);
+        if (light.Count == 0 || heavy.Count == 0) return (slots, light);
+        // Each heavy tenant keeps, by weight, as many rows as the largest light tenant wants (at least one): the limit
+        // bounds what a burst adds to a light tenant's steps, never below a fair share of the rows both use.
+        int floor = lightRows + heavy.Sum(t => Math.Max(1, (int)Math.Ceiling(lightest * WeightOf(t))));
         double bound = (1 + _options.SharedStepSlowdown) * _passSeconds(Math.Max(1, lightRows), 0);
-        if (!(bound > 0)) return (slots, light);
+        if (!(bound > 0)) return (Math.Min(slots, floor), light);
         _stepBound = bound;
         int limit = Math.Max(1, lightRows);
         while (limit < slots && _passSeconds(limit + 1, 0) <= bound) limit++;
-        // Each heavy tenant keeps at least one row, so that it is slowed, never stopped.
-        return (Math.Clamp(limit, Math.Min(slots, lightRows + heavy), slots), light);
+        return (Math.Clamp(limit, Math.Min(slots, floor), slots), light);
     }
 
     private double WeightOf(string tenant) => _options.TenantWeights.TryGetValue(tenant, out var w) ? w : 1.0;
