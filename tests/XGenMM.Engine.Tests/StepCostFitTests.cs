@@ -1,0 +1,39 @@
+using XGenMM.Engine.Decoding;
+
+namespace XGenMM.Engine.Tests;
+
+/// <summary>The pass-cost fit on made-up passes: no model, no timing.</summary>
+public sealed class StepCostFitTests
+{
+    [Fact]
+    public void Passes_of_a_known_cost_give_back_the_fixed_part_the_cost_of_a_row_and_of_a_prompt_position()
+    {
+        // 4 ms + 0.5 ms a row + 0.05 ms a prompt position; the first passes (start-up work) cost 50 ms and are skipped.
+        var fit = new StepCostFit();
+        for (int i = 0; i < StepCostFit.WarmUpPasses; i++) fit.Record(0.050, 4, 0);
+        Assert.False(fit.Fitted);
+        for (int i = 0; i < 2000; i++)
+        {
+            int rows = 2 + i % 12;
+            fit.Record(0.004 + 0.0005 * rows, rows, 0);
+            if (i % 3 == 0) fit.Record(0.004 + 0.0005 * rows + 0.00005 * 40, rows, 40);
+        }
+        Assert.True(fit.Fitted);
+        Assert.Equal(0.004, fit.FixedSeconds, 6);
+        Assert.Equal(0.0005, fit.SecondsPerRow, 7);
+        Assert.Equal(0.00005, fit.SecondsPerPrefillToken, 7);
+        Assert.Equal(0.004 + 0.0005 * 8 + 0.00005 * 10, fit.Predict(8, 10), 6);
+    }
+
+    [Fact]
+    public void A_steady_batch_follows_the_level_with_a_slope_fitted_before()
+    {
+        var fit = new StepCostFit();
+        for (int i = 0; i < 2000; i++) fit.Record(0.004 + 0.0005 * (2 + i % 12), 2 + i % 12, 0);
+        // The same 10 rows from now on, each pass 1 ms slower than the line said (a busier machine): the rows no longer
+        // spread, so no slope can be fitted from them; the one fitted while they did is kept and the level followed.
+        for (int i = 0; i < 2000; i++) fit.Record(0.004 + 0.0005 * 10 + 0.001, 10, 0);
+        Assert.InRange(fit.SecondsPerRow, 0.0001, 0.002);
+        Assert.Equal(0.004 + 0.0005 * 10 + 0.001, fit.Predict(10, 0), 5);
+    }
+}
