@@ -73,9 +73,10 @@ public sealed record DecoderLoadReport
 }
 
 /// <summary>One tenant's requests on a decoder: <paramref name="Running"/> hold a slot, <paramref name="Waiting"/> wait
-/// for one; <paramref name="Weight"/> is its weight in the decoder's fair shares.</summary>
+/// for one; <paramref name="Weight"/> is its weight in the decoder's fair shares; <paramref name="Held"/>: the engine
+/// holds it to the row limit that protects a lighter tenant (its excess waits there).</summary>
 [GenerateSerializer, Immutable, Alias("xgenmm.TenantRowsReport")]
-public sealed record TenantRowsReport(string Tenant, int Running, int Waiting, double Weight);
+public sealed record TenantRowsReport(string Tenant, int Running, int Waiting, double Weight, bool Held = false);
 
 /// <summary>The cluster-wide list of decoders and their latest load (key 0). Decoder silos report every second.</summary>
 public interface IDecoderRegistryGrain : IGrainWithIntegerKey

@@ -193,6 +193,18 @@ public sealed class TenantShareTests
         Assert.Equal([1, 20], ledger.Adjust(report).RemainingTokens);
     }
 
+    [Fact]
+    public void A_tenant_the_engine_holds_back_is_over_its_share_and_the_one_it_protects_is_within_it_whatever_the_counts()
+    {
+        // The engine holds A to a row limit for B: few rows in use, so by the counts B (2 of 3 in use) would be over a
+        // share of 1.5; the engine's word decides.
+        var report = Full(new("A", 1, 3, 1, Held: true), new("B", 2, 0, 1)) with { Running = 3, Waiting = 3, RowLimit = 4 };
+        Assert.False(TenantShare.Of(report, "A").Below);
+        Assert.True(TenantShare.Of(report, "B").Below);
+        Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([report], null, 50, Options, "A")).Kind);
+        Assert.Equal("d1", ClusterChat.Choose([report], null, 50, Options, "B")!.DecoderKey);
+    }
+
     private sealed class ManualClock : TimeProvider
     {
         private DateTimeOffset _now = DateTimeOffset.UnixEpoch;

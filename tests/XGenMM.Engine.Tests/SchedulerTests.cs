@@ -473,4 +473,24 @@ public sealed class SchedulerTests
         Assert.Equal(3, plan.DecodeWidth);
         Assert.Equal(14, plan.Prefills.Where(c => c.Sequence.Request.Tenant == "A").Sum(c => c.Count));
     }
+
+    [Fact]
+    public void A_tenant_s_peak_is_remembered_for_the_linger_time_only_and_the_held_tenant_is_reported()
+    {
+        var scheduler = new Scheduler(32, Options(32, o => { o.MaxWaitingRequests = 1000; o.ShareLinger = TimeSpan.FromSeconds(1); }), Line);
+        long t0 = Now(), ms = Stopwatch.Frequency / 1000;
+        // A wants 20 rows, then only 4 (its others end); B wants 4 all along.
+        var a = Enumerable.Range(0, 20).Select(i => Submit(scheduler, Request($"a{i}", 5, maxNewTokens: i < 4 ? 1000 : 2, tenant: "A", first: 10 * i))).ToList();
+        Step(scheduler, t0);
+        for (int i = 0; i < 4; i++) Submit(scheduler, Request($"b{i}", 5, maxNewTokens: 1000, tenant: "B", first: 300 + 10 * i));
+        Step(scheduler, t0 + 10 * ms);
+        Step(scheduler, t0 + 20 * ms);
+        // Within the linger time A's peak of 20 makes B (4) light and A held.
+        Assert.Contains(scheduler.TenantLoads(), t => t is { Tenant: "A", Held: true });
+        Assert.Contains(scheduler.TenantLoads(), t => t is { Tenant: "B", Held: false });
+        // Past it both want 4: neither is light, no limit.
+        Step(scheduler, t0 + 1500 * ms);
+        Assert.Equal(32, scheduler.RowLimitNow);
+        Assert.All(scheduler.TenantLoads(), t => Assert.False(t.Held));
+    }
 }

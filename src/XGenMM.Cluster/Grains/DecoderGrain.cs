@@ -160,6 +160,6 @@ internal static class DecoderReports
         PrefillChunkTokens = load.PrefillChunkTokens,
         PrefillingTokens = load.PrefillingTokens,
         RemainingTokens = [.. load.RemainingTokens],
-        Tenants = [.. load.Tenants.Select(t => new TenantRowsReport(t.Tenant, t.Running, t.Waiting, t.Weight))],
+        Tenants = [.. load.Tenants.Select(t => new TenantRowsReport(t.Tenant, t.Running, t.Waiting, t.Weight, t.Held))],
     };
 }

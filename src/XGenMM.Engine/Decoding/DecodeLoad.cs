@@ -69,8 +69,9 @@ public sealed record DecodeLoad
 }
 
 /// <summary>One tenant's requests on a decode engine: <paramref name="Running"/> hold a slot, <paramref name="Waiting"/>
-/// wait for one; <paramref name="Weight"/> is its weight in the engine's fair shares.</summary>
-public sealed record TenantLoad(string Tenant, int Running, int Waiting, double Weight);
+/// wait for one; <paramref name="Weight"/> is its weight in the engine's fair shares; <paramref name="Held"/>: it is
+/// held to the row limit that protects a lighter tenant (<see cref="DecodeEngineOptions.SharedStepSlowdown"/>).</summary>
+public sealed record TenantLoad(string Tenant, int Running, int Waiting, double Weight, bool Held = false);
 
 /// <summary>What the engine reports when a request ends (metrics, ledgers).</summary>
 public sealed record DecodeCompletion(string RequestId, string Tenant, DecodeFinishReason Reason, DecodeUsage Usage, DecodeTimings Timings,

@@ -36,7 +36,7 @@ internal sealed class Scheduler
     private HashSet<string> _light = [];
     /// <summary>Tenants seen with work lately: when each last had any and how many rows it wanted then (see
     /// <see cref="RowLimit"/>).</summary>
-    private readonly Dictionary<string, (long At, int Demand)> _recent = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (long At, int Demand, long PeakAt)> _recent = new(StringComparer.Ordinal);
 
     /// <param name="passSeconds">Predicted seconds of a forward pass of that many decode rows and prompt positions (the
     /// engine's fitted costs), or null (or 0) when not known: the shared row limit needs it.</param>
@@ -241,8 +241,10 @@ internal sealed class Scheduler
         foreach (var s in _waiting.Items) demand[s.Request.Tenant] = demand.GetValueOrDefault(s.Request.Tenant) + 1;
         long linger = (long)(_options.ShareLinger.TotalSeconds * Stopwatch.Frequency);
         foreach (var (tenant, rows) in demand)
-            if (!_recent.TryGetValue(tenant, out var seen) || rows >= seen.Demand || now - seen.At > linger) _recent[tenant] = (now, rows);
-            else _recent[tenant] = (now, seen.Demand);
+            // The most rows it wanted within the linger time, not since it became active: a tenant that wanted 32 rows
+            // in one phase and 8 in the next was still taken as heavy four times over, and held back, in the next.
+            if (!_recent.TryGetValue(tenant, out var seen) || rows >= seen.Demand || now - seen.PeakAt > linger) _recent[tenant] = (now, rows, now);
+            else _recent[tenant] = (now, seen.Demand, seen.PeakAt);
         foreach (var tenant in _recent.Where(r => now - r.Value.At > linger).Select(r => r.Key).ToList()) _recent.Remove(tenant);
         _stepBound = 0;
         _light = light;
@@ -437,10 +439,11 @@ internal sealed class Scheduler
         var waiting = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var s in _waiting.Items) waiting[s.Request.Tenant] = waiting.GetValueOrDefault(s.Request.Tenant) + 1;
         var loads = new List<TenantLoad>();
+        bool limited = RowLimitNow < Slots && _light.Count > 0;
         foreach (var (tenant, running) in _runningByTenant)
-            loads.Add(new TenantLoad(tenant, running, waiting.GetValueOrDefault(tenant), WeightOf(tenant)));
+            loads.Add(new TenantLoad(tenant, running, waiting.GetValueOrDefault(tenant), WeightOf(tenant), limited && !_light.Contains(tenant)));
         foreach (var (tenant, count) in waiting)
-            if (!_runningByTenant.ContainsKey(tenant)) loads.Add(new TenantLoad(tenant, 0, count, WeightOf(tenant)));
+            if (!_runningByTenant.ContainsKey(tenant)) loads.Add(new TenantLoad(tenant, 0, count, WeightOf(tenant), limited && !_light.Contains(tenant)));
         return loads;
     }
 
