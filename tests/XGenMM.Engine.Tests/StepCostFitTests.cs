@@ -36,4 +36,20 @@ public sealed class StepCostFitTests
         Assert.InRange(fit.SecondsPerRow, 0.0001, 0.002);
         Assert.Equal(0.004 + 0.0005 * 10 + 0.001, fit.Predict(10, 0), 5);
     }
+
+    [Fact]
+    public void Decode_passes_are_predicted_from_the_row_counts_measured_not_from_the_line_far_from_them()
+    {
+        var fit = new StepCostFit();
+        for (int i = 0; i < StepCostFit.WarmUpPasses; i++) fit.Record(0.050, 2, 0);
+        // 2 rows took 3 ms earlier; then a long steady batch of 30 rows at 30 ms (the line fitted there says little
+        // about 2 rows); 10 rows once at 9 ms.
+        for (int i = 0; i < 50; i++) fit.Record(0.003, 2, 0);
+        fit.Record(0.009, 10, 0);
+        for (int i = 0; i < 3000; i++) fit.Record(0.030, 30, 0);
+        Assert.Equal(0.003, fit.Measured(2), 6);
+        Assert.Equal(0.030, fit.Measured(30), 6);
+        Assert.Equal(0.003 + (0.009 - 0.003) * 4 / 8, fit.Measured(6), 6);
+        Assert.InRange(fit.Measured(1), fit.FixedSeconds, 0.003);
+    }
 }

@@ -33,7 +33,7 @@ internal sealed class EngineStatistics
     /// <paramref name="prefillTokens"/> prompt positions (0 until fitted).</summary>
     public double PassSeconds(int rows, int prefillTokens)
     {
-        lock (_lock) return _passes.Fitted ? _passes.Predict(rows, prefillTokens) : 0;
+        lock (_lock) return _passes.Fitted ? _passes.Measured(rows) + _passes.SecondsPerPrefillToken * prefillTokens : 0;
     }
 
     /// <summary>An admitted request reused <paramref name="reused"/> of its <paramref name="positions"/> prompt positions

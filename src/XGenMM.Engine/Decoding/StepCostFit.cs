@@ -37,6 +37,14 @@ internal sealed class StepCostFit
     private int _seen;
     private bool _line;
     private double _x, _y, _xx, _xy;
+    /// <summary>Decode passes measured at each row count (moving average per count): the row limit compares passes at
+    /// row counts far apart (a light tenant's 2 rows, a burst's 30), and the line, fitted where the passes are now,
+    /// extrapolated badly to counts not seen lately (a steady 31-row batch left a fixed part of 30 ms, so that 2 rows
+    /// looked as slow as 31 and the limit let the burst run every slot).</summary>
+    private readonly SortedDictionary<int, double> _byRows = [];
+
+    /// <summary>Weight of the newest pass in the per-row-count averages.</summary>
+    internal const double CountWeight = 0.1;
 
     /// <summary>Seconds of a pass whatever it carries (0 until fitted).</summary>
     public double FixedSeconds { get; private set; }
@@ -56,6 +64,7 @@ internal sealed class StepCostFit
         if (prefillTokens == 0)
         {
             FitRows(seconds, rows);
+            _byRows[rows] = _byRows.TryGetValue(rows, out var at) ? at + CountWeight * (seconds - at) : seconds;
             return;
         }
         // Without a decode line yet, the whole pass is shared out per token.
@@ -85,6 +94,26 @@ internal sealed class StepCostFit
     }
 
     /// <summary>Predicted seconds of a pass of <paramref name="rows"/> decode rows and <paramref name="prefillTokens"/>
-    /// prompt positions.</summary>
+    /// prompt positions, from the fitted line.</summary>
     public double Predict(int rows, int prefillTokens) => FixedSeconds + SecondsPerRow * rows + SecondsPerPrefillToken * prefillTokens;
+
+    /// <summary>Predicted seconds of a decode pass of <paramref name="rows"/> rows from the passes measured at that
+    /// count, else between the nearest counts measured (linearly), else beyond them along the fitted slope; the line
+    /// when none was measured.</summary>
+    public double Measured(int rows)
+    {
+        if (_byRows.Count == 0) return Predict(rows, 0);
+        if (_byRows.TryGetValue(rows, out var at)) return at;
+        int? below = null, above = null;
+        foreach (var count in _byRows.Keys)
+        {
+            if (count < rows) below = count;
+            else if (above is null) above = count;
+        }
+        if (below is int b && above is int a)
+            return _byRows[b] + (_byRows[a] - _byRows[b]) * (rows - b) / (a - b);
+        if (below is int low) return _byRows[low] + SecondsPerRow * (rows - low);
+        int high = above!.Value;
+        return Math.Max(FixedSeconds, _byRows[high] - SecondsPerRow * (high - rows));
+    }
 }
