@@ -57,12 +57,26 @@ public sealed record DecoderLoadReport
     /// <summary>Every tenant with a request on this decoder (slot holders, waiting, weight): the router's
     /// tenant-share admission reads each tenant's weighted share of the slots from it.</summary>
     [Id(16)] public TenantRowsReport[] Tenants { get; init; } = [];
+    /// <summary>Fixed seconds of one forward pass whatever it carries (fitted; 0 = not fitted yet): a pass takes this +
+    /// its decode rows x <see cref="StepSecondsPerRow"/> + its prompt positions x <see cref="StepSecondsPerPrefillToken"/>.</summary>
+    [Id(17)] public double StepFixedSeconds { get; init; }
+    /// <summary>Seconds per decode row of one forward pass (fitted; 0 = not fitted yet).</summary>
+    [Id(18)] public double StepSecondsPerRow { get; init; }
+    /// <summary>Fraction of recent admissions' prompt positions reused from a parked prefix, not prefilled (moving
+    /// average): the prompts not admitted yet are expected to prefill the rest only.</summary>
+    [Id(19)] public double PrefixReuseFraction { get; init; }
+    /// <summary>Rows the tenants over their share may run now (the engine's shared step limit; 0 or
+    /// <see cref="TotalSlots"/> when none applies): their new requests wait for one of their rows to end.</summary>
+    [Id(20)] public int RowLimit { get; init; }
+    /// <summary>Seconds per prompt position of one forward pass beyond its decode rows (fitted; 0 = not fitted yet).</summary>
+    [Id(21)] public double StepSecondsPerPrefillToken { get; init; }
 }
 
 /// <summary>One tenant's requests on a decoder: <paramref name="Running"/> hold a slot, <paramref name="Waiting"/> wait
-/// for one; <paramref name="Weight"/> is its weight in the decoder's fair shares.</summary>
+/// for one; <paramref name="Weight"/> is its weight in the decoder's fair shares; <paramref name="Held"/>: the engine
+/// holds it to the row limit that protects a lighter tenant (its excess waits there).</summary>
 [GenerateSerializer, Immutable, Alias("xgenmm.TenantRowsReport")]
-public sealed record TenantRowsReport(string Tenant, int Running, int Waiting, double Weight);
+public sealed record TenantRowsReport(string Tenant, int Running, int Waiting, double Weight, bool Held = false);
 
 /// <summary>The cluster-wide list of decoders and their latest load (key 0). Decoder silos report every second.</summary>
 public interface IDecoderRegistryGrain : IGrainWithIntegerKey

@@ -9,13 +9,20 @@ namespace XGenMM.Cluster.Client;
 /// <item>slot wait: when the free slots do not cover the waiting requests and this one, the k-th running row to end
 /// frees the slot we need (k = waiting + 1 - free); a row ends at the latest after its remaining max tokens, one per
 /// decode step. Beyond the running rows, each further round of slots lasts as long as the longest row now.</item>
-/// <item>prefill: the prompt positions ahead (admitted but not prefilled, waiting) plus this prompt, at the measured
-/// seconds per position.</item>
-/// <item>interleaved decode: the engine prefills at most one chunk per step and runs a decode pass of the running rows
-/// in every step, so each chunk of those positions also costs one decode step.</item>
+/// <item>prefill: the prompt positions still ahead when our slot is free (admitted but not prefilled, waiting; those
+/// that the steps of the slot wait prefill are no longer ahead) plus this prompt, at the fitted seconds per prompt
+/// position of a forward pass.</item>
+/// <item>interleaved: the engine prefills at most one budget of positions per step, and each of those steps also
+/// pays the pass's fixed cost and the decode rows of the running requests; plus, on a busy decoder, half of the step
+/// in flight when the request arrives.</item>
 /// </list>
-/// The slot wait is an upper bound (rows that stop early free their slot sooner), so under a full decoder the model
-/// errs toward refusing. A decoder that has not measured a cost yet reports 0 for it and is predicted optimistically.
+/// The per-pass costs are the engine's fitted ones (<see cref="DecoderLoadReport.StepFixedSeconds"/> + decode rows x
+/// <see cref="DecoderLoadReport.StepSecondsPerRow"/> + prompt positions x <see cref="DecoderLoadReport.StepSecondsPerPrefillToken"/>). A decoder that reports no line (an older one) is
+/// predicted from its per-position prefill cost and whole decode steps instead, which counts a mixed step's time
+/// about twice: measured on the 2-core CPU, that predicted 3x the TTFT that came
+/// (loadtest/results/2026-12-05-overload-calibrated). The slot wait is an upper bound (rows that stop early free their
+/// slot sooner), so under a full decoder the model errs toward refusing. A decoder that has not measured a cost yet
+/// reports 0 for it and is predicted optimistically.
 /// </summary>
 public static class CapacityModel
 {
@@ -33,6 +40,30 @@ public static class CapacityModel
     public static TtftPrediction Predict(DecoderLoadReport decoder, long promptTokens)
     {
         ArgumentNullException.ThrowIfNull(decoder);
+        if (!(decoder.StepSecondsPerPrefillToken > 0)) return PredictPerPosition(decoder, promptTokens);
+        double perToken = decoder.StepSecondsPerPrefillToken, perRow = Math.Max(0, decoder.StepSecondsPerRow), fixedPart = Math.Max(0, decoder.StepFixedSeconds);
+        int budget = Math.Max(1, decoder.PrefillChunkTokens);
+        bool busy = decoder.Running > 0 || decoder.Waiting > 0;
+        // Rows decoding while this prompt prefills: those running and those admitted ahead of it.
+        long rows = Math.Min(Math.Max(0, Rows(decoder)), Math.Max(0, decoder.Running) + Math.Max(0, decoder.Waiting));
+        double step = decoder.DecodeStepSeconds > 0 ? decoder.DecodeStepSeconds : fixedPart + perRow * rows + perToken * budget;
+        long slotSteps = SlotWaitSteps(decoder);
+        // Prompts not admitted yet prefill only what a parked prefix does not give them (admitted ones are counted
+        // without their reused positions already).
+        double fresh = 1 - Math.Clamp(decoder.PrefixReuseFraction, 0, 1);
+        long ahead = Math.Max(0, decoder.PrefillingTokens) + (long)Math.Ceiling(Math.Max(0, decoder.WaitingTokens) * fresh);
+        promptTokens = (long)Math.Ceiling(Math.Max(0, promptTokens) * fresh);
+        // The requests ahead take their slots (and prefill, one budget a step) while this one waits for its own.
+        long positions = Math.Max(0, ahead - slotSteps * budget) + Math.Max(0, promptTokens);
+        long chunks = (positions + budget - 1) / budget;
+        double interleaved = chunks * (fixedPart + rows * perRow) + (busy ? step / 2 : 0);
+        return new TtftPrediction(slotSteps * step, positions * perToken, interleaved);
+    }
+
+    /// <summary>The prediction from whole decode steps and the per-position prefill cost, for a decoder that reports
+    /// no fitted pass cost.</summary>
+    private static TtftPrediction PredictPerPosition(DecoderLoadReport decoder, long promptTokens)
+    {
         double step = Math.Max(0, decoder.DecodeStepSeconds);
         double slotWait = step * SlotWaitSteps(decoder);
         long ahead = Math.Max(0, decoder.PrefillingTokens) + Math.Max(0, decoder.WaitingTokens) + Math.Max(0, promptTokens);
@@ -47,7 +78,7 @@ public static class CapacityModel
     /// <summary>Decode steps until a slot is free for a new request behind the waiting ones.</summary>
     internal static long SlotWaitSteps(DecoderLoadReport decoder)
     {
-        int free = Math.Max(0, decoder.TotalSlots - decoder.Running);
+        int free = Math.Max(0, Rows(decoder) - decoder.Running);
         long needed = (long)Math.Max(0, decoder.Waiting) + 1 - free;
         var remaining = decoder.RemainingTokens;
         // No running row to wait for (a report caught between two states): nothing to add.
@@ -56,6 +87,11 @@ public static class CapacityModel
         long rounds = (needed + remaining.Length - 1) / remaining.Length;
         return rounds * remaining[^1];
     }
+
+    /// <summary>The rows the decoder runs now: its slots, or fewer while its engine holds tenants over their share
+    /// back to keep a lighter tenant's steps short (<see cref="DecoderLoadReport.RowLimit"/>).</summary>
+    public static int Rows(DecoderLoadReport decoder) =>
+        decoder.RowLimit > 0 ? Math.Min(decoder.TotalSlots, decoder.RowLimit) : decoder.TotalSlots;
 
     /// <summary>When a refused client should come back: once the predicted wait has shrunk to the target, at least
     /// 1 s and at most <paramref name="maxSeconds"/>.</summary>

@@ -163,7 +163,12 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
                 continue;
             }
             var attempt = request with { ResumeTokenIds = [.. request.ResumeTokenIds, .. produced] };
-            var inflight = _inflight.Start(decoder.DecoderKey, request.Tenant, CapacityModel.PromptPositions(attempt));
+            // Calibration of the capacity model: what it predicted for the decoder chosen, against the first token's
+            // arrival here (docs/architecture.md, "Admission control"; loadtest/results/2026-12-05-overload-calibrated).
+            var calibration = admitTokens >= 0 && logger.IsEnabled(LogLevel.Debug)
+                ? (Prediction: CapacityModel.Predict(decoder, admitTokens), Report: decoder, Clock: System.Diagnostics.Stopwatch.StartNew())
+                : default;
+            var inflight = _inflight.Start(decoder.DecoderKey, request.Tenant, CapacityModel.PromptPositions(attempt), request.MaxNewTokens - produced.Count);
             if (produced.Count > 0) LogResuming(request.RequestId, decoder.DecoderKey, produced.Count);
             // The stream ends when its decoder's silo leaves the cluster: a dead silo never answers the next MoveNext.
             var decoderLost = _watch.SiloLost(decoder.Silo);
@@ -209,6 +214,8 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
                     }
                     if (!chunk.IsFinal)
                     {
+                        if (produced.Count == 0 && calibration.Clock is { } clock) LogPredictedTtft(calibration.Report, calibration.Prediction, clock.Elapsed.TotalSeconds);
+                        _inflight.Token(inflight);
                         produced.Add(chunk.TokenId);
                         text.Append(chunk.Text);
                     }
@@ -352,6 +359,15 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
 
     [LoggerMessage(EventId = 209, Level = LogLevel.Debug, Message = "A token stream could not be disposed; its decoder is gone or busy")]
     private partial void LogStreamDisposeFailed(Exception exception);
+
+    private void LogPredictedTtft(DecoderLoadReport report, TtftPrediction predicted, double measured) =>
+        LogPredictedTtft(report.DecoderKey, predicted.Seconds, measured, predicted.SlotWaitSeconds, predicted.PrefillSeconds, predicted.InterleavedDecodeSeconds,
+            report.Running, report.Waiting, report.PrefillingTokens, report.WaitingTokens, report.DecodeStepSeconds, report.StepFixedSeconds,
+            report.StepSecondsPerRow, report.StepSecondsPerPrefillToken, report.PrefillChunkTokens, report.PrefixReuseFraction, (DateTimeOffset.UtcNow - report.At).TotalSeconds - measured);
+
+    [LoggerMessage(EventId = 210, Level = LogLevel.Debug, Message = "TTFT calibration on {Decoder}: predicted {Predicted:F4} s, measured {Measured:F4} s (slot wait {SlotWait:F4}, prefill {Prefill:F4}, interleaved {Interleaved:F4}; running {Running}, waiting {Waiting}, prefilling {Prefilling}, waiting tokens {WaitingTokens}, step {Step:F5} s, pass {FixedSeconds:F5} s + {PerRow:F6} s/row + {PerToken:F6} s/position, chunk {Chunk}, reuse {Reuse:F2}, report age {Age:F3} s)")]
+    private partial void LogPredictedTtft(string decoder, double predicted, double measured, double slotWait, double prefill, double interleaved,
+        int running, int waiting, long prefilling, long waitingTokens, double step, double fixedSeconds, double perRow, double perToken, int chunk, double reuse, double age);
 
     [LoggerMessage(EventId = 203, Level = LogLevel.Warning, Message = "Request {RequestId}: image tokens lost ({Reason}); encoding the images again")]
     private partial void LogReencoding(string requestId, string reason);

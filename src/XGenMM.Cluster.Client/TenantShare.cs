@@ -25,9 +25,11 @@ public readonly record struct TenantShare(int Rows, double Slots, bool OthersPre
         // The request being asked about counts as in use: a tenant with no row is never refused for its share.
         int inUse = 1;
         double weight = 1, others = 0;
-        bool found = false;
+        bool found = false, held = false, othersHeld = false;
         foreach (var t in decoder.Tenants)
         {
+            if (t.Held && string.Equals(t.Tenant, tenant, StringComparison.Ordinal)) held = true;
+            else if (t.Held) othersHeld = true;
             inUse += t.Running + t.Waiting;
             if (string.Equals(t.Tenant, tenant, StringComparison.Ordinal))
             {
@@ -39,9 +41,16 @@ public readonly record struct TenantShare(int Rows, double Slots, bool OthersPre
         }
         // A tenant the decoder has not seen has the default weight there (DecodeEngineOptions.TenantWeights).
         if (!found) weight = 1;
+        // The engine holds a heavy tenant to a row limit that protects a lighter one: the held tenant is over its share
+        // whatever the counts, and the one it is held for is within it (a share of the few rows in use while the
+        // heavy tenant is held made the light tenant look over its own: 429 for a tenant with 1 row).
+        if (held) return new TenantShare(rows, 0, true);
+        if (othersHeld) return new TenantShare(rows, Math.Max(0, decoder.TotalSlots), true);
         // The share is of the rows in use, not of every slot: this is asked only when the decoder is over its TTFT
         // target, so what it holds now is what it can serve within the target. A share of all the slots let every
         // tenant of a crowded decoder fill it far past the target (two tenants at 10x: TTFT p99 4.5x the knee's).
+        // Of the slots, not of the engine's row limit (DecoderLoadReport.RowLimit): that limit holds back only the tenants
+        // over their share, and a share of it made the light tenant it protects look over its own (429 for 2 streams).
         double capacity = Math.Min(Math.Max(0, decoder.TotalSlots), inUse);
         double slots = capacity * weight / (weight + others);
         return new TenantShare(rows, slots, others > 0);

@@ -70,6 +70,51 @@ public sealed class CapacityModelTests
     }
 
     [Fact]
+    public void With_a_fitted_pass_line_each_prefill_step_pays_the_fixed_cost_and_the_decode_rows_once_and_the_prompt_per_token()
+    {
+        // A pass: 5 ms + 0.1 ms a token. 2 running rows and 1 waiting (100 positions, a fifth of which a parked prefix
+        // gives): 80 + 80 positions at 64 a step = 3 steps of 5 ms + 3 rows x 0.1 ms, 160 x 0.1 ms, and half the step in flight.
+        var report = Report(running: 2, waiting: 1, waitingTokens: 100, remaining: [50, 80], step: 0.008, chunk: 64) with
+        {
+            StepFixedSeconds = 0.005, StepSecondsPerRow = 0.0001, StepSecondsPerPrefillToken = 0.0001, PrefixReuseFraction = 0.2,
+        };
+        var p = CapacityModel.Predict(report, 100);
+        Assert.Equal(0, p.SlotWaitSeconds);
+        Assert.Equal(160 * 0.0001, p.PrefillSeconds, 9);
+        Assert.Equal(3 * (0.005 + 3 * 0.0001) + 0.008 / 2, p.InterleavedDecodeSeconds, 9);
+
+        // Idle: no step in flight, one pass of the prompt.
+        var idle = CapacityModel.Predict(Report(step: 0.008, chunk: 64) with { StepFixedSeconds = 0.005, StepSecondsPerRow = 0.0001, StepSecondsPerPrefillToken = 0.0001 }, 50);
+        Assert.Equal(0.005 + 50 * 0.0001, idle.Seconds, 9);
+    }
+
+    [Fact]
+    public void With_a_fitted_pass_line_the_prompts_ahead_prefill_during_the_slot_wait()
+    {
+        // Full (4 slots), 2 waiting of 100 positions each: the 3rd row to end frees our slot after 30 steps, in which
+        // the 200 positions ahead were prefilled (64 a step); only our own prompt is left.
+        var report = Report(running: 4, waiting: 2, waitingTokens: 200, remaining: [10, 20, 30, 40], step: 0.01, chunk: 64) with
+        {
+            StepFixedSeconds = 0.005, StepSecondsPerRow = 0.0001, StepSecondsPerPrefillToken = 0.0001,
+        };
+        var p = CapacityModel.Predict(report, 60);
+        Assert.Equal(30 * 0.01, p.SlotWaitSeconds, 9);
+        Assert.Equal(60 * 0.0001, p.PrefillSeconds, 9);
+        Assert.Equal(0.005 + 4 * 0.0001 + 0.01 / 2, p.InterleavedDecodeSeconds, 9);
+    }
+
+    [Fact]
+    public void The_engine_row_limit_counts_as_the_decoder_s_slots()
+    {
+        // 8 slots, 3 running, the engine lets the tenants over their share run 3 rows: the next one waits for a row.
+        var report = Report(slots: 8, running: 3, remaining: [5, 9, 12]) with { RowLimit = 3 };
+        Assert.Equal(3, CapacityModel.Rows(report));
+        Assert.Equal(5 * Step, CapacityModel.Predict(report, 1).SlotWaitSeconds, 9);
+        Assert.Equal(8, CapacityModel.Rows(report with { RowLimit = 0 }));
+        Assert.Equal(0, CapacityModel.Predict(report with { RowLimit = 0 }, 1).SlotWaitSeconds);
+    }
+
+    [Fact]
     public void Retry_after_is_the_excess_over_the_target_rounded_up_within_1_s_and_the_maximum()
     {
         Assert.Equal(4, CapacityModel.RetryAfterSeconds(5.2, 2, 30));

@@ -145,6 +145,66 @@ public sealed class TenantShareTests
         Assert.Same(fresh, ledger.Adjust(fresh));
     }
 
+    [Fact]
+    public void The_ledger_moves_a_request_from_prompt_work_to_a_running_row_at_its_first_token()
+    {
+        var clock = new ManualClock();
+        var ledger = new InflightLedger(clock);
+        var seen = ledger.Start("d1", "A", 60, maxNewTokens: 32); // waiting when the report was taken
+        clock.Advance(TimeSpan.FromSeconds(1));
+        var report = new DecoderLoadReport
+        {
+            DecoderKey = "d1", Silo = "silo", TotalSlots = 8, Running = 1, Waiting = 1, WaitingTokens = 60, RemainingTokens = [30],
+            Tenants = [new("A", 1, 1, 1)], At = clock.GetUtcNow(),
+        };
+        clock.Advance(TimeSpan.FromMilliseconds(50));
+        var later = ledger.Start("d1", "B", 40, maxNewTokens: 32);
+        var adjusted = ledger.Adjust(report);
+        Assert.Equal((1, 2, 100L), (adjusted.Running, adjusted.Waiting, adjusted.WaitingTokens));
+
+        // Both got their first token: no prompt work is left, both are rows with their tokens left.
+        ledger.Token(seen);
+        ledger.Token(later);
+        ledger.Token(later);
+        adjusted = ledger.Adjust(report);
+        Assert.Equal((3, 0, 0L, 0L), (adjusted.Running, adjusted.Waiting, adjusted.WaitingTokens, adjusted.PrefillingTokens));
+        Assert.Equal([30, 30, 31], adjusted.RemainingTokens); // the report's row, then 32 less 2 and 32 less 1 made
+        Assert.Equal((2, 0), (adjusted.Tenants.Single(t => t.Tenant == "A").Running, adjusted.Tenants.Single(t => t.Tenant == "A").Waiting));
+        Assert.Equal(1, adjusted.Tenants.Single(t => t.Tenant == "B").Running);
+
+        // A request the report saw prefilling gives up its positions at its first token, and its row when it ends.
+        var prefilling = report with { Running = 2, Waiting = 0, WaitingTokens = 0, PrefillingTokens = 60, RemainingTokens = [30, 32], Tenants = [new("A", 2, 0, 1)] };
+        adjusted = ledger.Adjust(prefilling);
+        Assert.Equal((3, 0L), (adjusted.Running, adjusted.PrefillingTokens));
+        ledger.End(seen);
+        Assert.Equal(2, ledger.Adjust(prefilling).Running);
+    }
+
+    [Fact]
+    public void The_ledger_ages_the_tokens_left_of_the_rows_a_report_saw_by_the_steps_since()
+    {
+        var clock = new ManualClock();
+        var ledger = new InflightLedger(clock);
+        var report = new DecoderLoadReport
+        {
+            DecoderKey = "d1", Silo = "silo", TotalSlots = 2, Running = 2, RemainingTokens = [5, 30], DecodeStepSeconds = 0.01, At = clock.GetUtcNow(),
+        };
+        clock.Advance(TimeSpan.FromMilliseconds(100));
+        Assert.Equal([1, 20], ledger.Adjust(report).RemainingTokens);
+    }
+
+    [Fact]
+    public void A_tenant_the_engine_holds_back_is_over_its_share_and_the_one_it_protects_is_within_it_whatever_the_counts()
+    {
+        // The engine holds A to a row limit for B: few rows in use, so by the counts B (2 of 3 in use) would be over a
+        // share of 1.5; the engine's word decides.
+        var report = Full(new("A", 1, 3, 1, Held: true), new("B", 2, 0, 1)) with { Running = 3, Waiting = 3, RowLimit = 4 };
+        Assert.False(TenantShare.Of(report, "A").Below);
+        Assert.True(TenantShare.Of(report, "B").Below);
+        Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([report], null, 50, Options, "A")).Kind);
+        Assert.Equal("d1", ClusterChat.Choose([report], null, 50, Options, "B")!.DecoderKey);
+    }
+
     private sealed class ManualClock : TimeProvider
     {
         private DateTimeOffset _now = DateTimeOffset.UnixEpoch;

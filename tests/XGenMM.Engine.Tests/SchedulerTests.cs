@@ -360,4 +360,137 @@ public sealed class SchedulerTests
         }
         Assert.Equal(["b0", "b1"], admitted);
     }
+
+    /// <summary>A pass of n tokens takes 10 ms + 1 ms per token: with the default slowdown of 0.2, light tenants
+    /// running 2 rows allow 4 rows in all (14 ms &lt;= 1.2 x 12 ms &lt; 15 ms).</summary>
+    private static double Line(int rows, int prefillTokens) => 0.010 + 0.001 * rows + 0.0001 * prefillTokens;
+
+    [Fact]
+    public void A_heavy_tenant_beside_a_light_one_runs_only_the_rows_that_keep_the_step_within_the_slowdown()
+    {
+        var scheduler = new Scheduler(16, Options(16, o => o.MaxWaitingRequests = 1000), Line);
+        long t0 = Now();
+        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+        Submit(scheduler, Request("b0", 5, maxNewTokens: 100, tenant: "B", first: 300));
+        Submit(scheduler, Request("b1", 5, maxNewTokens: 100, tenant: "B", first: 400));
+        var plan = Step(scheduler, t0);
+        Assert.Equal(2, plan.Admitted.Count(s => s.Request.Tenant == "A"));
+        Assert.Equal(2, plan.Admitted.Count(s => s.Request.Tenant == "B"));
+        Assert.Equal(4, scheduler.RowLimitNow);
+        // Free slots stay free for A while B is there; B is never held back by the limit.
+        Assert.Empty(Step(scheduler, t0 + Stopwatch.Frequency / 100).Admitted);
+        // A third request of B: B is admitted, and A may keep as many rows as B wants (3), not more.
+        var b2 = Submit(scheduler, Request("b2", 5, maxNewTokens: 100, tenant: "B", first: 500));
+        Assert.Contains(b2, Step(scheduler, t0 + Stopwatch.Frequency / 50).Admitted);
+        Assert.Equal(3, scheduler.BySlot.Count(s => s is { Request.Tenant: "A" }));
+        Assert.Empty(Step(scheduler, t0 + Stopwatch.Frequency / 40).Admitted);
+    }
+
+    [Fact]
+    public void The_light_tenant_is_remembered_for_the_linger_time_after_its_rows_end_then_the_heavy_one_gets_every_slot()
+    {
+        var scheduler = new Scheduler(16, Options(16, o => { o.MaxWaitingRequests = 1000; o.ShareLinger = TimeSpan.FromSeconds(1); }), Line);
+        long t0 = Now(), ms = Stopwatch.Frequency / 1000;
+        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+        Submit(scheduler, Request("b0", 5, maxNewTokens: 2, tenant: "B", first: 300));
+        Submit(scheduler, Request("b1", 5, maxNewTokens: 2, tenant: "B", first: 400));
+        Step(scheduler, t0);
+        Step(scheduler, t0 + 10 * ms); // B's rows end here
+        Assert.DoesNotContain(scheduler.BySlot, s => s is { Request.Tenant: "B" });
+        // Within the linger time the slots B left are not A's: a closed loop's next request is on its way.
+        for (int i = 2; i < 10; i++) Step(scheduler, t0 + 10 * i * ms);
+        Assert.Equal(2, Running(scheduler));
+        var plan = Step(scheduler, t0 + 1500 * ms);
+        Assert.Equal(14, plan.Admitted.Count);
+        Assert.Equal(16, Running(scheduler));
+        Assert.Equal(16, scheduler.RowLimitNow);
+    }
+
+    [Fact]
+    public void Without_a_light_tenant_or_a_measured_pass_there_is_no_row_limit()
+    {
+        // Both tenants want more than their share: the shares split the slots, every slot runs.
+        var both = new Scheduler(8, Options(8, o => o.MaxWaitingRequests = 1000), Line);
+        for (int i = 0; i < 10; i++)
+        {
+            Submit(both, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+            Submit(both, Request($"b{i}", 5, maxNewTokens: 100, tenant: "B", first: 10 * i + 5));
+        }
+        var plan = Step(both);
+        Assert.Equal(4, plan.Admitted.Count(s => s.Request.Tenant == "A"));
+        Assert.Equal(4, plan.Admitted.Count(s => s.Request.Tenant == "B"));
+
+        // No pass measured yet (or the option off): a light tenant beside a heavy one does not limit the rows.
+        foreach (var scheduler in new[] { new Scheduler(8, Options(8, o => o.MaxWaitingRequests = 1000)),
+                     new Scheduler(8, Options(8, o => { o.MaxWaitingRequests = 1000; o.SharedStepSlowdown = 0; }), Line) })
+        {
+            for (int i = 0; i < 10; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+            Submit(scheduler, Request("b0", 5, maxNewTokens: 100, tenant: "B", first: 300));
+            Assert.Equal(8, Step(scheduler).Admitted.Count);
+        }
+    }
+
+    [Fact]
+    public void A_heavy_tenant_keeps_as_many_rows_as_the_largest_light_tenant_wants_however_steep_the_pass()
+    {
+        // Light tenants with 6 rows (2 each, under their share of 24 slots / 4 tenants); a pass so steep that the
+        // slowdown would leave A none: A keeps 2 rows.
+        var scheduler = new Scheduler(24, Options(24, o => o.MaxWaitingRequests = 1000), (n, p) => 0.001 * n * n + 0.0001 * p);
+        for (int i = 0; i < 30; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+        foreach (var t in new[] { "B", "C", "D" })
+            for (int i = 0; i < 2; i++) Submit(scheduler, Request($"{t}{i}", 5, maxNewTokens: 100, tenant: t, first: 400 + i));
+        var plan = Step(scheduler);
+        Assert.Equal(6, plan.Admitted.Count(s => s.Request.Tenant != "A"));
+        Assert.Equal(2, plan.Admitted.Count(s => s.Request.Tenant == "A"));
+    }
+
+    [Fact]
+    public void Tenants_near_their_shares_are_not_light_so_no_row_limit_applies()
+    {
+        // 16 slots, shares of 8: A wants 8, B 7 (under its share but more than a quarter of A's): no limit, all run.
+        var scheduler = new Scheduler(16, Options(16, o => o.MaxWaitingRequests = 1000), Line);
+        for (int i = 0; i < 8; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+        for (int i = 0; i < 7; i++) Submit(scheduler, Request($"b{i}", 5, maxNewTokens: 100, tenant: "B", first: 10 * i + 5));
+        Assert.Equal(15, Step(scheduler).Admitted.Count);
+        Assert.Equal(16, scheduler.RowLimitNow);
+    }
+
+    [Fact]
+    public void Under_the_row_limit_the_heavy_tenant_s_prompts_fill_only_what_the_pass_bound_leaves()
+    {
+        var scheduler = new Scheduler(16, Options(16, o => o.MaxWaitingRequests = 1000), Line);
+        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 100, maxNewTokens: 100, tenant: "A", first: 10 * i));
+        Submit(scheduler, Request("b0", 5, maxNewTokens: 100, tenant: "B", first: 300));
+        Submit(scheduler, Request("b1", 5, maxNewTokens: 100, tenant: "B", first: 400));
+        // Bound 1.2 x (10 + 2 x 1) ms = 14.4 ms. First step, no decode row yet: 4.4 ms of prompt = 44 positions for A
+        // (B's 10 positions are not held to it).
+        var plan = Step(scheduler);
+        Assert.Equal(10, plan.Prefills.Where(c => c.Sequence.Request.Tenant == "B").Sum(c => c.Count));
+        Assert.Equal(44, plan.Prefills.Where(c => c.Sequence.Request.Tenant == "A").Sum(c => c.Count));
+        // Next step: B's 2 rows decode, 3 rows wide (slots 0-2, A's first prompt in one of them): 14.4 - 13 ms leaves
+        // A 14 positions.
+        plan = Step(scheduler);
+        Assert.Equal(3, plan.DecodeWidth);
+        Assert.Equal(14, plan.Prefills.Where(c => c.Sequence.Request.Tenant == "A").Sum(c => c.Count));
+    }
+
+    [Fact]
+    public void A_tenant_s_peak_is_remembered_for_the_linger_time_only_and_the_held_tenant_is_reported()
+    {
+        var scheduler = new Scheduler(32, Options(32, o => { o.MaxWaitingRequests = 1000; o.ShareLinger = TimeSpan.FromSeconds(1); }), Line);
+        long t0 = Now(), ms = Stopwatch.Frequency / 1000;
+        // A wants 20 rows, then only 4 (its others end); B wants 4 all along.
+        var a = Enumerable.Range(0, 20).Select(i => Submit(scheduler, Request($"a{i}", 5, maxNewTokens: i < 4 ? 1000 : 2, tenant: "A", first: 10 * i))).ToList();
+        Step(scheduler, t0);
+        for (int i = 0; i < 4; i++) Submit(scheduler, Request($"b{i}", 5, maxNewTokens: 1000, tenant: "B", first: 300 + 10 * i));
+        Step(scheduler, t0 + 10 * ms);
+        Step(scheduler, t0 + 20 * ms);
+        // Within the linger time A's peak of 20 makes B (4) light and A held.
+        Assert.Contains(scheduler.TenantLoads(), t => t is { Tenant: "A", Held: true });
+        Assert.Contains(scheduler.TenantLoads(), t => t is { Tenant: "B", Held: false });
+        // Past it both want 4: neither is light, no limit.
+        Step(scheduler, t0 + 1500 * ms);
+        Assert.Equal(32, scheduler.RowLimitNow);
+        Assert.All(scheduler.TenantLoads(), t => Assert.False(t.Held));
+    }
 }

@@ -152,9 +152,14 @@ internal static class DecoderReports
         At = DateTimeOffset.UtcNow,
         DecodeStepSeconds = load.DecodeStepSeconds,
         PrefillSecondsPerToken = load.PrefillSecondsPerToken,
+        StepFixedSeconds = load.StepFixedSeconds,
+        StepSecondsPerRow = load.StepSecondsPerRow,
+        StepSecondsPerPrefillToken = load.StepSecondsPerPrefillToken,
+        PrefixReuseFraction = load.PrefixReuseFraction,
+        RowLimit = load.RowLimit,
         PrefillChunkTokens = load.PrefillChunkTokens,
         PrefillingTokens = load.PrefillingTokens,
         RemainingTokens = [.. load.RemainingTokens],
-        Tenants = [.. load.Tenants.Select(t => new TenantRowsReport(t.Tenant, t.Running, t.Waiting, t.Weight))],
+        Tenants = [.. load.Tenants.Select(t => new TenantRowsReport(t.Tenant, t.Running, t.Waiting, t.Weight, t.Held))],
     };
 }

@@ -50,7 +50,7 @@ public sealed partial class DecodeEngine : IDisposable
         if (slots < 1)
             throw new ArgumentOutOfRangeException(nameof(options), $"KvCacheBytes {options.KvCacheBytes} is less than one slot of {perSlot} bytes ({_contextLength} positions); raise it or lower MaxSequenceLength.");
         _validator = new RequestValidator(text.VocabSize, EmbeddingDim, _contextLength);
-        _scheduler = new Scheduler(slots, options);
+        _scheduler = new Scheduler(slots, options, _statistics.PassSeconds);
         _runner = new ModelRunner(model, slots, _contextLength, options.CpuStep);
         _output = new OutputProcessor(tokenizer, _statistics, _logger, c => Completed?.Invoke(c));
         _load = _statistics.Snapshot(options.Name, _scheduler, _contextLength, _scheduler.PrefillBudget(0));
@@ -188,6 +188,7 @@ public sealed partial class DecodeEngine : IDisposable
         {
             _output.Start(s);
             _runner.Admit(s);
+            _statistics.RecordAdmission(s.ReusedTokens, s.PromptPositions);
             if (s.ReusedTokens > 0) LogPrefixReused(s.Request.RequestId, s.ReusedTokens, s.PromptPositions);
         }
         if (_options.StepPolicy == StepPolicy.Mixed) RunMixed(plan);
@@ -204,7 +205,9 @@ public sealed partial class DecodeEngine : IDisposable
             long started = Stopwatch.GetTimestamp();
             if (_runner.Prefill(chunk) is { } logits && _output.Accept(chunk.Sequence, logits) is { } reason)
                 End(chunk.Sequence, reason);
-            _statistics.RecordPrefill(Stopwatch.GetElapsedTime(started).TotalSeconds, chunk.Count);
+            double chunkSeconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+            _statistics.RecordPrefill(chunkSeconds, chunk.Count);
+            _statistics.RecordPass(chunkSeconds, 0, chunk.Count);
         }
         if (plan.Decodes.Count > 0)
         {
@@ -213,7 +216,10 @@ public sealed partial class DecodeEngine : IDisposable
             foreach (var row in plan.Decodes)
                 if (_output.Accept(row.Sequence, logits.AsSpan(row.Slot * vocab, vocab)) is { } reason)
                     End(row.Sequence, reason);
-            _statistics.RecordDecodeStep(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            double stepSeconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+            _statistics.RecordDecodeStep(stepSeconds);
+            // A decode pass computes every row up to the highest running slot, padding included.
+            _statistics.RecordPass(stepSeconds, plan.DecodeWidth, 0);
         }
     }
 
@@ -241,6 +247,8 @@ public sealed partial class DecodeEngine : IDisposable
         int prefillTokens = plan.PrefillTokens;
         if (plan.Decodes.Count > 0) _statistics.RecordDecodeStep(seconds);
         _statistics.RecordPrefill(seconds * prefillTokens / (prefillTokens + plan.Decodes.Count), prefillTokens);
+        // The pass computes every decode row up to the highest running slot (padding included) and the prompt positions.
+        _statistics.RecordPass(seconds, plan.Decodes.Count > 0 ? plan.DecodeWidth : 0, prefillTokens);
     }
 
     /// <summary>Frees the sequence's slot now; its stream ends once the step's load is published (see the loop).</summary>

@@ -37,6 +37,19 @@ public sealed class DecodeEngineOptions
     /// <summary>Weights of tenants (default 1) in fair admission order and in each tenant's share of the slots, which
     /// bounds what it holds while another tenant waits.</summary>
     public Dictionary<string, double> TenantWeights { get; set; } = [];
+    /// <summary>Isolation of a light tenant from a heavy one on a shared decoder: every running row lengthens each
+    /// decode step for all tenants, so while a tenant that wants less than its weighted share of the slots is active
+    /// beside one that wants more, the tenants over their share start new rows only while the fitted pass time at the
+    /// rows then running stays within (1 + this) of the pass time at the light tenants' rows alone (their requests
+    /// wait in the queue meanwhile; the router refuses them once that wait is over its TTFT target). Light tenants
+    /// are never held back by it, and a heavy tenant keeps at least one row. 0.2 kept a 2-stream tenant within 20% of
+    /// its throughput alone on the 2-core CPU (loadtest/results/2026-12-05-overload-calibrated); on a device whose
+    /// pass time barely grows with rows the limit is the slot count. 0 turns it off.</summary>
+    public double SharedStepSlowdown { get; set; } = 0.2;
+    /// <summary>How long a tenant counts as active after its last request here, with the most rows it wanted in that
+    /// time (see <see cref="SharedStepSlowdown"/>): a closed loop's next request follows the last one's end by a
+    /// round trip, and the heavy tenant must not take the slots in that gap.</summary>
+    public TimeSpan ShareLinger { get; set; } = TimeSpan.FromSeconds(1);
     /// <summary>Name used in logs and metrics (e.g. cpu, cuda:0).</summary>
     public string Name { get; set; } = "decoder";
 
@@ -51,6 +64,8 @@ public sealed class DecodeEngineOptions
         if (MaxWaitingRequests < 0) throw new ArgumentOutOfRangeException(nameof(MaxWaitingRequests), MaxWaitingRequests, "must not be negative.");
         if (MaxWaitingTokens < 0) throw new ArgumentOutOfRangeException(nameof(MaxWaitingTokens), MaxWaitingTokens, "must not be negative.");
         if (QueueTimeToLive <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(QueueTimeToLive), QueueTimeToLive, "must be positive.");
+        if (!(SharedStepSlowdown >= 0)) throw new ArgumentOutOfRangeException(nameof(SharedStepSlowdown), SharedStepSlowdown, "must not be negative.");
+        if (ShareLinger < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ShareLinger), ShareLinger, "must not be negative.");
         foreach (var (tenant, weight) in TenantWeights)
             if (!(weight > 0)) throw new ArgumentOutOfRangeException(nameof(TenantWeights), weight, $"weight of tenant '{tenant}' must be positive.");
     }

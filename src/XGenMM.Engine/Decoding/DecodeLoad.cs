@@ -39,6 +39,19 @@ public sealed record DecodeLoad
     public double DecodeStepSeconds { get; init; }
     /// <summary>Seconds of prefill per prompt position (moving average over prefill chunks; 0 until the first one).</summary>
     public double PrefillSecondsPerToken { get; init; }
+    /// <summary>Fixed seconds of one forward pass, whatever it carries (<see cref="StepCostFit"/>; 0 until fitted): a
+    /// pass takes this + rows x <see cref="StepSecondsPerRow"/> + prompt positions x <see cref="StepSecondsPerPrefillToken"/>.</summary>
+    public double StepFixedSeconds { get; init; }
+    /// <summary>Seconds per decode row (padding rows included) of one forward pass (0 until fitted).</summary>
+    public double StepSecondsPerRow { get; init; }
+    /// <summary>Seconds per prompt position of one forward pass, beyond its decode rows (0 until fitted).</summary>
+    public double StepSecondsPerPrefillToken { get; init; }
+    /// <summary>Fraction of the prompt positions of recent admissions taken from a parked prefix rather than
+    /// prefilled (moving average; 0 until the first admission).</summary>
+    public double PrefixReuseFraction { get; init; }
+    /// <summary>Rows the tenants over their share may run now (<see cref="DecodeEngineOptions.SharedStepSlowdown"/>;
+    /// <see cref="TotalSlots"/> while no light tenant is active beside a heavy one).</summary>
+    public int RowLimit { get; init; }
     /// <summary>Prompt positions prefilled per step at most (the scheduler's prefill budget at the latest decode
     /// width: <see cref="DecodeEngineOptions.PrefillChunkTokens"/>, or with mixed steps what the decode rows leave of
     /// <see cref="DecodeEngineOptions.MaxTokensPerStep"/>): a prompt of n positions waits for n / this many steps,
@@ -56,8 +69,9 @@ public sealed record DecodeLoad
 }
 
 /// <summary>One tenant's requests on a decode engine: <paramref name="Running"/> hold a slot, <paramref name="Waiting"/>
-/// wait for one; <paramref name="Weight"/> is its weight in the engine's fair shares.</summary>
-public sealed record TenantLoad(string Tenant, int Running, int Waiting, double Weight);
+/// wait for one; <paramref name="Weight"/> is its weight in the engine's fair shares; <paramref name="Held"/>: it is
+/// held to the row limit that protects a lighter tenant (<see cref="DecodeEngineOptions.SharedStepSlowdown"/>).</summary>
+public sealed record TenantLoad(string Tenant, int Running, int Waiting, double Weight, bool Held = false);
 
 /// <summary>What the engine reports when a request ends (metrics, ledgers).</summary>
 public sealed record DecodeCompletion(string RequestId, string Tenant, DecodeFinishReason Reason, DecodeUsage Usage, DecodeTimings Timings,

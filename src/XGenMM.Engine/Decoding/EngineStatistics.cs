@@ -14,6 +14,10 @@ internal sealed class EngineStatistics
     private readonly double[] _itl = new double[LatencySamples];
     private long _ttftCount, _itlCount, _generatedTotal;
     private double _decodeStepSeconds, _prefillSecondsPerToken;
+    private int _decodeSamples, _prefillSamples;
+    private double _reuseFraction;
+    private bool _admitted;
+    private readonly StepCostFit _passes = new();
 
     /// <summary>Weight of the newest sample in the step-time averages: about the last ten steps count, so the figure
     /// follows a batch that grows or shrinks within a second or two without jumping on one slow step.</summary>
@@ -22,17 +26,48 @@ internal sealed class EngineStatistics
     /// <summary>Seconds of one decode forward pass (with its sampling), averaged over recent steps.</summary>
     public void RecordDecodeStep(double seconds)
     {
-        lock (_lock) _decodeStepSeconds = Ewma(_decodeStepSeconds, seconds);
+        lock (_lock) _decodeStepSeconds = ++_decodeSamples <= 2 ? seconds : Ewma(_decodeStepSeconds, seconds);
+    }
+
+    /// <summary>Predicted seconds of a forward pass of <paramref name="rows"/> decode rows and
+    /// <paramref name="prefillTokens"/> prompt positions (0 until fitted).</summary>
+    public double PassSeconds(int rows, int prefillTokens)
+    {
+        lock (_lock) return _passes.Fitted ? _passes.Measured(rows) + _passes.SecondsPerPrefillToken * prefillTokens : 0;
+    }
+
+    /// <summary>An admitted request reused <paramref name="reused"/> of its <paramref name="positions"/> prompt positions
+    /// from a parked prefix: the router scales the prompts not admitted yet by the recent fraction not reused, since
+    /// only those positions are prefilled (every chat request shares at least the template's system prompt).</summary>
+    public void RecordAdmission(int reused, int positions)
+    {
+        if (positions <= 0) return;
+        double fraction = Math.Clamp((double)reused / positions, 0, 1);
+        lock (_lock)
+        {
+            _reuseFraction = _admitted ? _reuseFraction + EwmaWeight * (fraction - _reuseFraction) : fraction;
+            _admitted = true;
+        }
+    }
+
+    /// <summary>One forward pass of <paramref name="rows"/> decode rows and <paramref name="prefillTokens"/> prompt
+    /// positions, for the pass cost (<see cref="StepCostFit"/>).</summary>
+    public void RecordPass(double seconds, int rows, int prefillTokens)
+    {
+        lock (_lock) _passes.Record(seconds, rows, prefillTokens);
     }
 
     /// <summary>Seconds of one prefill chunk of <paramref name="tokens"/> positions, averaged per position.</summary>
     public void RecordPrefill(double seconds, int tokens)
     {
         if (tokens <= 0) return;
-        lock (_lock) _prefillSecondsPerToken = Ewma(_prefillSecondsPerToken, seconds / tokens);
+        lock (_lock) _prefillSecondsPerToken = ++_prefillSamples <= 2 ? seconds / tokens : Ewma(_prefillSecondsPerToken, seconds / tokens);
     }
 
-    /// <summary>The first sample stands alone: averaging it with the initial 0 would report half the real cost.</summary>
+    /// <summary>The first sample stands alone: averaging it with the initial 0 would report half the real cost. The
+    /// recorders above also let the second sample replace the first, which pays the engine's one-time start-up work
+    /// (the first prefill after a start measured several times the steady cost and stayed in the average for many
+    /// steps).</summary>
     internal static double Ewma(double average, double sample) => average == 0 ? sample : average + EwmaWeight * (sample - average);
 
     public void RecordTtft(double seconds)
@@ -83,8 +118,12 @@ internal sealed class EngineStatistics
             remaining.Add(Math.Max(0, s.Request.MaxNewTokens - s.Completion.Count));
         }
         remaining.Sort();
-        double stepSeconds, prefillPerToken;
-        lock (_lock) (stepSeconds, prefillPerToken) = (_decodeStepSeconds, _prefillSecondsPerToken);
+        double stepSeconds, prefillPerToken, passFixed, passPerRow, passPerPrefill, reuse;
+        lock (_lock)
+        {
+            (stepSeconds, prefillPerToken, reuse) = (_decodeStepSeconds, _prefillSecondsPerToken, _reuseFraction);
+            (passFixed, passPerRow, passPerPrefill) = _passes.Fitted ? (_passes.FixedSeconds, _passes.SecondsPerRow, _passes.SecondsPerPrefillToken) : (0, 0, 0);
+        }
         var (tps, ttft50, ttft99, itl50, itl99, generated) = Read();
         var (waiting, waitingTokens) = scheduler.WaitingCounters;
         return new DecodeLoad
@@ -110,6 +149,11 @@ internal sealed class EngineStatistics
             Draining = scheduler.Draining,
             DecodeStepSeconds = stepSeconds,
             PrefillSecondsPerToken = prefillPerToken,
+            StepFixedSeconds = passFixed,
+            StepSecondsPerRow = passPerRow,
+            StepSecondsPerPrefillToken = passPerPrefill,
+            PrefixReuseFraction = reuse,
+            RowLimit = Math.Min(scheduler.Slots, scheduler.RowLimitNow),
             PrefillChunkTokens = prefillChunkTokens,
             PrefillingTokens = prefilling,
             RemainingTokens = [.. remaining],

@@ -41,9 +41,13 @@ internal sealed class FairQueue<T>(Func<T, long> cost, Func<T, RequestPriority> 
 
     /// <summary>Removes the next item and charges its tenant; only tenants <paramref name="eligible"/> accepts are
     /// considered while any of them waits.</summary>
-    public T? Dequeue(Func<string, bool>? eligible = null)
+    public T? Dequeue(Func<string, bool>? eligible = null) => Dequeue(eligible, fallback: true);
+
+    /// <summary>As <see cref="Dequeue(Func{string, bool}?)"/>; without <paramref name="fallback"/>, null when no
+    /// eligible tenant waits.</summary>
+    public T? Dequeue(Func<string, bool>? eligible, bool fallback)
     {
-        var queue = (eligible is null ? null : NextTenant(eligible)) ?? NextTenant(null);
+        var queue = (eligible is null ? null : NextTenant(eligible)) ?? (fallback || eligible is null ? NextTenant(null) : null);
         if (queue is null) return null;
         var entry = queue.Items.Min;
         queue.Items.Remove(entry);

@@ -29,9 +29,21 @@ internal sealed class Scheduler
     private long _admissions;
     private long _reusedTotal;
 
-    public Scheduler(int slots, DecodeEngineOptions options)
+    private readonly Func<int, int, double>? _passSeconds;
+    /// <summary>This step's bound on the pass time and the light tenants it protects (0 and empty while no row limit
+    /// applies): the heavy tenants' prompt positions are held to what the bound leaves.</summary>
+    private double _stepBound;
+    private HashSet<string> _light = [];
+    /// <summary>Tenants seen with work lately: when each last had any and how many rows it wanted then (see
+    /// <see cref="RowLimit"/>).</summary>
+    private readonly Dictionary<string, (long At, int Demand, long PeakAt)> _recent = new(StringComparer.Ordinal);
+
+    /// <param name="passSeconds">Predicted seconds of a forward pass of that many decode rows and prompt positions (the
+    /// engine's fitted costs), or null (or 0) when not known: the shared row limit needs it.</param>
+    public Scheduler(int slots, DecodeEngineOptions options, Func<int, int, double>? passSeconds = null)
     {
         _options = options;
+        _passSeconds = passSeconds;
         _bySlot = new Sequence?[slots];
         for (int i = 0; i < slots; i++) _freeSlots.Add(i);
         _waiting = new FairQueue<Sequence>(s => s.Cost, s => s.Request.Priority,
@@ -121,7 +133,7 @@ internal sealed class Scheduler
 
         var copies = new List<SlotCopy>();
         var admitted = Admit(now, copies);
-        return new StepPlan(dropped, stopped, copies, admitted, PlanPrefills(now, PrefillBudget(decodes.Count)), decodes, width);
+        return new StepPlan(dropped, stopped, copies, admitted, PlanPrefills(now, PrefillBudget(decodes.Count), decodes.Count > 0 ? width : 0), decodes, width);
     }
 
     private List<DroppedRequest> DropWaiting(long now, bool cancelAll)
@@ -144,10 +156,21 @@ internal sealed class Scheduler
     private List<Sequence> Admit(long now, List<SlotCopy> copies)
     {
         var admitted = new List<Sequence>();
+        var (limit, light) = RowLimit(now);
+        RowLimitNow = limit;
+        int running = RunningRows();
         while (_waiting.Count > 0 && (_freeSlots.Count > 0 || _parked.Count > 0))
         {
             double activeWeight = ActiveWeight();
-            var s = _waiting.Dequeue(t => RunningOf(t) < _bySlot.Length * WeightOf(t) / activeWeight)!;
+            bool Below(string t) => RunningOf(t) < _bySlot.Length * WeightOf(t) / activeWeight;
+            // At the shared row limit only the light tenants start rows; the others wait. The rows a light tenant
+            // wanted lately are kept for it: its next request then finds one at once.
+            int reserved = 0;
+            foreach (var t in light) reserved += Math.Max(0, _recent[t].Demand - RunningOf(t));
+            bool capped = running + reserved >= limit;
+            var s = capped ? _waiting.Dequeue(light.Contains, fallback: false) : _waiting.Dequeue(Below);
+            if (s is null) break;
+            running++;
             LeaveWaiting(s);
             int slot;
             int reuse = 0;
@@ -182,6 +205,77 @@ internal sealed class Scheduler
     }
 
     private int RunningOf(string tenant) => _runningByTenant.GetValueOrDefault(tenant);
+
+    private int RunningRows()
+    {
+        int rows = 0;
+        foreach (var n in _runningByTenant.Values) rows += n;
+        return rows;
+    }
+
+    /// <summary>The row limit of the latest step (<see cref="RowLimit"/>; the slot count while none applies).</summary>
+    public int RowLimitNow { get; private set; } = int.MaxValue;
+
+    /// <summary>
+    /// Engine-level isolation of a light tenant from a heavy one (<see cref="DecodeEngineOptions.SharedStepSlowdown"/>).
+    /// Every running row makes each decode step longer, for every tenant: on the 2-core CPU a tenant with 2 streams
+    /// lost 40% of its throughput to another's burst although it was admitted first. So while a tenant that wants less
+    /// than its weighted share of the slots (light) is active beside one that wants more (heavy), heavy tenants start
+    /// rows only while the rows running stay under the count at which a pass would take (1 + slowdown) times the pass
+    /// of the light tenants' rows alone; light tenants are never held back by it. A tenant counts as active for
+    /// <see cref="DecodeEngineOptions.ShareLinger"/> after its last row, with the most rows it wanted then: a closed
+    /// loop's next request comes a moment after the last one ended, and the heavy tenant must not fill the slots in
+    /// that gap (those rows are kept free for it within the limit). A tenant is light only while it also wants at most
+    /// <see cref="LightRatio"/> of the heaviest tenant's rows (by weight): two tenants near their shares (a 1:1 sweep)
+    /// swapped light and heavy from one request to the next, and the one found heavy was held to a few rows while its
+    /// admitted requests queued for seconds. Returns the limit (the slot count when none applies) and the light tenants.
+    /// </summary>
+    internal const double LightRatio = 0.25;
+
+    internal (int Limit, HashSet<string> Light) RowLimit(long now)
+    {
+        var light = new HashSet<string>(StringComparer.Ordinal);
+        int slots = _bySlot.Length;
+        var demand = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var (tenant, running) in _runningByTenant) demand[tenant] = running;
+        foreach (var s in _waiting.Items) demand[s.Request.Tenant] = demand.GetValueOrDefault(s.Request.Tenant) + 1;
+        long linger = (long)(_options.ShareLinger.TotalSeconds * Stopwatch.Frequency);
+        foreach (var (tenant, rows) in demand)
+            // The most rows it wanted within the linger time, not since it became active: a tenant that wanted 32 rows
+            // in one phase and 8 in the next was still taken as heavy four times over, and held back, in the next.
+            if (!_recent.TryGetValue(tenant, out var seen) || rows >= seen.Demand || now - seen.PeakAt > linger) _recent[tenant] = (now, rows, now);
+            else _recent[tenant] = (now, seen.Demand, seen.PeakAt);
+        foreach (var tenant in _recent.Where(r => now - r.Value.At > linger).Select(r => r.Key).ToList()) _recent.Remove(tenant);
+        _stepBound = 0;
+        _light = light;
+        if (_options.SharedStepSlowdown <= 0 || _passSeconds is null || _recent.Count < 2) return (slots, light);
+        double weights = _recent.Keys.Sum(WeightOf);
+        double heaviest = _recent.Max(r => r.Value.Demand / WeightOf(r.Key));
+        int lightRows = 0;
+        double lightest = 0;
+        var heavy = new List<string>();
+        foreach (var (tenant, seen) in _recent)
+        {
+            double perWeight = seen.Demand / WeightOf(tenant);
+            if (seen.Demand < slots * WeightOf(tenant) / weights && perWeight <= LightRatio * heaviest)
+            {
+                light.Add(tenant);
+                lightRows += seen.Demand;
+                lightest = Math.Max(lightest, perWeight);
+            }
+            else heavy.Add(tenant);
+        }
+        if (light.Count == 0 || heavy.Count == 0) return (slots, light);
+        // Each heavy tenant keeps, by weight, as many rows as the largest light tenant wants (at least one): the limit
+        // bounds what a burst adds to a light tenant's steps, never below a fair share of the rows both use.
+        int floor = lightRows + heavy.Sum(t => Math.Max(1, (int)Math.Ceiling(lightest * WeightOf(t))));
+        double bound = (1 + _options.SharedStepSlowdown) * _passSeconds(Math.Max(1, lightRows), 0);
+        if (!(bound > 0)) return (Math.Min(slots, floor), light);
+        _stepBound = bound;
+        int limit = Math.Max(1, lightRows);
+        while (limit < slots && _passSeconds(limit + 1, 0) <= bound) limit++;
+        return (Math.Clamp(limit, Math.Min(slots, floor), slots), light);
+    }
 
     private double WeightOf(string tenant) => _options.TenantWeights.TryGetValue(tenant, out var w) ? w : 1.0;
 
@@ -264,20 +358,38 @@ internal sealed class Scheduler
     /// <summary>Prompt chunks for the sequences still prefilling, within <paramref name="budget"/> positions (see
     /// <see cref="PrefillAllotments"/> for how tenants split it). A chunk that ends a prompt makes its sequence a
     /// decode row from the next step on.</summary>
-    private List<PrefillChunk> PlanPrefills(long now, int budget)
+    private List<PrefillChunk> PlanPrefills(long now, int budget, int decodeRows)
     {
         var chunks = new List<PrefillChunk>();
         var allotments = PrefillAllotments(budget);
+        // Under a shared row limit the heavy tenants' prompt positions fill only what the pass-time bound leaves
+        // (at least one a step, so that they are slowed, never stopped): a burst's prefills lengthened the light
+        // tenant's steps as much as its rows did.
+        int heavyLeft = int.MaxValue;
+        if (_stepBound > 0 && _passSeconds is not null)
+        {
+            double perPosition = _passSeconds(0, 1) - _passSeconds(0, 0);
+            double room = _stepBound - _passSeconds(decodeRows, 0);
+            heavyLeft = perPosition > 0 ? (int)Math.Clamp(room / perPosition + 1e-6, 1, int.MaxValue) : int.MaxValue;
+            foreach (var tenant in allotments.Keys.ToList())
+                if (!_light.Contains(tenant)) allotments[tenant] = Math.Min(allotments[tenant], heavyLeft);
+        }
         // First each tenant within its allotment, then (work-conserving) whatever budget is left in admission order.
         foreach (bool withinAllotment in (bool[])[true, false])
             while (budget > 0)
             {
-                var s = EarliestPrefilling(withinAllotment ? allotments : null);
+                var s = EarliestPrefilling(withinAllotment ? allotments : null, heavyLeft > 0);
                 if (s is null) break;
                 if (s.PrefillStartTimestamp == 0) s.PrefillStartTimestamp = now;
                 int start = s.Length;
                 int count = Math.Min(budget, s.PromptPositions - start);
                 if (withinAllotment) count = Math.Min(count, allotments[s.Request.Tenant]);
+                bool heavy = _stepBound > 0 && !_light.Contains(s.Request.Tenant);
+                if (heavy)
+                {
+                    count = Math.Min(count, heavyLeft);
+                    heavyLeft -= count;
+                }
                 budget -= count;
                 if (withinAllotment) allotments[s.Request.Tenant] -= count;
                 // A sequence served in both passes gets one chunk: its two parts are contiguous.
@@ -310,11 +422,12 @@ internal sealed class Scheduler
 
     /// <summary>The earliest admitted sequence still prefilling, among tenants with allotment left when
     /// <paramref name="allotments"/> is given.</summary>
-    private Sequence? EarliestPrefilling(Dictionary<string, int>? allotments)
+    private Sequence? EarliestPrefilling(Dictionary<string, int>? allotments, bool heavyRoom)
     {
         Sequence? s = null;
         foreach (var candidate in _bySlot)
             if (candidate is { State: Sequence.Phase.Prefilling } && (allotments is null || allotments[candidate.Request.Tenant] > 0)
+                && (heavyRoom || _stepBound <= 0 || _light.Contains(candidate.Request.Tenant))
                 && (s is null || candidate.AdmissionOrder < s.AdmissionOrder))
                 s = candidate;
         return s;
@@ -327,10 +440,11 @@ internal sealed class Scheduler
         var waiting = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var s in _waiting.Items) waiting[s.Request.Tenant] = waiting.GetValueOrDefault(s.Request.Tenant) + 1;
         var loads = new List<TenantLoad>();
+        bool limited = RowLimitNow < Slots && _light.Count > 0;
         foreach (var (tenant, running) in _runningByTenant)
-            loads.Add(new TenantLoad(tenant, running, waiting.GetValueOrDefault(tenant), WeightOf(tenant)));
+            loads.Add(new TenantLoad(tenant, running, waiting.GetValueOrDefault(tenant), WeightOf(tenant), limited && !_light.Contains(tenant)));
         foreach (var (tenant, count) in waiting)
-            if (!_runningByTenant.ContainsKey(tenant)) loads.Add(new TenantLoad(tenant, 0, count, WeightOf(tenant)));
+            if (!_runningByTenant.ContainsKey(tenant)) loads.Add(new TenantLoad(tenant, 0, count, WeightOf(tenant), limited && !_light.Contains(tenant)));
         return loads;
     }
 
