@@ -66,50 +66,22 @@ foreach (var (name, (p, transposed)) in CheckpointLoader.ExpectedTensors(model))
 foreach (var type in types)
 {
     var gguf = new GgufWriter();
-    gguf.Add("general.architecture", "phi3");
-    gguf.Add("general.name", "xgenmm-small-random");
-    gguf.Add("general.file_type", type switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q8_0 => 7u, _ => 32u });
-    gguf.Add("phi3.context_length", (uint)text.MaxPositionEmbeddings);
-    gguf.Add("phi3.embedding_length", (uint)text.HiddenSize);
-    gguf.Add("phi3.feed_forward_length", (uint)text.IntermediateSize);
-    gguf.Add("phi3.block_count", (uint)text.NumHiddenLayers);
-    gguf.Add("phi3.attention.head_count", (uint)text.NumAttentionHeads);
-    gguf.Add("phi3.attention.head_count_kv", (uint)text.NumKeyValueHeads);
-    gguf.Add("phi3.attention.layer_norm_rms_epsilon", (float)text.RmsNormEps);
-    gguf.Add("phi3.rope.dimension_count", (uint)text.HeadDim);
-    gguf.Add("phi3.rope.freq_base", (float)text.RopeTheta);
-    // Phi-3's window (llama.cpp of early 2025 refuses a phi3 model that is not 32/40 layers with 4k context without it).
-    if (text.SlidingWindow is int window) gguf.Add("phi3.attention.sliding_window", (uint)window);
-    // No tokenizer: the benches feed token ids; llama.cpp then makes vocab_size placeholder tokens.
-    gguf.Add("tokenizer.ggml.model", "no_vocab");
-    gguf.Add("phi3.vocab_size", (uint)text.VocabSize);
-
-    void Matrix(string gguName, string ours, bool vocabRows = false)
+    Phi3Gguf.AddMetadata(gguf, text, type, "xgenmm-small-random");
+    foreach (var tensor in Phi3Gguf.Tensors(text))
     {
-        var t = tensors[ours];
-        if (vocabRows) t = t.narrow(0, 0, text.VocabSize);
+        var t = tensors[tensor.OurName];
+        if (tensor.IsNorm)
+        {
+            // Norms stay f32, as llama.cpp keeps 1-D tensors.
+            gguf.AddTensor(tensor.GgufName, [t.shape[0]], GgmlType.F32, s => WriteValues(s, t, GgmlType.F32));
+            continue;
+        }
+        // The embedding and head rows beyond the vocabulary (our decoupled extras) are left out.
+        if (t.shape[0] > tensor.Shape[0]) t = t.narrow(0, 0, tensor.Shape[0]);
         long rows = t.shape[0], cols = t.shape[1];
-        gguf.AddTensor(gguName, [cols, rows], type, s => WriteValues(s, t, type));
+        gguf.AddTensor(tensor.GgufName, [cols, rows], type, s => WriteValues(s, t, type));
     }
-    void Vector(string gguName, string ours)
-    {
-        var t = tensors[ours];
-        gguf.AddTensor(gguName, [t.shape[0]], GgmlType.F32, s => WriteValues(s, t, GgmlType.F32)); // norms stay f32, as llama.cpp keeps 1-D tensors
-    }
-    Matrix("token_embd.weight", "model.embed_tokens.weight", vocabRows: true);
-    Vector("output_norm.weight", "model.norm.weight");
-    Matrix("output.weight", "lm_head.weight", vocabRows: true);
-    for (int i = 0; i < text.NumHiddenLayers; i++)
-    {
-        string l = $"model.layers.{i}.";
-        Vector($"blk.{i}.attn_norm.weight", l + "input_layernorm.weight");
-        Matrix($"blk.{i}.attn_qkv.weight", l + "self_attn.qkv_proj.weight");
-        Matrix($"blk.{i}.attn_output.weight", l + "self_attn.o_proj.weight");
-        Vector($"blk.{i}.ffn_norm.weight", l + "post_attention_layernorm.weight");
-        Matrix($"blk.{i}.ffn_up.weight", l + "mlp.gate_up_proj.weight");   // [gate | up], the split llama.cpp's phi3 expects
-        Matrix($"blk.{i}.ffn_down.weight", l + "mlp.down_proj.weight");
-    }
-    string path = Path.Combine(outDir, $"xgenmm-small-{Name(type)}.gguf");
+    string path = Path.Combine(outDir, $"xgenmm-small-{Phi3Gguf.TypeName(type)}.gguf");
     var clock = Stopwatch.StartNew();
     gguf.Write(path);
     Console.WriteLine($"wrote {path}: {new FileInfo(path).Length / 1048576.0:F1} MiB in {clock.Elapsed.TotalSeconds:F1} s");
@@ -161,4 +133,3 @@ static GgmlType ParseType(string s) => s switch
     _ => throw new ArgumentException($"unknown type '{s}' (f32, f16, bf16, q8_0)"),
 };
 
-static string Name(GgmlType t) => t switch { GgmlType.F32 => "f32", GgmlType.F16 => "f16", GgmlType.BF16 => "bf16", _ => "q8_0" };

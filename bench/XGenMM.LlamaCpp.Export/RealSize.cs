@@ -24,49 +24,22 @@ internal static class RealSize
         var ones = Enumerable.Repeat(1f, text.HiddenSize).ToArray();
 
         var gguf = new GgufWriter();
-        gguf.Add("general.architecture", "phi3");
-        gguf.Add("general.name", "xgenmm-real-random");
-        gguf.Add("general.file_type", type switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q8_0 => 7u, _ => 32u });
-        gguf.Add("phi3.context_length", (uint)text.MaxPositionEmbeddings);
-        gguf.Add("phi3.embedding_length", (uint)text.HiddenSize);
-        gguf.Add("phi3.feed_forward_length", (uint)text.IntermediateSize);
-        gguf.Add("phi3.block_count", (uint)text.NumHiddenLayers);
-        gguf.Add("phi3.attention.head_count", (uint)text.NumAttentionHeads);
-        gguf.Add("phi3.attention.head_count_kv", (uint)text.NumKeyValueHeads);
-        gguf.Add("phi3.attention.layer_norm_rms_epsilon", (float)text.RmsNormEps);
-        gguf.Add("phi3.rope.dimension_count", (uint)text.HeadDim);
-        gguf.Add("phi3.rope.freq_base", (float)text.RopeTheta);
-        // Phi-3's window (llama.cpp of early 2025 refuses a phi3 model that is not 32/40 layers with 4k context without it).
-        if (text.SlidingWindow is int window) gguf.Add("phi3.attention.sliding_window", (uint)window);
-        gguf.Add("tokenizer.ggml.model", "no_vocab");
-        gguf.Add("phi3.vocab_size", (uint)text.VocabSize);
-
-        void Matrix(string name, long rows, long cols)
+        Phi3Gguf.AddMetadata(gguf, text, type, "xgenmm-real-random");
+        foreach (var tensor in Phi3Gguf.Tensors(text))
         {
-            long[] dims = [cols, rows];
+            if (tensor.IsNorm)
+            {
+                gguf.AddTensor(tensor.GgufName, [text.HiddenSize], GgmlType.F32, s => s.Write(MemoryMarshal.AsBytes(ones.AsSpan())));
+                continue;
+            }
+            long[] dims = [tensor.Shape[1], tensor.Shape[0]];
             long bytes = GgufWriter.Bytes(dims, type);
-            gguf.AddTensor(name, dims, type, s =>
+            gguf.AddTensor(tensor.GgufName, dims, type, s =>
             {
                 for (long left = bytes; left > 0; left -= encoded.Length) s.Write(encoded, 0, (int)Math.Min(left, encoded.Length));
             });
         }
-        void Norm(string name) => gguf.AddTensor(name, [text.HiddenSize], GgmlType.F32, s => s.Write(MemoryMarshal.AsBytes(ones.AsSpan())));
-
-        long d = text.HiddenSize, f = text.IntermediateSize, v = text.VocabSize;
-        Matrix("token_embd.weight", v, d);
-        Norm("output_norm.weight");
-        Matrix("output.weight", v, d);
-        for (int i = 0; i < text.NumHiddenLayers; i++)
-        {
-            Norm($"blk.{i}.attn_norm.weight");
-            Matrix($"blk.{i}.attn_qkv.weight", 3 * d, d);
-            Matrix($"blk.{i}.attn_output.weight", d, d);
-            Norm($"blk.{i}.ffn_norm.weight");
-            Matrix($"blk.{i}.ffn_up.weight", 2 * f, d);
-            Matrix($"blk.{i}.ffn_down.weight", d, f);
-        }
-        string name = type switch { GgmlType.F32 => "f32", GgmlType.F16 => "f16", GgmlType.BF16 => "bf16", _ => "q8_0" };
-        string path = Path.Combine(outDir, $"xgenmm-real-{name}.gguf");
+        string path = Path.Combine(outDir, $"xgenmm-real-{Phi3Gguf.TypeName(type)}.gguf");
         var clock = Stopwatch.StartNew();
         gguf.Write(path);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {path}: {new FileInfo(path).Length / 1e9:F2} GB in {clock.Elapsed.TotalSeconds:F1} s"));

@@ -283,82 +283,60 @@ public sealed unsafe partial class PackedWeight : IDisposable
             WidenedBlocks(x, y, rows, fromBlock, toBlock);
             return;
         }
-        int k = InFeatures, n = OutFeatures;
         float* tail = stackalloc float[MaxTileRows * BlockColumns];
-        for (int b = fromBlock; b < toBlock; b++)
-        {
-            byte* w = _weights + b * _blockBytes;
-            float* bias = _bias is null ? null : _bias + b * BlockColumns;
-            int columns = Math.Min(BlockColumns, n - b * BlockColumns);
-            // A partial last block computes into a scratch tile and copies the valid columns out.
-            bool partial = columns < BlockColumns;
-            for (int r = 0; r < rows;)
-            {
-                int tile = Math.Min(MaxTileRows, rows - r);
-                float* xr = x + (long)r * k;
-                float* yr = partial ? tail : y + (long)r * n + b * BlockColumns;
-                int ldy = partial ? BlockColumns : n;
-                switch (tile)
-                {
-                    case 6: Tile<TFormat, R6>(xr, w, bias, yr, ldy); break;
-                    case 5: Tile<TFormat, R5>(xr, w, bias, yr, ldy); break;
-                    case 4: Tile<TFormat, R4>(xr, w, bias, yr, ldy); break;
-                    case 3: Tile<TFormat, R3>(xr, w, bias, yr, ldy); break;
-                    case 2: Tile<TFormat, R2>(xr, w, bias, yr, ldy); break;
-                    default: Tile<TFormat, R1>(xr, w, bias, yr, ldy); break;
-                }
-                if (partial)
-                    for (int i = 0; i < tile; i++)
-                        new ReadOnlySpan<float>(tail + i * BlockColumns, columns).CopyTo(new Span<float>(y + (long)(r + i) * n + b * BlockColumns, columns));
-                r += tile;
-            }
-        }
+        for (int b = fromBlock; b < toBlock; b++) BlockRows<TFormat>(x, _weights + b * _blockBytes, y, rows, b, tail);
     }
 
     [ThreadStatic] private static float[]? t_widened;
 
     private void WidenedBlocks(float* x, float* y, int rows, int fromBlock, int toBlock)
     {
-        int k = InFeatures, n = OutFeatures;
-        long values = (long)k * BlockColumns;
+        long values = (long)InFeatures * BlockColumns;
         var widened = t_widened is { } buffer && buffer.Length >= values ? buffer : t_widened = GC.AllocateUninitializedArray<float>((int)values, pinned: true);
         float* tail = stackalloc float[MaxTileRows * BlockColumns];
         fixed (float* block = widened)
             for (int b = fromBlock; b < toBlock; b++)
             {
-                var source = (ushort*)(_weights + b * _blockBytes);
-                long i = 0;
-                for (; i < values; i += BlockColumns)
+                byte* source = _weights + b * _blockBytes;
+                for (long i = 0; i < values; i += BlockColumns)
                 {
-                    var (lo, hi) = BF16Weights.Load((byte*)source, i);
+                    var (lo, hi) = BF16Weights.Load(source, i);
                     lo.Store(block + i);
                     hi.Store(block + i + 8);
                 }
-                float* bias = _bias is null ? null : _bias + b * BlockColumns;
-                int columns = Math.Min(BlockColumns, n - b * BlockColumns);
-                bool partial = columns < BlockColumns;
-                for (int r = 0; r < rows;)
-                {
-                    int tile = Math.Min(MaxTileRows, rows - r);
-                    float* xr = x + (long)r * k;
-                    float* yr = partial ? tail : y + (long)r * n + b * BlockColumns;
-                    int ldy = partial ? BlockColumns : n;
-                    var w = (byte*)block;
-                    switch (tile)
-                    {
-                        case 6: Tile<F32Weights, R6>(xr, w, bias, yr, ldy); break;
-                        case 5: Tile<F32Weights, R5>(xr, w, bias, yr, ldy); break;
-                        case 4: Tile<F32Weights, R4>(xr, w, bias, yr, ldy); break;
-                        case 3: Tile<F32Weights, R3>(xr, w, bias, yr, ldy); break;
-                        case 2: Tile<F32Weights, R2>(xr, w, bias, yr, ldy); break;
-                        default: Tile<F32Weights, R1>(xr, w, bias, yr, ldy); break;
-                    }
-                    if (partial)
-                        for (int j = 0; j < tile; j++)
-                            new ReadOnlySpan<float>(tail + j * BlockColumns, columns).CopyTo(new Span<float>(y + (long)(r + j) * n + b * BlockColumns, columns));
-                    r += tile;
-                }
+                BlockRows<F32Weights>(x, (byte*)block, y, rows, b, tail);
             }
+    }
+
+    /// <summary>All rows of x against block <paramref name="b"/> (its weights at <paramref name="w"/> in
+    /// <typeparamref name="TFormat"/>), a tile of rows at a time. A partial last block computes into
+    /// <paramref name="tail"/> and copies the valid columns out.</summary>
+    private void BlockRows<TFormat>(float* x, byte* w, float* y, int rows, int b, float* tail) where TFormat : struct, IFormat
+    {
+        int k = InFeatures, n = OutFeatures;
+        float* bias = _bias is null ? null : _bias + b * BlockColumns;
+        int columns = Math.Min(BlockColumns, n - b * BlockColumns);
+        bool partial = columns < BlockColumns;
+        for (int r = 0; r < rows;)
+        {
+            int tile = Math.Min(MaxTileRows, rows - r);
+            float* xr = x + (long)r * k;
+            float* yr = partial ? tail : y + (long)r * n + b * BlockColumns;
+            int ldy = partial ? BlockColumns : n;
+            switch (tile)
+            {
+                case 6: Tile<TFormat, R6>(xr, w, bias, yr, ldy); break;
+                case 5: Tile<TFormat, R5>(xr, w, bias, yr, ldy); break;
+                case 4: Tile<TFormat, R4>(xr, w, bias, yr, ldy); break;
+                case 3: Tile<TFormat, R3>(xr, w, bias, yr, ldy); break;
+                case 2: Tile<TFormat, R2>(xr, w, bias, yr, ldy); break;
+                default: Tile<TFormat, R1>(xr, w, bias, yr, ldy); break;
+            }
+            if (partial)
+                for (int i = 0; i < tile; i++)
+                    new ReadOnlySpan<float>(tail + i * BlockColumns, columns).CopyTo(new Span<float>(y + (long)(r + i) * n + b * BlockColumns, columns));
+            r += tile;
+        }
     }
 
     // One tile: TRows input rows x 16 output columns over all K, accumulators in registers. Generic over structs so
@@ -379,7 +357,6 @@ public sealed unsafe partial class PackedWeight : IDisposable
             // odd k (the unused rows' registers) keeps two independent chains per output vector.
             for (; i + 1 < k; i += 2)
             {
-                if (TFormat.Prefetch) Sse.Prefetch0(w + TFormat.BytesPerWeight * ((long)i * BlockColumns + PrefetchWeights));
                 var (w0, w1) = TFormat.Load(w, (long)i * BlockColumns);
                 var (w2, w3) = TFormat.Load(w, (long)(i + 1) * BlockColumns);
                 var v = Vector256.Create(x[i]);
@@ -441,14 +418,8 @@ public sealed unsafe partial class PackedWeight : IDisposable
         Avx.Store(y + 8, hi);
     }
 
-    /// <summary>How far ahead of the one- and two-row loops the weights are prefetched, in weights: a few hundred
-    /// bytes past the hardware prefetcher's reach at every 4 KiB page boundary.</summary>
-    private const long PrefetchWeights = 32 * BlockColumns;
-
     private interface IFormat
     {
-        static abstract bool Prefetch { get; }
-        static abstract int BytesPerWeight { get; }
         /// <summary>The 16 weights of one k of a block (element <paramref name="index"/> = k * 16), widened to float32:
         /// columns 0-7 and 8-15.</summary>
         static abstract (Vector256<float> Lo, Vector256<float> Hi) Load(byte* block, long index);
@@ -456,8 +427,6 @@ public sealed unsafe partial class PackedWeight : IDisposable
 
     private readonly struct F32Weights : IFormat
     {
-        public static bool Prefetch => false;
-        public static int BytesPerWeight => 4;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static (Vector256<float> Lo, Vector256<float> Hi) Load(byte* block, long index) =>
             (Avx.LoadVector256((float*)block + index), Avx.LoadVector256((float*)block + index + 8));
@@ -465,8 +434,6 @@ public sealed unsafe partial class PackedWeight : IDisposable
 
     private readonly struct BF16Weights : IFormat
     {
-        public static bool Prefetch => false;
-        public static int BytesPerWeight => 2;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static (Vector256<float> Lo, Vector256<float> Hi) Load(byte* block, long index)
         {

@@ -31,10 +31,12 @@ public sealed unsafe class CpuDecoderStep
     private readonly KernelWorkers _workers;
     private StepBuffers? _buffers;
 
-    private CpuDecoderStep(LayerWeights[] layers, float[] finalNorm, Configuration.TextConfig config, KernelWorkers workers)
+    private CpuDecoderStep(LayerWeights[] layers, float[] finalNorm, float[] inverseFrequencies, Configuration.TextConfig config, KernelWorkers workers)
     {
         _layers = layers;
         _finalNorm = finalNorm;
+        // The model's own RoPE frequencies, so that both paths rotate by the same numbers.
+        _inverseFrequencies = inverseFrequencies;
         _hidden = config.HiddenSize;
         _heads = config.NumAttentionHeads;
         _headDim = config.HeadDim;
@@ -42,10 +44,6 @@ public sealed unsafe class CpuDecoderStep
         _eps = (float)config.RmsNormEps;
         _window = config.SlidingWindow;
         _workers = workers;
-        // The same float32 values RotaryEmbedding computes: 1 / theta^(2i/d).
-        _inverseFrequencies = new float[_headDim / 2];
-        for (int i = 0; i < _inverseFrequencies.Length; i++)
-            _inverseFrequencies[i] = 1f / MathF.Pow((float)config.RopeTheta, (2f * i) / _headDim);
     }
 
     /// <summary>The step for <paramref name="model"/>, or null when some layer is not packed or the model is not on the CPU.</summary>
@@ -63,7 +61,7 @@ public sealed unsafe class CpuDecoderStep
                 return null;
             layers[i] = new LayerWeights(Floats(layer.InputNorm.Weight), Floats(layer.PostAttentionNorm.Weight), qkv, output, gateUp, down);
         }
-        return new CpuDecoderStep(layers, Floats(model.Norm.Weight), config, KernelWorkers.Shared);
+        return new CpuDecoderStep(layers, Floats(model.Norm.Weight), Floats(model.Rope.InverseFrequencies), config, KernelWorkers.Shared);
     }
 
     private static float[] Floats(Tensor t)

@@ -63,6 +63,7 @@ public sealed class Phi3Model : nn.Module
     internal TextConfig Config => _config;
     internal IList<Phi3DecoderLayer> Layers => _layers;
     internal RmsNorm Norm => _norm;
+    internal RotaryEmbedding Rope => _rope;
 
     protected override void Dispose(bool disposing)
     {

@@ -24,6 +24,9 @@ public sealed class RotaryEmbedding : IDisposable
         exponents.Dispose();
     }
 
+    /// <summary>[d/2] float32: 1 / theta^(2i/d).</summary>
+    internal Tensor InverseFrequencies => _invFreq;
+
     /// <summary>positions [B, T] int64 -> (cos, sin) each [B, 1, T, d] in <paramref name="dtype"/>.</summary>
     public (Tensor Cos, Tensor Sin) CosSin(Tensor positions, ScalarType dtype)
     {
