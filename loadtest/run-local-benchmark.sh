@@ -10,21 +10,14 @@ model="${1:-models/xgenmm-nano}"
 out="${2:-loadtest/results/$(date -u +%F)-local}"
 port=5099
 
-dotnet build src/XGenMM.AppHost -c Release --nologo -v q
-dotnet build loadtest/XGenMM.LoadTest -c Release --nologo -v q
+# shellcheck source=loadtest/lib/apphost.sh
+. loadtest/lib/apphost.sh
+build_apphost_and_loadtool
 
 log=$(mktemp)
-# The same as "dotnet run --project src/XGenMM.AppHost -c Release --no-build -- ...", minus the dotnet-run parent process,
-# so that the trap below stops the gateway itself.
-dotnet src/XGenMM.AppHost/bin/Release/net10.0/XGenMM.AppHost.dll --urls "http://127.0.0.1:$port" --Model:Path "$model" \
-  --Gateway:ModelId "${MODEL_ID:-$(basename "$model")}" --Tenants:File "$PWD/loadtest/plans/bench-tenants.json" --Logging:LogLevel:Default Warning >"$log" 2>&1 &
-gateway=$!
-trap 'kill $gateway 2>/dev/null; wait $gateway 2>/dev/null; rm -f "$log"' EXIT
-for _ in $(seq 1 120); do
-  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-  kill -0 $gateway 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 1
-done
+apphost_on_exit='rm -f "$log"'
+start_apphost "http://127.0.0.1:$port" "$log" --Model:Path "$model" --Gateway:ModelId "${MODEL_ID:-$(basename "$model")}" \
+  --Tenants:File "$PWD/loadtest/plans/bench-tenants.json" --Logging:LogLevel:Default Warning
 
 notes=(--run-note "Server: XGenMM.AppHost (Local mode: gateway + one silo with the vision and decoder roles in one process, TorchSharp on the CPU) serving $model on 127.0.0.1:$port; the load generator ran on the same $(nproc)-core machine.")
 [ -n "${NOTE:-}" ] && notes+=(--run-note "$NOTE")

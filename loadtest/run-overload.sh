@@ -19,26 +19,19 @@ secs="${POINT_SECONDS:-30}"
 pause="${REFUSAL_PAUSE:-0.25}"
 mkdir -p "$out"
 
-dotnet build src/XGenMM.AppHost -c Release --nologo -v q
-dotnet build loadtest/XGenMM.LoadTest -c Release --nologo -v q
+# shellcheck source=loadtest/lib/apphost.sh
+. loadtest/lib/apphost.sh
+build_apphost_and_loadtool
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 url="http://127.0.0.1:$port"
 log="$out/gateway.log"
-flags=(--urls "$url" --Model:Path "$model" --Gateway:ModelId xgenmm-nano --Tenants:File "$PWD/loadtest/plans/bench-tenants.json"
+flags=(--Model:Path "$model" --Gateway:ModelId xgenmm-nano --Tenants:File "$PWD/loadtest/plans/bench-tenants.json"
   --Logging:LogLevel:Default Warning --Cluster:SiloPort "$(free_port)" --Cluster:GatewayPort "$(free_port)")
 [ -n "${TTFT_TARGET:-}" ] && flags+=(--Cluster:Admission:TtftTargetSeconds "$TTFT_TARGET")
 # shellcheck disable=SC2206
 [ -n "${EXTRA:-}" ] && flags+=($EXTRA)
-dotnet src/XGenMM.AppHost/bin/Release/net10.0/XGenMM.AppHost.dll "${flags[@]}" >"$log" 2>&1 &
-gateway=$!
-trap 'kill $gateway 2>/dev/null; wait $gateway 2>/dev/null || true' EXIT
-for _ in $(seq 1 180); do
-  curl -sf "$url/readyz" >/dev/null && break
-  kill -0 $gateway 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 1
-done
+start_apphost "$url" "$log" "${flags[@]}"
 
 lt=(dotnet loadtest/XGenMM.LoadTest/bin/Release/net10.0/xgenmm-loadtest.dll)
 common=(--url "$url" --input-words 32 --output-tokens 32 --slo-ttft-ms 1000 --slo-tpot-ms 50 --warmup 4 --requests 100000
