@@ -12,7 +12,7 @@ using XGenMM.Model.Tokenization;
 /// baseline) and on our CPU kernels (f32, bf16, int8), same random weights, alternating rounds in one process.
 /// Per format: closed-loop decode at 1/4/16 streams (output tok/s and decode-only tok/s = streams / ITL p50, the
 /// figure llama-batched-bench's S_TG compares with) and the prefill rate of one 512-token prompt.
-/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2] [budget=MaxTokensPerStep] [stagger=ms between stream starts]. A format name ending in "-ops" (f32-ops,
+/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2] [budget=MaxTokensPerStep] [stagger=ms between stream starts] [prefills=3] [warmup=2: unmeasured passes of each point first; 0: cold]. A format name ending in "-ops" (f32-ops,
 /// int8-ops) runs the same packed weights with <see cref="DecodeEngineOptions.CpuStep"/> off: libtorch's operators
 /// between the products, as before CpuDecoderStep.
 /// </summary>
@@ -27,6 +27,9 @@ internal static class WeightFormatBenchmark
         // Stream i starts i * stagger ms after the first: arrivals while others decode, so that ITL includes the
         // mixed steps that carry a new prompt's chunk (0 = all at once: the first step prefills every prompt).
         int stagger = int.Parse(Arg("stagger", "0"), CultureInfo.InvariantCulture);
+        // Prefill measurements per round (median kept): one 512-token prompt is a quarter of a second.
+        int prefills = int.Parse(Arg("prefills", "3"), CultureInfo.InvariantCulture);
+        int warmups = int.Parse(Arg("warmup", "2"), CultureInfo.InvariantCulture);
         int budget = int.Parse(Arg("budget", new DecodeEngineOptions().MaxTokensPerStep.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
         const int PromptTokens = 32, NewTokens = 64, PrefillTokens = 512;
         var results = new Dictionary<(string Format, int Streams), List<(double Output, double DecodeOnly, double ItlP50, double ItlP99)>>();
@@ -54,16 +57,19 @@ internal static class WeightFormatBenchmark
                     async Task<int> Stream(int id, int promptLength, int newTokens) =>
                         await engine.Submit(new DecodeRequest { RequestId = $"w{id}", PromptIds = Prompt(promptLength), MaxNewTokens = newTokens, StopTokenIds = [] })
                             .CountAsync(e => !e.IsFinal);
-                    await Task.WhenAll(Enumerable.Range(0, 2).Select(i => Stream(i, PromptTokens, 8))); // warm-up
+                    async Task<int> Point(int n) => (await Task.WhenAll(Enumerable.Range(0, n).Select(async i =>
+                    {
+                        if (stagger > 0) await Task.Delay(i * stagger);
+                        return await Stream(i, PromptTokens, NewTokens);
+                    }))).Sum();
                     foreach (int n in streams)
                     {
+                        // Each point runs unmeasured first (twice by default), as a serving process is warm: the first passes of a
+                        // shape run code the JIT has not yet tiered up (cold, the first pass of a point measures up to 40% lower, the second up to 30%).
+                        for (int w = 0; w < warmups; w++) await Point(n);
                         lock (itl) itl.Clear();
                         var clock = Stopwatch.StartNew();
-                        int tokens = (await Task.WhenAll(Enumerable.Range(0, n).Select(async i =>
-                        {
-                            if (stagger > 0) await Task.Delay(i * stagger);
-                            return await Stream(i, PromptTokens, NewTokens);
-                        }))).Sum();
+                        int tokens = await Point(n);
                         double seconds = clock.Elapsed.TotalSeconds;
                         double p50, p99;
                         lock (itl)
@@ -79,11 +85,16 @@ internal static class WeightFormatBenchmark
                         Console.WriteLine(FormattableString.Invariant($"RESULT weights round={round + 1} format={format} streams={n} output_tps={tokens / seconds:F2} decode_tps={n / p50:F2} itl_p50_ms={p50 * 1000:F2} itl_p99_ms={p99 * 1000:F2}"));
                     }
                     await Stream(0, PrefillTokens, 1); // warm the 512-row shapes
-                    var sw = Stopwatch.StartNew();
-                    await Stream(1, PrefillTokens, 1);
+                    var rates = new List<double>();
+                    for (int i = 0; i < prefills; i++)
+                    {
+                        var sw = Stopwatch.StartNew();
+                        await Stream(1, PrefillTokens, 1);
+                        rates.Add(PrefillTokens / sw.Elapsed.TotalSeconds);
+                    }
                     if (!prefill.TryGetValue(format, out var pl)) prefill[format] = pl = [];
-                    pl.Add(PrefillTokens / sw.Elapsed.TotalSeconds);
-                    Console.WriteLine(FormattableString.Invariant($"RESULT prefill round={round + 1} format={format} tokens={PrefillTokens} tps={PrefillTokens / sw.Elapsed.TotalSeconds:F2}"));
+                    pl.Add(Median(rates));
+                    Console.WriteLine(FormattableString.Invariant($"RESULT prefill round={round + 1} format={format} tokens={PrefillTokens} tps={Median(rates):F2}"));
                 }
         }
         finally

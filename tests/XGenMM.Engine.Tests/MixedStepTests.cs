@@ -84,7 +84,7 @@ public sealed class MixedStepTests
             expected.AddRange(completions);
 
             var (mixedLogits, mixedVocab) = mixedRunner.Step(b.Decodes, b.DecodeWidth, b.Prefills);
-            Assert.Equal(expected.Count * mixedVocab, mixedLogits.Length);
+            Assert.Equal(expected.Count * mixedVocab, mixedLogits.Count);
             var sampled = b.Decodes.Select(d => d.Sequence).Concat(b.Prefills.Where(p => p.Completes).Select(p => p.Sequence)).ToList();
             for (int row = 0; row < expected.Count; row++)
             {

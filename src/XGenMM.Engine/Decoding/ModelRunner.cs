@@ -22,6 +22,8 @@ internal sealed class ModelRunner : IDisposable
     private readonly Dictionary<Sequence, Tensor> _embeddings = new(ReferenceEqualityComparer.Instance);
     // Mixed steps of a model whose decoder is packed for the CPU kernels run without libtorch between the products.
     private readonly CpuDecoderStep? _cpuStep;
+    // The sampled rows' logits of the last CPU step; valid until the next step (the engine samples before it).
+    private float[] _logits = [];
 
     /// <param name="cpuStep">Whether mixed steps may run in <see cref="CpuDecoderStep"/> when the model's decoder is
     /// packed (<see cref="DecodeEngineOptions.CpuStep"/>).</param>
@@ -143,9 +145,10 @@ internal sealed class ModelRunner : IDisposable
     /// [0, <paramref name="width"/>) (padding rows as in <see cref="Decode"/>), then every prefill chunk, packed as one
     /// [1, N] batch that <see cref="MixedStepAttention"/> splits per sequence for attention. Only the rows that are
     /// sampled go through the head: the decode rows, in <paramref name="rows"/> order, then the last position of each
-    /// chunk that completes its prompt, in <paramref name="chunks"/> order. Returns those logits, [rows, V].
+    /// chunk that completes its prompt, in <paramref name="chunks"/> order. Returns those logits, [rows, V], valid until
+    /// the next step.
     /// </summary>
-    public (float[] Logits, int Vocab) Step(IReadOnlyList<DecodeRow> rows, int width, IReadOnlyList<PrefillChunk> chunks)
+    public (ArraySegment<float> Logits, int Vocab) Step(IReadOnlyList<DecodeRow> rows, int width, IReadOnlyList<PrefillChunk> chunks)
     {
         if (_cpuStep is not null) return CpuStep(_cpuStep, rows, chunks);
         int decodeWidth = rows.Count > 0 ? width : 0;
@@ -208,7 +211,7 @@ internal sealed class ModelRunner : IDisposable
 
     /// <summary><see cref="Step"/> in <see cref="CpuDecoderStep"/>: only the real decode rows (no padding rows), then
     /// each chunk's positions; the same sampled rows in the same order.</summary>
-    private (float[] Logits, int Vocab) CpuStep(CpuDecoderStep step, IReadOnlyList<DecodeRow> rows, IReadOnlyList<PrefillChunk> chunks)
+    private (ArraySegment<float> Logits, int Vocab) CpuStep(CpuDecoderStep step, IReadOnlyList<DecodeRow> rows, IReadOnlyList<PrefillChunk> chunks)
     {
         int count = rows.Count + chunks.Sum(c => c.Count);
         var tokens = new StepToken[count];
@@ -228,7 +231,7 @@ internal sealed class ModelRunner : IDisposable
             if (chunk.Completes) sampled.Add(at - 1);
         }
 
-        float[] logits = [];
+        ArraySegment<float> logits = [];
         int vocab = 0;
         using (var scope = torch.NewDisposeScope())
         using (torch.no_grad())
@@ -241,8 +244,12 @@ internal sealed class ModelRunner : IDisposable
             if (sampled.Count > 0)
             {
                 var output = _model.Logits(hidden.to_type(_model.DType)).to_type(ScalarType.Float32).contiguous(); // [sampled, V]
-                // One block copy: TorchSharp's accessor ToArray walks the elements one index at a time.
-                unsafe { logits = new ReadOnlySpan<float>(TensorMemory.Floats(output), checked((int)output.numel())).ToArray(); }
+                // One block copy (TorchSharp's accessor ToArray walks the elements one index at a time) into a buffer
+                // kept across steps: a fresh [rows, V] array each step is a large-object allocation (128 KB a row).
+                int length = checked((int)output.numel());
+                if (_logits.Length < length) _logits = GC.AllocateUninitializedArray<float>(length);
+                unsafe { new ReadOnlySpan<float>(TensorMemory.Floats(output), length).CopyTo(_logits); }
+                logits = new ArraySegment<float>(_logits, 0, length);
                 vocab = (int)output.shape[1];
             }
         }

@@ -22,6 +22,7 @@ internal sealed unsafe class CachedAttention : IParallelWork
     private float* _qkv, _output;
     private void* _keys, _values;
     private int[] _slots = [], _positions = [];
+    private int _tokens;
 
     public CachedAttention(int heads, int headDim, int maxLength, int? slidingWindow, TorchSharp.torch.ScalarType cacheType)
     {
@@ -66,6 +67,7 @@ internal sealed unsafe class CachedAttention : IParallelWork
         _output = output;
         _slots = slots;
         _positions = positions;
+        _tokens = tokens;
         _keys = keys;
         _values = values;
         workers.Run(this, tokens * _heads);
@@ -77,15 +79,21 @@ internal sealed unsafe class CachedAttention : IParallelWork
         else Execute<Float32Rows>(fromUnit, toUnit);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Execute<TRows>(int fromUnit, int toUnit) where TRows : struct, ICacheRows
     {
         int hidden = _heads * _headDim;
         var scores = t_scores is { } s && s.Length >= _maxLength ? s : t_scores = new float[Math.Max(_maxLength, 64)];
         fixed (float* p = scores)
         {
+            int tokens = _tokens;
             for (int unit = fromUnit; unit < toUnit; unit++)
             {
-                int t = unit / _heads, h = unit % _heads;
+                // Tokens in zig-zag order (first, last, second, second last, ...): a prompt chunk's later tokens
+                // attend over more keys, and each participant takes a contiguous range of units, so in plain order the
+                // one with the chunk's end would do three quarters of a long chunk's attention while the other waits.
+                int k = unit / _heads, h = unit % _heads;
+                int t = (k & 1) == 0 ? k >> 1 : tokens - 1 - (k >> 1);
                 int position = _positions[t];
                 int first = _window is int w ? Math.Max(0, position - w) : 0;
                 int length = position - first + 1;
@@ -100,6 +108,7 @@ internal sealed unsafe class CachedAttention : IParallelWork
 
     /// <summary>p[j] = q . K[j] * scale for the <paramref name="length"/> cached rows from <paramref name="at"/>;
     /// returns the largest. Four rows at a time: four independent FMA chains instead of one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private float Scores<TRows>(float* q, void* keys, long at, int length, float* p) where TRows : struct, ICacheRows
     {
         int d = _headDim;
@@ -148,6 +157,7 @@ internal sealed unsafe class CachedAttention : IParallelWork
 
     /// <summary>o = inverse * sum_j p[j] V[j]: eight output values at a time, summed over the rows in registers
     /// (two chains), each value of V read once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WeightedValues<TRows>(float* p, void* values, long at, int length, float inverse, float* o) where TRows : struct, ICacheRows
     {
         int d = _headDim;
@@ -207,6 +217,7 @@ internal sealed unsafe class CachedAttention : IParallelWork
     }
 
     /// <summary>p[j] = exp(p[j] - max) in place; returns their sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float ExpShifted(float* p, int length, float max)
     {
         var shift = Vector256.Create(max);

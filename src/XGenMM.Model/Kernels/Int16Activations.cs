@@ -48,6 +48,7 @@ internal sealed unsafe class Int16Activations
     }
 
     /// <summary>Rounds x[rows, k] (row-major) to nearest even; each row's largest magnitude becomes +-32767.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Quantize(float* x, int rows, int k)
     {
         for (int r = 0; r < rows; r++)
@@ -73,6 +74,7 @@ internal sealed unsafe class Int16Activations
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float MaxMagnitude(float* x, int k)
     {
         Vector256<float> max = Vector256<float>.Zero, nan = Vector256<float>.Zero;

@@ -3,8 +3,11 @@ using System.Diagnostics;
 namespace XGenMM.Model.Kernels;
 
 /// <summary>
-/// A small persistent pool that runs one mat-mul at a time over every core: the caller takes the first share, the
-/// workers the others. Workers spin for a short while after each job before they block, because a decode step calls
+/// A small persistent pool that runs one mat-mul at a time over every core: the caller and the workers claim chunks
+/// of the job's units from a shared counter until none is left. Claimed, not split in fixed shares: on a machine with
+/// as many cores as participants any other thread (a consumer woken by a streamed token, the GC, a timer) preempts one
+/// participant for a time slice, and with fixed halves the whole product then waited for it (batch-1 decode steps
+/// measured twice as long in the engine as alone). Workers spin for a short while after each job before they block, because a decode step calls
 /// a mat-mul every few tens of microseconds and waking a blocked thread costs about as much as a small product.
 /// One job at a time: a caller that finds the pool busy (two engines in one process) runs its product alone instead
 /// of queueing behind the other.
@@ -24,6 +27,8 @@ internal sealed unsafe class KernelWorkers : IDisposable
     private readonly Lock _busy = new();
     private MatMulJob _job;
     private int _pending;
+    // The next unclaimed unit of the running job, and how many units one claim takes.
+    private int _next, _chunk;
     private volatile bool _stopping;
 
     public int Participants => _threads.Length + 1;
@@ -57,11 +62,13 @@ internal sealed unsafe class KernelWorkers : IDisposable
         {
             int used = Math.Min(participants, job.Units);
             _job = job;
-            _job.Participants = used;
+            // About eight chunks per participant: small enough that the others absorb a preempted participant's part,
+            // large enough that the shared counter is touched a few dozen times per product at most.
+            _chunk = Math.Max(1, job.Units / (used * 8));
+            _next = 0;
             Volatile.Write(ref _pending, used - 1);
             for (int i = 0; i < used - 1; i++) _start[i].Set();
-            var (from, to) = _job.Share(0);
-            _job.Execute(from, to);
+            ExecuteChunks();
             var spinner = new SpinWait();
             while (Volatile.Read(ref _pending) != 0) spinner.SpinOnce(sleep1Threshold: -1);
         }
@@ -74,6 +81,17 @@ internal sealed unsafe class KernelWorkers : IDisposable
     /// <summary>Runs <paramref name="units"/> independent units of <paramref name="work"/> over all participants.</summary>
     public void Run(IParallelWork work, int units) => Run(new MatMulJob { Work = work, Units = units });
 
+    private void ExecuteChunks()
+    {
+        int units = _job.Units, chunk = _chunk;
+        while (true)
+        {
+            int from = Interlocked.Add(ref _next, chunk) - chunk;
+            if (from >= units) return;
+            _job.Execute(from, Math.Min(units, from + chunk));
+        }
+    }
+
     private void Work(int index)
     {
         var start = _start[index - 1];
@@ -84,8 +102,7 @@ internal sealed unsafe class KernelWorkers : IDisposable
             start.Wait();
             start.Reset();
             if (_stopping) return;
-            var (from, to) = _job.Share(index);
-            if (from < to) _job.Execute(from, to);
+            ExecuteChunks();
             Interlocked.Decrement(ref _pending);
         }
     }

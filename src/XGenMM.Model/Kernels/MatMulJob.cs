@@ -1,7 +1,7 @@
 namespace XGenMM.Model.Kernels;
 
 /// <summary>One product y[M, N] = x[M, K] W (+ bias), split by blocks of <see cref="PackedWeight.BlockColumns"/>
-/// output columns: each participant streams its own part of the weight once for all M rows.</summary>
+/// output columns: each claimed range of blocks is streamed once for all M rows.</summary>
 internal unsafe struct MatMulJob
 {
     public PackedWeight? Weight;
@@ -11,15 +11,8 @@ internal unsafe struct MatMulJob
     public float* Y;
     public int Rows;
     public int Units;
-    public int Participants;
 
-    public readonly (int From, int To) Share(int participant)
-    {
-        long from = (long)Units * participant / Participants, to = (long)Units * (participant + 1) / Participants;
-        return ((int)from, (int)to);
-    }
-
-    /// <summary>Other work split the same way (units [from, to) per participant) instead of a product.</summary>
+    /// <summary>Other work shared out the same way (ranges of units [from, to)) instead of a product.</summary>
     public IParallelWork? Work;
 
     public readonly void Execute(int fromBlock, int toBlock)

@@ -17,6 +17,7 @@ public sealed unsafe partial class PackedWeight
     /// <summary>Byte offset of weight (k, column c) within its block: pairs of k side by side per column.</summary>
     private static long Q8Index(int k, int c) => (long)(k >> 1) * 2 * BlockColumns + c * 2 + (k & 1);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Q8Blocks(Int16Activations activations, float* y, int rows, int fromBlock, int toBlock)
     {
         int n = OutFeatures;
@@ -52,7 +53,7 @@ public sealed unsafe partial class PackedWeight
 
     // TRows activation rows x 16 output columns over all K. Each step takes one k pair: 32 weight bytes (16 columns x
     // 2 k) widened to two int16 vectors, and per row the pair (x[k], x[k+1]) broadcast as one int32.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private void Q8Tile<TRows>(short* x, int ldx, float* xScales, sbyte* w, float* scales, float* bias, float* y, int ldy)
         where TRows : struct, IRows
     {

@@ -311,6 +311,7 @@ public sealed unsafe partial class PackedWeight : IDisposable
     /// <summary>All rows of x against block <paramref name="b"/> (its weights at <paramref name="w"/> in
     /// <typeparamref name="TFormat"/>), a tile of rows at a time. A partial last block computes into
     /// <paramref name="tail"/> and copies the valid columns out.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void BlockRows<TFormat>(float* x, byte* w, float* y, int rows, int b, float* tail) where TFormat : struct, IFormat
     {
         int k = InFeatures, n = OutFeatures;
@@ -341,7 +342,7 @@ public sealed unsafe partial class PackedWeight : IDisposable
 
     // One tile: TRows input rows x 16 output columns over all K, accumulators in registers. Generic over structs so
     // the JIT compiles one specialised body per (format, rows) with the unused rows' code removed.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private void Tile<TFormat, TRows>(float* x, byte* w, float* bias, float* y, int ldy)
         where TFormat : struct, IFormat where TRows : struct, IRows
     {

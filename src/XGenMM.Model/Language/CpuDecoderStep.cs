@@ -138,6 +138,7 @@ public sealed unsafe class CpuDecoderStep
     }
 
     /// <summary>Phi-3 RMSNorm in float32: w * (x * rsqrt(mean(x^2) + eps)).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RmsNorm(float* x, float* y, int rows, float[] weight)
     {
         int d = _hidden;
@@ -174,6 +175,7 @@ public sealed unsafe class CpuDecoderStep
     }
 
     /// <summary>RoPE ("rotate_half" layout) on the Q and K thirds of each qkv row, in place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Rotate(StepBuffers b, float* qkv, int n)
     {
         int half = _headDim / 2;
@@ -207,6 +209,7 @@ public sealed unsafe class CpuDecoderStep
     }
 
     /// <summary>gated[t] = up * silu(gate) for gate_up rows [gate | up].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Gate(float* gateUp, float* gated, int n)
     {
         int f = _intermediate;

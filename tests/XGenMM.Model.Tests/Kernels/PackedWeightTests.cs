@@ -230,6 +230,44 @@ public sealed class PackedWeightTests
         }
     }
 
+    [Fact]
+    public void A_participant_held_up_mid_product_leaves_its_remaining_units_to_the_others()
+    {
+        // Unit 0 stands for a participant preempted by another thread: it does not return until every other unit is
+        // done (or 10 s pass). With fixed halves the held-up participant's other units could never be taken.
+        using var workers = new KernelWorkers(2);
+        var work = new HeldUpWork(64);
+        workers.Run(work, 64);
+        Assert.All(work.Executions, n => Assert.Equal(1, n));
+        Assert.True(work.OthersFinishedFirst, "the other participant did not take the held-up participant's units");
+        int heldUpThread = work.Threads[0];
+        // Claims are 64 / (2 x 8) = 4 units: the held-up participant did its first chunk only.
+        Assert.Equal(4, work.Threads.Count(t => t == heldUpThread));
+    }
+
+    private sealed class HeldUpWork(int units) : IParallelWork
+    {
+        public int[] Executions { get; } = new int[units];
+        public int[] Threads { get; } = new int[units];
+        public bool OthersFinishedFirst { get; private set; }
+        private int _done;
+
+        public void Execute(int fromUnit, int toUnit)
+        {
+            for (int u = fromUnit; u < toUnit; u++)
+            {
+                Interlocked.Increment(ref Executions[u]);
+                Threads[u] = Environment.CurrentManagedThreadId;
+                if (u == 0)
+                {
+                    // Waits for the units outside its own claim of four.
+                    OthersFinishedFirst = SpinWait.SpinUntil(() => Volatile.Read(ref _done) >= units - 4, TimeSpan.FromSeconds(10));
+                }
+                Interlocked.Increment(ref _done);
+            }
+        }
+    }
+
     internal static Tensor Dequantize(PackedWeight packed)
     {
         var values = new float[packed.InFeatures * packed.OutFeatures];
