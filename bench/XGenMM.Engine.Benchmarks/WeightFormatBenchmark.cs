@@ -92,9 +92,10 @@ internal static class WeightFormatBenchmark
                         await Stream(1, PrefillTokens, 1);
                         rates.Add(PrefillTokens / sw.Elapsed.TotalSeconds);
                     }
+                    double rate = Median(rates);
                     if (!prefill.TryGetValue(format, out var pl)) prefill[format] = pl = [];
-                    pl.Add(Median(rates));
-                    Console.WriteLine(FormattableString.Invariant($"RESULT prefill round={round + 1} format={format} tokens={PrefillTokens} tps={Median(rates):F2}"));
+                    pl.Add(rate);
+                    Console.WriteLine(FormattableString.Invariant($"RESULT prefill round={round + 1} format={format} tokens={PrefillTokens} tps={rate:F2}"));
                 }
         }
         finally

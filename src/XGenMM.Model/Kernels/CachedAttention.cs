@@ -90,8 +90,8 @@ internal sealed unsafe class CachedAttention : IParallelWork
             for (int unit = fromUnit; unit < toUnit; unit++)
             {
                 // Tokens in zig-zag order (first, last, second, second last, ...): a prompt chunk's later tokens
-                // attend over more keys, and each participant takes a contiguous range of units, so in plain order the
-                // one with the chunk's end would do three quarters of a long chunk's attention while the other waits.
+                // attend over more keys, and participants claim ranges of units in order, so in plain order the last
+                // claims would be the costliest and one participant would finish them while the other waits.
                 int k = unit / _heads, h = unit % _heads;
                 int t = (k & 1) == 0 ? k >> 1 : tokens - 1 - (k >> 1);
                 int position = _positions[t];

@@ -7,8 +7,9 @@ namespace XGenMM.Model.Kernels;
 /// of the job's units from a shared counter until none is left. Claimed, not split in fixed shares: on a machine with
 /// as many cores as participants any other thread (a consumer woken by a streamed token, the GC, a timer) preempts one
 /// participant for a time slice, and with fixed halves the whole product then waited for it (batch-1 decode steps
-/// measured twice as long in the engine as alone). Workers spin for a short while after each job before they block, because a decode step calls
-/// a mat-mul every few tens of microseconds and waking a blocked thread costs about as much as a small product.
+/// measured twice as long in the engine as alone). Workers spin for a short while after each job before they block,
+/// because a decode step calls a mat-mul every few tens of microseconds and waking a blocked thread costs about as
+/// much as a small product.
 /// One job at a time: a caller that finds the pool busy (two engines in one process) runs its product alone instead
 /// of queueing behind the other.
 /// </summary>
