@@ -31,7 +31,7 @@ public sealed class FaultTests
         await using var cluster = await LocalCluster.StartAsync(
             [("vision-a", "vision", SlowVisionBatches), ("vision-b", "vision", SlowVisionBatches), ("decoder", "decoder", null)], decoders: 1, null, Ct);
         var runs = Enumerable.Range(0, Streams).Select(i => cluster.ChatAsync(LocalCluster.DistinctImage(i), $"What is in picture {i}?", 8, Ct)).ToArray();
-        await Task.Delay(1500, Ct);
+        await cluster.WaitForEncodesAsync(["vision-a", "vision-b"], Streams, TimeSpan.FromSeconds(30), Ct);
         var killed = Stopwatch.StartNew();
         cluster.KillSilo("vision-a");
         // Bounded: a hung stream fails the test here instead of the test's own timeout.
@@ -54,7 +54,8 @@ public sealed class FaultTests
         await using var cluster = await LocalCluster.StartAsync(
             [("vision", "vision", SlowVisionBatches), ("decoder-a", "decoder", null), ("decoder-b", "decoder", null)], decoders: 2, null, Ct);
         var runs = Enumerable.Range(0, Streams).Select(i => cluster.ChatAsync(LocalCluster.DistinctImage(i), $"What is in picture {i}?", 8, Ct)).ToArray();
-        await Task.Delay(1500, Ct);
+        // Every request admitted (the tenant grain may live on the silo about to die) and inside its vision call.
+        await cluster.WaitForEncodesAsync(["vision"], Streams, TimeSpan.FromSeconds(30), Ct);
         var killed = Stopwatch.StartNew();
         cluster.KillSilo("vision");
         var ended = runs.Select(async r => (Outcome: await r, After: killed.Elapsed)).ToArray();

@@ -13,6 +13,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using XGenMM.Cluster.Abstractions;
+using XGenMM.Cluster.Abstractions.Telemetry;
 using XGenMM.ServiceDefaults;
 
 using static XGenMM.Cluster.Tests.ChildProcesses;
@@ -180,6 +181,34 @@ internal sealed class LocalCluster : IAsyncDisposable
             {
             }
             await Task.Delay(250, cancellationToken);
+        }
+    }
+
+    /// <summary>A metric from one silo's /metrics, summed over its label sets (0 when the silo does not export it).</summary>
+    public async Task<double> SiloMetricAsync(string silo, string metric, CancellationToken cancellationToken)
+    {
+        string text = await Http.GetStringAsync(new Uri($"http://127.0.0.1:{_siloPorts[silo]}/metrics"), cancellationToken);
+        double sum = 0;
+        foreach (var line in text.Split('\n'))
+        {
+            if (!line.StartsWith(metric, StringComparison.Ordinal) || line.Length == metric.Length || line[metric.Length] is not (' ' or '{')) continue;
+            sum += double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+        }
+        return sum;
+    }
+
+    /// <summary>Waits until the named vision silos together have been asked for <paramref name="images"/> encodes: the
+    /// requests are past admission and inside their vision call (a fixed wait is not enough on a loaded machine).</summary>
+    public async Task WaitForEncodesAsync(string[] silos, int images, TimeSpan limit, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            double asked = 0;
+            foreach (var silo in silos) asked += await SiloMetricAsync(silo, MetricNames.MmCacheQueries, cancellationToken);
+            if (asked >= images) return;
+            Assert.True(clock.Elapsed < limit, $"the vision silos were asked for {asked} of {images} encodes in {limit.TotalSeconds} s");
+            await Task.Delay(100, cancellationToken);
         }
     }
 
