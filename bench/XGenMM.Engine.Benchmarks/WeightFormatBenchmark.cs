@@ -12,7 +12,7 @@ using XGenMM.Model.Tokenization;
 /// baseline) and on our CPU kernels (f32, bf16, int8), same random weights, alternating rounds in one process.
 /// Per format: closed-loop decode at 1/4/16 streams (output tok/s and decode-only tok/s = streams / ITL p50, the
 /// figure llama-batched-bench's S_TG compares with) and the prefill rate of one 512-token prompt.
-/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2] [budget=MaxTokensPerStep] [stagger=ms between stream starts] [prefills=3] [warmup=2: unmeasured passes of each point first; 0: cold]. A format name ending in "-ops" (f32-ops,
+/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2] [budget=MaxTokensPerStep] [slowdown=MixedStepSlowdown] [stagger=ms between stream starts] [prefills=3] [warmup=2: unmeasured passes of each point first; 0: cold]. A format name ending in "-ops" (f32-ops,
 /// int8-ops) runs the same packed weights with <see cref="DecodeEngineOptions.CpuStep"/> off: libtorch's operators
 /// between the products, as before CpuDecoderStep.
 /// </summary>
@@ -31,6 +31,7 @@ internal static class WeightFormatBenchmark
         int prefills = int.Parse(Arg("prefills", "3"), CultureInfo.InvariantCulture);
         int warmups = int.Parse(Arg("warmup", "2"), CultureInfo.InvariantCulture);
         int budget = int.Parse(Arg("budget", new DecodeEngineOptions().MaxTokensPerStep.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+        double slowdown = double.Parse(Arg("slowdown", new DecodeEngineOptions().MixedStepSlowdown.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
         const int PromptTokens = 32, NewTokens = 64, PrefillTokens = 512;
         var results = new Dictionary<(string Format, int Streams), List<(double Output, double DecodeOnly, double ItlP50, double ItlP99)>>();
         var prefill = new Dictionary<string, List<double>>();
@@ -51,38 +52,56 @@ internal static class WeightFormatBenchmark
             for (int round = 0; round < rounds; round++)
                 foreach (var format in formats)
                 {
-                    using var engine = new DecodeEngine(models[format], tokenizer, new DecodeEngineOptions { MaxSlots = 32, MaxSequenceLength = 640, PrefixReuse = false, KvCacheBytes = 1L << 30, MaxTokensPerStep = budget, CpuStep = !format.EndsWith(OpsSuffix, StringComparison.Ordinal) });
+                    using var engine = new DecodeEngine(models[format], tokenizer, new DecodeEngineOptions { MaxSlots = 32, MaxSequenceLength = 640, PrefixReuse = false, KvCacheBytes = 1L << 30, MaxTokensPerStep = budget, MixedStepSlowdown = slowdown, CpuStep = !format.EndsWith(OpsSuffix, StringComparison.Ordinal) });
                     var itl = new List<double>();
-                    engine.Completed += c => { lock (itl) itl.AddRange(c.InterTokenSeconds); };
+                    var ttft = new List<double>();
+                    int completions = 0;
+                    engine.Completed += c => { lock (itl) { itl.AddRange(c.InterTokenSeconds); ttft.Add(c.Timings.TimeToFirstTokenSeconds); completions++; } };
                     async Task<int> Stream(int id, int promptLength, int newTokens) =>
                         await engine.Submit(new DecodeRequest { RequestId = $"w{id}", PromptIds = Prompt(promptLength), MaxNewTokens = newTokens, StopTokenIds = [] })
                             .CountAsync(e => !e.IsFinal);
-                    async Task<int> Point(int n) => (await Task.WhenAll(Enumerable.Range(0, n).Select(async i =>
+                    async Task<int> Point(int n)
                     {
-                        if (stagger > 0) await Task.Delay(i * stagger);
-                        return await Stream(i, PromptTokens, NewTokens);
-                    }))).Sum();
+                        int target;
+                        lock (itl) target = completions + n;
+                        int tokens = (await Task.WhenAll(Enumerable.Range(0, n).Select(async i =>
+                        {
+                            if (stagger > 0) await Task.Delay(i * stagger);
+                            return await Stream(i, PromptTokens, NewTokens);
+                        }))).Sum();
+                        // A stream's end reaches its reader before the engine reports its completion (a 1-stream point
+                        // once found its ITL list empty): the point ends with every completion counted.
+                        for (var wait = Stopwatch.StartNew(); wait.Elapsed < TimeSpan.FromSeconds(2);)
+                        {
+                            lock (itl) if (completions >= target) break;
+                            await Task.Delay(1);
+                        }
+                        return tokens;
+                    }
                     foreach (int n in streams)
                     {
                         // Each point runs unmeasured first (twice by default), as a serving process is warm: the first passes of a
                         // shape run code the JIT has not yet tiered up (cold, the first pass of a point measures up to 40% lower, the second up to 30%).
                         for (int w = 0; w < warmups; w++) await Point(n);
-                        lock (itl) itl.Clear();
+                        lock (itl) { itl.Clear(); ttft.Clear(); }
                         var clock = Stopwatch.StartNew();
                         int tokens = await Point(n);
                         double seconds = clock.Elapsed.TotalSeconds;
-                        double p50, p99;
+                        double p50, p99, ttftP50, ttftP99;
                         lock (itl)
                         {
                             var sorted = itl.Order().ToArray();
                             p50 = BenchmarkInputs.Percentile(sorted, 0.5);
                             p99 = BenchmarkInputs.Percentile(sorted, 0.99);
+                            var first = ttft.Order().ToArray();
+                            ttftP50 = BenchmarkInputs.Percentile(first, 0.5);
+                            ttftP99 = BenchmarkInputs.Percentile(first, 0.99);
                         }
                         var key = (format, n);
                         if (!results.TryGetValue(key, out var list)) results[key] = list = [];
                         list.Add((tokens / seconds, n / p50, p50, p99));
                         // One line per point for scripts (bench/llamacpp/side-by-side.sh).
-                        Console.WriteLine(FormattableString.Invariant($"RESULT weights round={round + 1} format={format} streams={n} output_tps={tokens / seconds:F2} decode_tps={n / p50:F2} itl_p50_ms={p50 * 1000:F2} itl_p99_ms={p99 * 1000:F2}"));
+                        Console.WriteLine(FormattableString.Invariant($"RESULT weights round={round + 1} format={format} streams={n} output_tps={tokens / seconds:F2} decode_tps={n / p50:F2} itl_p50_ms={p50 * 1000:F2} itl_p99_ms={p99 * 1000:F2} ttft_p50_ms={ttftP50 * 1000:F2} ttft_p99_ms={ttftP99 * 1000:F2}"));
                     }
                     await Stream(0, PrefillTokens, 1); // warm the 512-row shapes
                     var rates = new List<double>();

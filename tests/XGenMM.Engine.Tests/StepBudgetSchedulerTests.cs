@@ -10,13 +10,16 @@ public sealed class StepBudgetSchedulerTests
     private const int Token = 7;
     private static readonly RequestValidator Validator = new(vocabSize: 1000, embeddingDim: 8, contextLength: 4096);
 
-    private static Scheduler NewScheduler(int slots, Action<DecodeEngineOptions> configure)
+    private static Scheduler NewScheduler(int slots, Action<DecodeEngineOptions> configure, Func<int, int, double>? passSeconds = null)
     {
         var options = new DecodeEngineOptions { MaxSlots = slots, PrefillChunkTokens = 512, PrefixReuse = false };
         configure(options);
         options.Validate();
-        return new Scheduler(slots, options);
+        return new Scheduler(slots, options, passSeconds);
     }
+
+    /// <summary>Pass costs shaped like the 2-core CPU's: 2 ms a pass, 0.5 ms a decode row, 0.25 ms a prompt position.</summary>
+    private static double CpuLikePass(int rows, int positions) => 0.002 + 0.0005 * rows + 0.00025 * positions;
 
     private static Sequence Submit(Scheduler scheduler, string id, int promptLength, int maxNewTokens, int first = 1)
     {
@@ -89,6 +92,34 @@ public sealed class StepBudgetSchedulerTests
         for (int i = 0; i < 3; i++) counts.Add(Step(scheduler).Prefills.Sum(p => p.Count));
         Assert.Equal([3, 3, 3], counts);
         Assert.Equal(Sequence.Phase.Done, prompt.State);
+    }
+
+    [Fact]
+    public void A_mixed_step_carries_no_more_prompt_positions_than_keep_it_within_MixedStepSlowdown_of_the_decode_only_pass()
+    {
+        var scheduler = NewScheduler(32, o => { o.MaxTokensPerStep = 64; o.MixedStepSlowdown = 0.8; }, CpuLikePass);
+        // 16 rows: a 10 ms decode pass leaves 0.8 x 10 ms = 8 ms, 32 positions (the token budget alone: 64 - 16 = 48).
+        Assert.Equal(32, scheduler.PrefillBudget(16));
+        // 24 rows: 14 ms -> 11.2 ms, 44 positions, above what the token budget leaves (40).
+        Assert.Equal(40, scheduler.PrefillBudget(24));
+        // 4 rows: 4 ms -> 12 positions, below a quarter of the budget, which is prefilled regardless.
+        Assert.Equal(16, scheduler.PrefillBudget(4));
+        // An idle decoder keeps the whole chunk.
+        Assert.Equal(512, scheduler.PrefillBudget(0));
+
+        // Off, or not yet fitted (the engine's costs read 0), or positions cheap next to a pass (a GPU): the token budget.
+        Assert.Equal(48, NewScheduler(32, o => { o.MaxTokensPerStep = 64; o.MixedStepSlowdown = 0; }, CpuLikePass).PrefillBudget(16));
+        Assert.Equal(48, NewScheduler(32, o => o.MaxTokensPerStep = 64, (_, _) => 0).PrefillBudget(16));
+        Assert.Equal(48, NewScheduler(32, o => o.MaxTokensPerStep = 64, (rows, positions) => 0.010 + 0.00001 * rows + 0.000001 * positions).PrefillBudget(16));
+
+        // In a plan: 16 streams decoding, a 100-token prompt arrives; each step carries 32 of its positions.
+        var streams = Enumerable.Range(0, 16).Select(i => Submit(scheduler, $"s{i}", 1, maxNewTokens: 100, first: i)).ToList();
+        Step(scheduler);
+        Step(scheduler);
+        Assert.All(streams, s => Assert.Equal(Sequence.Phase.Running, s.State));
+        Submit(scheduler, "p", 100, maxNewTokens: 1, first: 500);
+        var counts = Enumerable.Range(0, 4).Select(_ => Step(scheduler).PrefillTokens).ToList();
+        Assert.Equal([32, 32, 32, 4], counts);
     }
 
     [Fact]

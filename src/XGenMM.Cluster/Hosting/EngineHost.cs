@@ -121,7 +121,7 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
             }
             if (decoder)
             {
-                var options = Clone(decode.Value);
+                var options = decode.Value.Copy();
                 options.Name = Devices[d];
                 _decoders[Devices[d]] = new DecodeEngine(pipeline.Model, pipeline.Tokenizer, options, loggers.CreateLogger<DecodeEngine>());
             }
@@ -132,23 +132,6 @@ public sealed partial class EngineHost(IOptions<SiloSettings> silo, IOptions<Mod
         string roles = string.Join(',', Roles), devices = string.Join(',', Devices);
         LogLoaded(ModelDirectory, roles, devices);
     }
-
-    private static DecodeEngineOptions Clone(DecodeEngineOptions o) => new()
-    {
-        KvCacheBytes = o.KvCacheBytes,
-        MaxSlots = o.MaxSlots,
-        MaxSequenceLength = o.MaxSequenceLength,
-        PrefillChunkTokens = o.PrefillChunkTokens,
-        StepPolicy = o.StepPolicy,
-        MaxTokensPerStep = o.MaxTokensPerStep,
-        MaxWaitingRequests = o.MaxWaitingRequests,
-        MaxWaitingTokens = o.MaxWaitingTokens,
-        QueueTimeToLive = o.QueueTimeToLive,
-        PrefixReuse = o.PrefixReuse,
-        MinPrefixReuseTokens = o.MinPrefixReuseTokens,
-        TenantWeights = new(o.TenantWeights),
-        Name = o.Name,
-    };
 
     public void Dispose()
     {

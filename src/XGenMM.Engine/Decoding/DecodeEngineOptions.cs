@@ -19,6 +19,12 @@ public sealed class DecodeEngineOptions
     /// for the whole step, so this bounds the inter-token latency a new prompt adds. Decode rows are planned first;
     /// prompts get what is left, at least a quarter of it, so admission never stalls behind many running streams.</summary>
     public int MaxTokensPerStep { get; set; } = 64;
+    /// <summary>With <see cref="StepPolicy.Mixed"/>: a step that carries prompt positions beside decode rows may take
+    /// at most (1 + this) times the decode-only pass at those rows, by the fitted pass costs (Sarathi-Serve's
+    /// time-bounded chunk); a quarter of <see cref="MaxTokensPerStep"/> is prefilled regardless. Bounds the
+    /// inter-token latency a new prompt adds to running streams whatever the device's cost of a row and of a
+    /// position; on a device where positions are cheap next to a pass, MaxTokensPerStep is the bound. 0 turns it off.</summary>
+    public double MixedStepSlowdown { get; set; } = 0.8;
     /// <summary>With <see cref="StepPolicy.Mixed"/> and a decoder packed for the CPU kernels (Model:WeightFormat other
     /// than torch): run each step in <see cref="XGenMM.Model.Language.CpuDecoderStep"/> (norms, RoPE, attention and
     /// gating in C# between the packed products, padding rows skipped) instead of through libtorch's operators.
@@ -53,6 +59,15 @@ public sealed class DecodeEngineOptions
     /// <summary>Name used in logs and metrics (e.g. cpu, cuda:0).</summary>
     public string Name { get; set; } = "decoder";
 
+    /// <summary>A copy for one engine of several (one per device) that share these settings: every setting, the
+    /// tenant weights in a dictionary of its own.</summary>
+    public DecodeEngineOptions Copy()
+    {
+        var copy = (DecodeEngineOptions)MemberwiseClone();
+        copy.TenantWeights = new Dictionary<string, double>(TenantWeights, TenantWeights.Comparer);
+        return copy;
+    }
+
     public void Validate()
     {
         if (KvCacheBytes <= 0) throw new ArgumentOutOfRangeException(nameof(KvCacheBytes), KvCacheBytes, "must be positive.");
@@ -64,6 +79,7 @@ public sealed class DecodeEngineOptions
         if (MaxWaitingRequests < 0) throw new ArgumentOutOfRangeException(nameof(MaxWaitingRequests), MaxWaitingRequests, "must not be negative.");
         if (MaxWaitingTokens < 0) throw new ArgumentOutOfRangeException(nameof(MaxWaitingTokens), MaxWaitingTokens, "must not be negative.");
         if (QueueTimeToLive <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(QueueTimeToLive), QueueTimeToLive, "must be positive.");
+        if (!(MixedStepSlowdown >= 0)) throw new ArgumentOutOfRangeException(nameof(MixedStepSlowdown), MixedStepSlowdown, "must not be negative.");
         if (!(SharedStepSlowdown >= 0)) throw new ArgumentOutOfRangeException(nameof(SharedStepSlowdown), SharedStepSlowdown, "must not be negative.");
         if (ShareLinger < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ShareLinger), ShareLinger, "must not be negative.");
         foreach (var (tenant, weight) in TenantWeights)

@@ -344,15 +344,31 @@ internal sealed class Scheduler
     /// <summary>
     /// Prompt positions this step may prefill. Separate passes: <see cref="DecodeEngineOptions.PrefillChunkTokens"/>.
     /// Mixed steps: what the <paramref name="decodeRows"/> leave of <see cref="DecodeEngineOptions.MaxTokensPerStep"/>,
-    /// but at least a quarter of it (so that many running streams cannot starve admission) and at most
-    /// PrefillChunkTokens. A step without decode rows keeps no stream waiting: it prefills up to PrefillChunkTokens,
-    /// so a prompt that arrives at an idle decoder is not cut into MaxTokensPerStep-sized steps.
+    /// no more than the fitted pass costs let in within <see cref="DecodeEngineOptions.MixedStepSlowdown"/> of the
+    /// decode-only pass at these rows, but at least a quarter of MaxTokensPerStep (so that many running streams cannot
+    /// starve admission) and at most PrefillChunkTokens. A step without decode rows keeps no stream waiting: it
+    /// prefills up to PrefillChunkTokens, so a prompt that arrives at an idle decoder is not cut into small steps.
     /// </summary>
     internal int PrefillBudget(int decodeRows)
     {
         if (_options.StepPolicy == StepPolicy.Separate || decodeRows == 0) return _options.PrefillChunkTokens;
         int perStep = _options.MaxTokensPerStep;
-        return Math.Min(_options.PrefillChunkTokens, Math.Max(perStep - decodeRows, perStep / 4));
+        int floor = Math.Min(_options.PrefillChunkTokens, perStep / 4);
+        int budget = Math.Min(_options.PrefillChunkTokens, Math.Max(perStep - decodeRows, floor));
+        return Math.Max(floor, Math.Min(budget, TimedPrefillPositions(decodeRows)));
+    }
+
+    /// <summary>Prompt positions that keep a pass with <paramref name="decodeRows"/> decode rows within
+    /// <see cref="DecodeEngineOptions.MixedStepSlowdown"/> of the same pass without them, from the fitted costs (no
+    /// bound while they are not fitted). A token budget alone cannot do it: on the 2-core CPU a prompt position
+    /// costs about as much as 1/40 of a 16-row decode pass, and a step of 16 running rows and 48 positions took
+    /// 2.3x the decode-only pass (streams arriving 15 ms apart: ITL p99/p50 2.25-3.8).</summary>
+    private int TimedPrefillPositions(int decodeRows)
+    {
+        if (_options.MixedStepSlowdown <= 0 || _passSeconds is null) return int.MaxValue;
+        double decode = _passSeconds(decodeRows, 0), perPosition = _passSeconds(0, 1) - _passSeconds(0, 0);
+        if (!(decode > 0) || !(perPosition > 0)) return int.MaxValue;
+        return (int)Math.Min(int.MaxValue, _options.MixedStepSlowdown * decode / perPosition + 1e-6);
     }
 
     /// <summary>Prompt chunks for the sequences still prefilling, within <paramref name="budget"/> positions (see
