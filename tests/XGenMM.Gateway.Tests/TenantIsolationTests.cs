@@ -3,6 +3,8 @@ using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using XGenMM.Cluster.Client;
 
 namespace XGenMM.Gateway.Tests;
 
@@ -15,11 +17,13 @@ public sealed class IsolationGatewayFixture : GatewayFixture
     // B alone (2 streams on 8 slots) must stay under it while other test assemblies load the 2 cores (at 0.5 s a CI
     // run refused B alone once); A's 32 users on 8 slots are predicted far over it.
     public const double TtftTargetSeconds = 1.5;
+    public const int MaxCompletionTokens = 256;
 
     protected override void Configure(Dictionary<string, string?> settings)
     {
         settings["Engine:Decode:MaxSlots"] = Slots.ToString(CultureInfo.InvariantCulture);
         settings["Cluster:Admission:TtftTargetSeconds"] = TtftTargetSeconds.ToString(CultureInfo.InvariantCulture);
+        settings["Gateway:Limits:MaxCompletionTokens"] = MaxCompletionTokens.ToString(CultureInfo.InvariantCulture);
         // The router reads the registry as often as it may: the in-flight ledger covers the rest.
         settings["Cluster:Routing:RegistryRefresh"] = "00:00:00.100";
     }
@@ -48,21 +52,21 @@ public sealed class TenantIsolationTests(IsolationGatewayFixture gateway)
 
     private sealed record Outcome(HttpStatusCode Status, double TtftSeconds, string? Code, double? RetryAfterSeconds);
 
-    private JsonObject Body(string text, bool stream) => new()
+    private JsonObject Body(string text, bool stream, int maxTokens) => new()
     {
         ["model"] = gateway.ModelId,
         ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = text }),
-        ["max_tokens"] = AnswerTokens,
+        ["max_tokens"] = maxTokens,
         ["temperature"] = 0,
         ["ignore_eos"] = true,
         ["stream"] = stream,
     };
 
     /// <summary>One request; for a stream, TTFT is the time to the first chunk with content.</summary>
-    private async Task<Outcome> SendAsync(HttpClient http, string text, bool stream, CancellationToken cancellationToken)
+    private async Task<Outcome> SendAsync(HttpClient http, string text, bool stream, int maxTokens, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
-        using var response = await http.PostAsJsonAsync("/v1/chat/completions", Body(text, stream), cancellationToken);
+        using var response = await http.PostAsJsonAsync("/v1/chat/completions", Body(text, stream, maxTokens), cancellationToken);
         if (!response.IsSuccessStatusCode)
         {
             var error = JsonNode.Parse(await response.Content.ReadAsStringAsync(cancellationToken))!["error"]!;
@@ -97,16 +101,16 @@ public sealed class TenantIsolationTests(IsolationGatewayFixture gateway)
         {
             while (Interlocked.Increment(ref next) <= BRequests)
             {
-                var outcome = await SendAsync(http, $"{label} question {next} about the weather", stream: true, Ct);
+                var outcome = await SendAsync(http, $"{label} question {next} about the weather", stream: true, AnswerTokens, Ct);
                 lock (outcomes) outcomes.Add(outcome);
             }
         }, Ct)));
         return (outcomes, BRequests / clock.Elapsed.TotalSeconds);
     }
 
-    /// <summary>A's closed-loop users until stopped; a refused user comes back after 50 ms (a client that ignores
-    /// Retry-After), so that A keeps pressing on the door.</summary>
-    private async Task<List<Outcome>> BurstAAsync(CancellationToken stop)
+    /// <summary>A's closed-loop users until stopped, each asking for <paramref name="answerTokens"/>; a refused user
+    /// comes back after 50 ms (a client that ignores Retry-After), so that A keeps pressing on the door.</summary>
+    private async Task<List<Outcome>> BurstAAsync(int answerTokens, CancellationToken stop)
     {
         using var http = gateway.Client(GatewayFixture.AlphaKey);
         var outcomes = new List<Outcome>();
@@ -117,7 +121,7 @@ public sealed class TenantIsolationTests(IsolationGatewayFixture gateway)
                 Outcome outcome;
                 try
                 {
-                    outcome = await SendAsync(http, $"burst {user} {i} tell me everything", stream: false, stop);
+                    outcome = await SendAsync(http, $"burst {user} {i} tell me everything", stream: false, answerTokens, stop);
                 }
                 catch (OperationCanceledException)
                 {
@@ -146,8 +150,14 @@ public sealed class TenantIsolationTests(IsolationGatewayFixture gateway)
         double overShareBefore = await gateway.MetricAsync("xgenmm_requests_rejected_total", "{reason=\"tenant_over_share\"}");
         var (alone, aloneRate) = await RunBAsync("alone");
 
+        // A asks for answers as long as the gateway allows (the fixture's MaxCompletionTokens): its excess, rounds of
+        // the rows it may hold, is then predicted over the TTFT target at any speed this CPU reaches. With answers as
+        // short as B's, a fast run predicted A's queue within the target, so A's excess waited (which is allowed) and
+        // the refusal path went untested.
+        var decoder = Assert.Single(await gateway.App.Services.GetRequiredService<IClusterChat>().GetDecodersAsync(Ct));
+        const int aAnswerTokens = IsolationGatewayFixture.MaxCompletionTokens;
         using var stop = new CancellationTokenSource();
-        var burst = BurstAAsync(stop.Token);
+        var burst = BurstAAsync(aAnswerTokens, stop.Token);
         // A fills the decoder before B starts again: every slot held and more of A's requests pressing.
         await Task.Delay(TimeSpan.FromSeconds(2), Ct);
         var (withA, withARate) = await RunBAsync("with-a");
@@ -158,13 +168,13 @@ public sealed class TenantIsolationTests(IsolationGatewayFixture gateway)
         Assert.All(alone.Concat(withA), o => Assert.False(double.IsNaN(o.TtftSeconds)));
         double p99Alone = P99(alone), p99WithA = P99(withA);
         string figures = string.Create(CultureInfo.InvariantCulture,
-            $"B alone: TTFT p99 {p99Alone * 1000:0} ms, {aloneRate:0.00} req/s; with A: TTFT p99 {p99WithA * 1000:0} ms, {withARate:0.00} req/s; A: {a.Count(o => o.Status == HttpStatusCode.OK)} served, {a.Count(o => o.Code == "tenant_over_share")} tenant_over_share, {a.Count(o => o.Code == "over_capacity")} over_capacity");
+            $"B alone: TTFT p99 {p99Alone * 1000:0} ms, {aloneRate:0.00} req/s; with A: TTFT p99 {p99WithA * 1000:0} ms, {withARate:0.00} req/s; A ({AUsers} users, {aAnswerTokens}-token answers, decode step {decoder.DecodeStepSeconds * 1000:0.0} ms with B alone): {a.Count(o => o.Status == HttpStatusCode.OK)} served, {a.Count(o => o.Code == "tenant_over_share")} tenant_over_share, {a.Count(o => o.Code == "over_capacity")} over_capacity");
         TestContext.Current.TestOutputHelper?.WriteLine(figures);
 
         // A's users retry 50 ms after a refusal, some 200 requests a second: over a long run that also exhausts its
         // (high) requests-per-minute limit, a refusal of A's own as well.
         // A was really bursting: served while B ran, and its excess refused as over its share, with Retry-After.
-        Assert.True(a.Count(o => o.Status == HttpStatusCode.OK) >= AUsers, figures);
+        Assert.True(a.Any(o => o.Status == HttpStatusCode.OK), figures);
         var overShare = a.Where(o => o.Code == "tenant_over_share").ToList();
         Assert.NotEmpty(overShare);
         Assert.All(overShare, o => Assert.Equal(HttpStatusCode.TooManyRequests, o.Status));
