@@ -12,7 +12,7 @@ using XGenMM.Model.Tokenization;
 /// baseline) and on our CPU kernels (f32, bf16, int8), same random weights, alternating rounds in one process.
 /// Per format: closed-loop decode at 1/4/16 streams (output tok/s and decode-only tok/s = streams / ITL p50, the
 /// figure llama-batched-bench's S_TG compares with) and the prefill rate of one 512-token prompt.
-/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2] [budget=MaxTokensPerStep] [slowdown=MixedStepSlowdown] [stagger=ms between stream starts] [prefills=3] [warmup=2: unmeasured passes of each point first; 0: cold]. A format name ending in "-ops" (f32-ops,
+/// Arguments: `weights` [formats=torch,f32,int8] [streams=1,4,16] [rounds=2] [budget=MaxTokensPerStep] [slowdown=MixedStepSlowdown] [stagger=ms between stream starts] [prefills=3] [warmup=2: unmeasured passes of each point first; 0: cold]. A format may carry its own MixedStepSlowdown after '@' (formats=f32@0,f32@0.8 alternates the two on one model). A format name ending in "-ops" (f32-ops,
 /// int8-ops) runs the same packed weights with <see cref="DecodeEngineOptions.CpuStep"/> off: libtorch's operators
 /// between the products, as before CpuDecoderStep.
 /// </summary>
@@ -33,12 +33,12 @@ internal static class WeightFormatBenchmark
         int budget = int.Parse(Arg("budget", new DecodeEngineOptions().MaxTokensPerStep.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
         double slowdown = double.Parse(Arg("slowdown", new DecodeEngineOptions().MixedStepSlowdown.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
         const int PromptTokens = 32, NewTokens = 64, PrefillTokens = 512;
-        var results = new Dictionary<(string Format, int Streams), List<(double Output, double DecodeOnly, double ItlP50, double ItlP99)>>();
+        var results = new Dictionary<(string Format, int Streams), List<(double Output, double DecodeOnly, double ItlP50, double ItlP99, double TtftP50, double TtftP99)>>();
         var prefill = new Dictionary<string, List<double>>();
         var models = new Dictionary<string, XGenMMModel>();
         try
         {
-            foreach (var format in formats)
+            foreach (var format in formats.Select(BaseOf).Distinct())
             {
                 var model = new XGenMMModel(config);
                 ModelInitialization.InitializeRandom(model, seed: 1);
@@ -52,7 +52,7 @@ internal static class WeightFormatBenchmark
             for (int round = 0; round < rounds; round++)
                 foreach (var format in formats)
                 {
-                    using var engine = new DecodeEngine(models[format], tokenizer, new DecodeEngineOptions { MaxSlots = 32, MaxSequenceLength = 640, PrefixReuse = false, KvCacheBytes = 1L << 30, MaxTokensPerStep = budget, MixedStepSlowdown = slowdown, CpuStep = !format.EndsWith(OpsSuffix, StringComparison.Ordinal) });
+                    using var engine = new DecodeEngine(models[BaseOf(format)], tokenizer, new DecodeEngineOptions { MaxSlots = 32, MaxSequenceLength = 640, PrefixReuse = false, KvCacheBytes = 1L << 30, MaxTokensPerStep = budget, MixedStepSlowdown = SlowdownOf(format, slowdown), CpuStep = !BaseOf(format).EndsWith(OpsSuffix, StringComparison.Ordinal) });
                     var itl = new List<double>();
                     var ttft = new List<double>();
                     int completions = 0;
@@ -99,7 +99,7 @@ internal static class WeightFormatBenchmark
                         }
                         var key = (format, n);
                         if (!results.TryGetValue(key, out var list)) results[key] = list = [];
-                        list.Add((tokens / seconds, n / p50, p50, p99));
+                        list.Add((tokens / seconds, n / p50, p50, p99, ttftP50, ttftP99));
                         // One line per point for scripts (bench/llamacpp/side-by-side.sh).
                         Console.WriteLine(FormattableString.Invariant($"RESULT weights round={round + 1} format={format} streams={n} output_tps={tokens / seconds:F2} decode_tps={n / p50:F2} itl_p50_ms={p50 * 1000:F2} itl_p99_ms={p99 * 1000:F2} ttft_p50_ms={ttftP50 * 1000:F2} ttft_p99_ms={ttftP99 * 1000:F2}"));
                     }
@@ -124,17 +124,18 @@ internal static class WeightFormatBenchmark
         string baseline = formats[0];
         Console.WriteLine();
         Console.WriteLine($"Decode by weight format ({PromptTokens}-token prompts, {NewTokens} new tokens, median of {rounds} alternating rounds; ratios to {baseline}):");
-        Console.WriteLine("| format | streams | output tok/s | decode-only tok/s | decode-only ratio | ITL p50 ms | ITL p99 ms | p99 / p50 |");
-        Console.WriteLine("|---|---|---|---|---|---|---|---|");
+        Console.WriteLine("| format | streams | output tok/s | decode-only tok/s | decode-only ratio | ITL p50 ms | ITL p99 ms | p99 / p50 | TTFT p50 ms | TTFT p99 ms |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
         foreach (int n in streams)
             foreach (var format in formats)
             {
                 var points = results[(format, n)];
                 double output = Median(points.Select(r => r.Output)), decodeOnly = Median(points.Select(r => r.DecodeOnly));
                 double p50 = Median(points.Select(r => r.ItlP50)), p99 = Median(points.Select(r => r.ItlP99));
+                double ttft50 = Median(points.Select(r => r.TtftP50)), ttft99 = Median(points.Select(r => r.TtftP99));
                 double baseDecode = Median(results[(baseline, n)].Select(r => r.DecodeOnly));
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {format} | {n} | {output:F1} | {decodeOnly:F1} | {decodeOnly / baseDecode:F2}x | {p50 * 1000:F1} | {p99 * 1000:F1} | {p99 / p50:F2} |"));
+                    $"| {format} | {n} | {output:F1} | {decodeOnly:F1} | {decodeOnly / baseDecode:F2}x | {p50 * 1000:F1} | {p99 * 1000:F1} | {p99 / p50:F2} | {ttft50 * 1000:F1} | {ttft99 * 1000:F1} |"));
             }
         Console.WriteLine();
         Console.WriteLine($"| format | prefill {PrefillTokens} tok/s (TTFT of one prompt) | ratio |");
@@ -145,7 +146,18 @@ internal static class WeightFormatBenchmark
 
     private const string OpsSuffix = "-ops";
 
-    private static string WeightsOf(string format) => format.EndsWith(OpsSuffix, StringComparison.Ordinal) ? format[..^OpsSuffix.Length] : format;
+    private static string WeightsOf(string format)
+    {
+        format = BaseOf(format);
+        return format.EndsWith(OpsSuffix, StringComparison.Ordinal) ? format[..^OpsSuffix.Length] : format;
+    }
+
+    /// <summary>The format of a variant "f32@0.8" (the part before '@'): variants of one format share its model.</summary>
+    private static string BaseOf(string variant) => variant.Split('@')[0];
+
+    /// <summary>The MixedStepSlowdown of a variant "f32@0.8", else <paramref name="fallback"/>.</summary>
+    private static double SlowdownOf(string variant, double fallback) =>
+        variant.Split('@') is [_, var value] ? double.Parse(value, CultureInfo.InvariantCulture) : fallback;
 
     private static double Median(IEnumerable<double> values)
     {
