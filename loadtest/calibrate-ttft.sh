@@ -4,7 +4,7 @@
 # predicted for each request (CapacityModel, on the decoder it chose) against the TTFT it measured (the first token's
 # arrival at the router), by concurrency.
 #   loadtest/calibrate-ttft.sh [OUT_DIR]        (about 2 minutes; both cores busy)
-# Env: MODEL_DIR (models/xgenmm-nano), CONCURRENCY (2,4,8,16,32,48), POINT_SECONDS (10), EXTRA (more gateway flags).
+# Env: MODEL_DIR (models/xgenmm-nano), CONCURRENCY (space-separated: "2 4 8 16 32 48"), POINT_SECONDS (10), EXTRA (more gateway flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-/tmp/xgenmm-calibration}"
