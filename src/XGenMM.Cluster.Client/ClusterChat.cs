@@ -348,7 +348,7 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
     [LoggerMessage(EventId = 205, Level = LogLevel.Warning, Message = "The decoder registry could not be read; routing on the last known decoders")]
     private partial void LogRegistryUnavailable(Exception exception);
 
-    [LoggerMessage(EventId = 206, Level = LogLevel.Information, Message = "Request {RequestId} refused at admission: {Reason}")]
+    [LoggerMessage(EventId = 206, Level = LogLevel.Debug, Message = "Request {RequestId} refused at admission: {Reason}")]
     private partial void LogOverCapacity(string requestId, string reason);
 
     [LoggerMessage(EventId = 207, Level = LogLevel.Warning, Message = "Image {Key}: a vision silo left the cluster during attempt {Attempt}; encoding again")]

@@ -120,3 +120,36 @@ public sealed class SecretLoggingTests(TraceLoggingGatewayFixture gateway) : ICl
         Assert.Contains(spans, s => s.Contains("url.query=", StringComparison.Ordinal) && s.Contains("access_token=", StringComparison.Ordinal));
     }
 }
+
+/// <summary>Refusals that shed load (429, 503) are counted in metrics and logged at Debug only; a refusal of bad input
+/// stays at Information. A flood of shed requests wrote two Information lines each (640 lines a second in the overload
+/// sweep) on the cores the admitted requests need.</summary>
+public sealed class ShedLoggingTests(TraceLoggingGatewayFixture gateway) : IClassFixture<TraceLoggingGatewayFixture>
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private StringContent Body(string text, int maxTokens) => new(
+        $$"""{"model":"{{gateway.ModelId}}","messages":[{"role":"user","content":"{{text}}"}],"max_tokens":{{maxTokens}}}""", Encoding.UTF8, "application/json");
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_shed_request_is_logged_at_debug_and_a_bad_one_at_information()
+    {
+        // The "tight" tenant may send 2 requests a minute: the third is shed with 429.
+        using var http = gateway.Client(GatewayFixture.TightKey);
+        var statuses = new List<HttpStatusCode>();
+        for (int i = 0; i < 3; i++)
+        {
+            using var response = await http.PostAsync("/v1/chat/completions", Body($"Shed {i}", 2), Ct);
+            statuses.Add(response.StatusCode);
+        }
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests], statuses);
+        // A prompt over the gateway's MaxPromptTokens (1500): refused with 400 after the request was parsed.
+        using (var bad = await http.PostAsync("/v1/chat/completions", Body(string.Concat(Enumerable.Repeat("word ", 4000)), 2), Ct))
+            Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+
+        var refusals = gateway.Lines.Where(l => l.Contains("Tenant tight:", StringComparison.Ordinal)).ToList();
+        Assert.Contains(refusals, l => l.StartsWith("Debug XGenMM.Gateway.Chat.ChatService[704]", StringComparison.Ordinal) && l.Contains(" 429 ", StringComparison.Ordinal));
+        Assert.DoesNotContain(refusals, l => l.StartsWith("Information", StringComparison.Ordinal) && l.Contains(" 429 ", StringComparison.Ordinal));
+        Assert.Contains(refusals, l => l.StartsWith("Information XGenMM.Gateway.Chat.ChatService[701]", StringComparison.Ordinal) && l.Contains(" 400 ", StringComparison.Ordinal));
+    }
+}

@@ -101,7 +101,11 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
         catch (OpenAiException e)
         {
             metrics.Reject(e);
-            LogRejected(turn.Tenant, e.Status, e.Code ?? e.Type, e.Message);
+            // Shedding (429 / 503) is counted by reason in xgenmm_requests_rejected_total and logged only at Debug: a
+            // flood of refused requests wrote two Information lines each (640 lines a second in the overload sweep),
+            // console output on the cores the admitted requests need.
+            if (e.Status is 429 or 503) LogShed(turn.Tenant, e.Status, e.Code ?? e.Type, e.Message);
+            else LogRejected(turn.Tenant, e.Status, e.Code ?? e.Type, e.Message);
             throw;
         }
     }
@@ -379,6 +383,9 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
 
     [LoggerMessage(EventId = 701, Level = LogLevel.Information, Message = "Tenant {Tenant}: request refused with {Status} {Code}: {Reason}")]
     private partial void LogRejected(string tenant, int status, string code, string reason);
+
+    [LoggerMessage(EventId = 704, Level = LogLevel.Debug, Message = "Tenant {Tenant}: request shed with {Status} {Code}: {Reason}")]
+    private partial void LogShed(string tenant, int status, string code, string reason);
 
     [LoggerMessage(EventId = 702, Level = LogLevel.Warning, Message = "Tenant {Tenant}: request {RequestId} failed mid-stream after {Tokens} token(s): {Reason}")]
     internal partial void LogStreamFailed(string tenant, string requestId, int tokens, string reason);
