@@ -23,6 +23,8 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
     private readonly SemaphoreSlim _refresh = new(1, 1);
     private DecoderLoadReport[] _decoders = [];
     private readonly InflightLedger _inflight = new(TimeProvider.System);
+    /// <summary>When each tenant was last refused for its share here (Environment.TickCount64).</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _overShareAt = new(StringComparer.Ordinal);
     private DateTimeOffset _fetched = DateTimeOffset.MinValue, _listed = DateTimeOffset.MinValue;
 
     public ClusterChat(IGrainFactory grains, IOptions<ClusterChatOptions> options, ILogger<ClusterChat> logger)
@@ -265,14 +267,23 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
             .Select(_inflight.Adjust).ToArray();
         try
         {
-            return Choose(live, request.ConversationId, promptTokens, _options, request.Tenant);
+            return Choose(live, request.ConversationId, promptTokens, _options, request.Tenant, Pressing);
         }
         catch (ClusterRejectedException e) when (e.Kind is RejectionKind.OverCapacity or RejectionKind.TenantOverShare)
         {
+            if (e.Kind == RejectionKind.TenantOverShare) _overShareAt[request.Tenant] = Environment.TickCount64;
             LogOverCapacity(request.RequestId, e.Message);
             throw;
         }
     }
+
+    /// <summary>How long a tenant refused for its share counts as pressing (<see cref="TenantShare.Of"/>): its refused
+    /// users come back within about a second (Retry-After 1 s, or sooner).</summary>
+    internal static readonly TimeSpan PressingFor = TimeSpan.FromSeconds(1);
+
+    /// <summary>Whether this router refused <paramref name="tenant"/> for its share within <see cref="PressingFor"/>.</summary>
+    private bool Pressing(string tenant) =>
+        _overShareAt.TryGetValue(tenant, out long at) && Environment.TickCount64 - at < (long)PressingFor.TotalMilliseconds;
 
     private static bool Idle(DecoderLoadReport d) => d.Running == 0 && d.Waiting == 0 && d.PrefillingTokens == 0 && d.WaitingTokens == 0;
 
@@ -282,7 +293,8 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
     /// <see cref="TenantShare"/>), and otherwise the request is refused.</summary>
     /// <exception cref="ClusterRejectedException">TenantOverShare when the tenant holds its share while another
     /// tenant is there, else OverCapacity; both with when to come back.</exception>
-    internal static DecoderLoadReport? Choose(DecoderLoadReport[] live, string? conversationId, long promptTokens, ClusterChatOptions options, string? tenant = null)
+    internal static DecoderLoadReport? Choose(DecoderLoadReport[] live, string? conversationId, long promptTokens, ClusterChatOptions options, string? tenant = null,
+        Func<string, bool>? pressing = null)
     {
         if (live.Length == 0) return null;
         var candidates = live;
@@ -300,7 +312,7 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
                 double retryAfter = CapacityModel.RetryAfterSeconds(best.Seconds, target, options.Admission.MaxRetryAfterSeconds);
                 if (tenant is not null)
                 {
-                    var shares = live.Select(d => (Decoder: d, Share: TenantShare.Of(d, tenant))).ToArray();
+                    var shares = live.Select(d => (Decoder: d, Share: TenantShare.Of(d, tenant, pressing))).ToArray();
                     candidates = [.. shares.Where(s => s.Share.Below && s.Share.OthersPresent).Select(s => s.Decoder)];
                     if (candidates.Length > 0) return candidates.MinBy(d => predicted.First(p => p.Decoder == d).Seconds);
                     var crowded = shares.FirstOrDefault(s => s.Share.OthersPresent);

@@ -18,14 +18,19 @@ public readonly record struct TenantShare(int Rows, double Slots, bool OthersPre
     /// <summary>Whether one more request of the tenant still fits within its share.</summary>
     public bool Below => Rows + 1 <= Slots;
 
-    public static TenantShare Of(DecoderLoadReport decoder, string tenant)
+    /// <param name="pressing">Whether a tenant was refused for its share lately (by this router); null: none was.
+    /// While another tenant present is pressing and this one is not, this one's share is of every slot, not of the rows
+    /// in use: the pressing tenant, refused at the door most of the time, may hold only a row or two, and a share of the
+    /// few rows in use refused the light tenant's second stream (a 429 for a 2-stream tenant beside a 64-user burst).
+    /// Both pressing (two tenants flooding) keeps the share of the rows in use, so that neither creeps past the target.</param>
+    public static TenantShare Of(DecoderLoadReport decoder, string tenant, Func<string, bool>? pressing = null)
     {
         ArgumentNullException.ThrowIfNull(decoder);
         int rows = 0;
         // The request being asked about counts as in use: a tenant with no row is never refused for its share.
         int inUse = 1;
         double weight = 1, others = 0;
-        bool found = false, held = false, othersHeld = false;
+        bool found = false, held = false, othersHeld = false, othersPressing = false;
         foreach (var t in decoder.Tenants)
         {
             if (t.Held && string.Equals(t.Tenant, tenant, StringComparison.Ordinal)) held = true;
@@ -37,7 +42,11 @@ public readonly record struct TenantShare(int Rows, double Slots, bool OthersPre
                 weight = t.Weight;
                 found = true;
             }
-            else if (t.Running + t.Waiting > 0) others += t.Weight;
+            else if (t.Running + t.Waiting > 0)
+            {
+                others += t.Weight;
+                othersPressing |= pressing?.Invoke(t.Tenant) == true;
+            }
         }
         // A tenant the decoder has not seen has the default weight there (DecodeEngineOptions.TenantWeights).
         if (!found) weight = 1;
@@ -51,7 +60,7 @@ public readonly record struct TenantShare(int Rows, double Slots, bool OthersPre
         // tenant of a crowded decoder fill it far past the target (two tenants at 10x: TTFT p99 4.5x the knee's).
         // Of the slots, not of the engine's row limit (DecoderLoadReport.RowLimit): that limit holds back only the tenants
         // over their share, and a share of it made the light tenant it protects look over its own (429 for 2 streams).
-        double capacity = Math.Min(Math.Max(0, decoder.TotalSlots), inUse);
+        double capacity = othersPressing && pressing?.Invoke(tenant) != true ? Math.Max(0, decoder.TotalSlots) : Math.Min(Math.Max(0, decoder.TotalSlots), inUse);
         double slots = capacity * weight / (weight + others);
         return new TenantShare(rows, slots, others > 0);
     }

@@ -82,6 +82,33 @@ public sealed class TenantShareTests
     }
 
     [Fact]
+    public void While_another_tenant_is_pressing_a_tenant_that_is_not_has_its_share_of_every_slot()
+    {
+        // Over the target with 32 slots; A, refused at the door most of the time, holds one row, B holds one.
+        DecoderLoadReport Crowded(int a, int b) => Full(new("A", a, 0, 1), new("B", b, 0, 1)) with
+        {
+            TotalSlots = 32,
+            Running = a + b,
+            Waiting = 0,
+            RemainingTokens = [.. Enumerable.Repeat(100, a + b)],
+            DecodeStepSeconds = 0.3,
+            PrefillSecondsPerToken = 0.01,
+        };
+        bool APressing(string tenant) => tenant == "A";
+        // Of the 3 rows in use B's share is 1.5, and its second stream was refused (once in the overload sweep).
+        Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([Crowded(1, 1)], null, 50, Options, "B")).Kind);
+        // A pressing: B's share is half of every slot, 16.
+        Assert.Equal("d1", ClusterChat.Choose([Crowded(1, 1)], null, 50, Options, "B", APressing)!.DecoderKey);
+        Assert.Equal(16, TenantShare.Of(Crowded(1, 1), "B", APressing).Slots, 9);
+        // ... and no more: with 16 rows B is at it.
+        Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([Crowded(2, 16)], null, 50, Options, "B", APressing)).Kind);
+        // The pressing tenant itself keeps the share of the rows in use.
+        Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([Crowded(12, 12)], null, 50, Options, "A", APressing)).Kind);
+        // Both pressing (two tenants flooding): neither creeps past the target.
+        Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([Crowded(12, 12)], null, 50, Options, "B", _ => true)).Kind);
+    }
+
+    [Fact]
     public void A_tenant_alone_over_the_target_is_over_capacity_not_over_its_share()
     {
         // Alone it is below its share of the slots counted in rows (8 of 8 running, 0 waiting would be at it), but
