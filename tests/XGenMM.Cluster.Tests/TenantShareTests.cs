@@ -55,6 +55,18 @@ public sealed class TenantShareTests
         Assert.True(a.OthersPresent);
     }
 
+    /// <summary>A decoder of 32 slots where A holds <paramref name="a"/> rows and B <paramref name="b"/>, every new
+    /// request predicted over the target (slow steps and prefill).</summary>
+    private static DecoderLoadReport Crowded(int a, int b) => Full(new("A", a, 0, 1), new("B", b, 0, 1)) with
+    {
+        TotalSlots = 32,
+        Running = a + b,
+        Waiting = 0,
+        RemainingTokens = [.. Enumerable.Repeat(100, a + b)],
+        DecodeStepSeconds = 0.3,
+        PrefillSecondsPerToken = 0.01,
+    };
+
     [Fact]
     public void Over_the_target_the_share_is_of_the_rows_in_use_so_tenants_together_cannot_fill_every_slot()
     {
@@ -62,15 +74,6 @@ public sealed class TenantShareTests
         // slots (16 each) would admit both tenants until the decoder is full, far past the target; shares of the rows
         // in use with the new one (25: 12.5 each) hold the total where it is and only move rows from the tenant over
         // its share.
-        DecoderLoadReport Crowded(int a, int b) => Full(new("A", a, 0, 1), new("B", b, 0, 1)) with
-        {
-            TotalSlots = 32,
-            Running = a + b,
-            Waiting = 0,
-            RemainingTokens = [.. Enumerable.Repeat(100, a + b)],
-            DecodeStepSeconds = 0.3,
-            PrefillSecondsPerToken = 0.01,
-        };
         Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([Crowded(12, 12)], null, 50, Options, "A")).Kind);
         Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([Crowded(12, 12)], null, 50, Options, "B")).Kind);
         // A holds 20 of the 24: B (4, share 12) is admitted, A is refused.
@@ -85,15 +88,6 @@ public sealed class TenantShareTests
     public void While_another_tenant_is_pressing_a_tenant_that_is_not_has_its_share_of_every_slot()
     {
         // Over the target with 32 slots; A, refused at the door most of the time, holds one row, B holds one.
-        DecoderLoadReport Crowded(int a, int b) => Full(new("A", a, 0, 1), new("B", b, 0, 1)) with
-        {
-            TotalSlots = 32,
-            Running = a + b,
-            Waiting = 0,
-            RemainingTokens = [.. Enumerable.Repeat(100, a + b)],
-            DecodeStepSeconds = 0.3,
-            PrefillSecondsPerToken = 0.01,
-        };
         bool APressing(string tenant) => tenant == "A";
         // Of the 3 rows in use B's share is 1.5, and its second stream was refused (once in the overload sweep).
         Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([Crowded(1, 1)], null, 50, Options, "B")).Kind);
