@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.IO.Hashing;
 using System.Runtime.CompilerServices;
@@ -24,7 +25,7 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
     private DecoderLoadReport[] _decoders = [];
     private readonly InflightLedger _inflight = new(TimeProvider.System);
     /// <summary>When each tenant was last refused for its share here (Environment.TickCount64).</summary>
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _overShareAt = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _overShareAt = new(StringComparer.Ordinal);
     private DateTimeOffset _fetched = DateTimeOffset.MinValue, _listed = DateTimeOffset.MinValue;
 
     public ClusterChat(IGrainFactory grains, IOptions<ClusterChatOptions> options, ILogger<ClusterChat> logger)

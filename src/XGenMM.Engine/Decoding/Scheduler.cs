@@ -366,9 +366,17 @@ internal sealed class Scheduler
     private int TimedPrefillPositions(int decodeRows)
     {
         if (_options.MixedStepSlowdown <= 0 || _passSeconds is null) return int.MaxValue;
-        double decode = _passSeconds(decodeRows, 0), perPosition = _passSeconds(0, 1) - _passSeconds(0, 0);
-        if (!(decode > 0) || !(perPosition > 0)) return int.MaxValue;
-        return (int)Math.Min(int.MaxValue, _options.MixedStepSlowdown * decode / perPosition + 1e-6);
+        double decode = _passSeconds(decodeRows, 0);
+        return decode > 0 ? PositionsWithin(_options.MixedStepSlowdown * decode) : int.MaxValue;
+    }
+
+    /// <summary>Prompt positions that add at most <paramref name="seconds"/> to a pass, by the fitted cost of one
+    /// (int.MaxValue while it is not fitted; 0 for no time).</summary>
+    private int PositionsWithin(double seconds)
+    {
+        if (_passSeconds is null) return int.MaxValue;
+        double perPosition = _passSeconds(0, 1) - _passSeconds(0, 0);
+        return perPosition > 0 ? (int)Math.Clamp(seconds / perPosition + 1e-6, 0, int.MaxValue) : int.MaxValue;
     }
 
     /// <summary>Prompt chunks for the sequences still prefilling, within <paramref name="budget"/> positions (see
@@ -384,9 +392,7 @@ internal sealed class Scheduler
         int heavyLeft = int.MaxValue;
         if (_stepBound > 0 && _passSeconds is not null)
         {
-            double perPosition = _passSeconds(0, 1) - _passSeconds(0, 0);
-            double room = _stepBound - _passSeconds(decodeRows, 0);
-            heavyLeft = perPosition > 0 ? (int)Math.Clamp(room / perPosition + 1e-6, 1, int.MaxValue) : int.MaxValue;
+            heavyLeft = Math.Max(1, PositionsWithin(_stepBound - _passSeconds(decodeRows, 0)));
             foreach (var tenant in allotments.Keys.ToList())
                 if (!_light.Contains(tenant)) allotments[tenant] = Math.Min(allotments[tenant], heavyLeft);
         }
