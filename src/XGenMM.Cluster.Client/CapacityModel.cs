@@ -46,7 +46,7 @@ public static class CapacityModel
         bool busy = decoder.Running > 0 || decoder.Waiting > 0;
         // Rows decoding while this prompt prefills: those running and those admitted ahead of it.
         long rows = Math.Min(Math.Max(0, Rows(decoder)), Math.Max(0, decoder.Running) + Math.Max(0, decoder.Waiting));
-        double step = decoder.DecodeStepSeconds > 0 ? decoder.DecodeStepSeconds : fixedPart + perRow * rows + perToken * budget;
+        double step = decoder.DecodeStepSeconds > 0 ? StepSeconds(decoder, rows) : fixedPart + perRow * rows + perToken * budget;
         long slotSteps = SlotWaitSteps(decoder);
         // Prompts not admitted yet prefill only what a parked prefix does not give them (admitted ones are counted
         // without their reused positions already).
@@ -73,6 +73,21 @@ public static class CapacityModel
         long chunks = (ahead + Math.Max(1, decoder.PrefillChunkTokens) - 1) / Math.Max(1, decoder.PrefillChunkTokens);
         double interleaved = decoding ? chunks * step : 0;
         return new TtftPrediction(slotWait, prefill, interleaved);
+    }
+
+    /// <summary>
+    /// Seconds of one decode step at <paramref name="rows"/> rows: the engine's measured step, but no less than its
+    /// fitted pass at those rows. The measured step is a moving average of the steps run lately, so a report taken
+    /// while the decoder ran few rows (or idled after a lull) understates the step at the rows this router's own
+    /// requests added since (<see cref="InflightLedger"/>): at the onset of a 10x burst a report of an idle decoder,
+    /// adjusted to 25 running rows and 80 waiting, was predicted at its last 1.4 ms a step instead of about 10 ms, and
+    /// the first second admitted a hundred requests whose first tokens came 1 s later.
+    /// </summary>
+    public static double StepSeconds(DecoderLoadReport decoder, long rows)
+    {
+        ArgumentNullException.ThrowIfNull(decoder);
+        double fitted = Math.Max(0, decoder.StepFixedSeconds) + Math.Max(0, decoder.StepSecondsPerRow) * Math.Max(0, rows);
+        return Math.Max(Math.Max(0, decoder.DecodeStepSeconds), fitted);
     }
 
     /// <summary>Decode steps until a slot is free for a new request behind the waiting ones.</summary>

@@ -266,14 +266,28 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
     {
         var live = (await GetDecodersAsync(cancellationToken).ConfigureAwait(false)).Where(d => !d.Draining && !failed.Contains(d.DecoderKey))
             .Select(_inflight.Adjust).ToArray();
+        return Admit(live, request.ConversationId, promptTokens, request.Tenant, request.RequestId);
+    }
+
+    public async Task CheckCapacityAsync(string tenant, long minPromptPositions, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(tenant);
+        var live = (await GetDecodersAsync(cancellationToken).ConfigureAwait(false)).Where(d => !d.Draining).Select(_inflight.Adjust).ToArray();
+        // No decoder at all is not a refusal at the door: GenerateAsync waits a while for one to register.
+        if (live.Length > 0) Admit(live, null, Math.Max(1, minPromptPositions), tenant, "(before admission)");
+    }
+
+    /// <summary><see cref="Choose"/>, remembering a tenant refused for its share (it is pressing) and logging refusals.</summary>
+    private DecoderLoadReport? Admit(DecoderLoadReport[] live, string? conversationId, long promptTokens, string tenant, string requestId)
+    {
         try
         {
-            return Choose(live, request.ConversationId, promptTokens, _options, request.Tenant, Pressing);
+            return Choose(live, conversationId, promptTokens, _options, tenant, Pressing);
         }
         catch (ClusterRejectedException e) when (e.Kind is RejectionKind.OverCapacity or RejectionKind.TenantOverShare)
         {
-            if (e.Kind == RejectionKind.TenantOverShare) _overShareAt[request.Tenant] = Environment.TickCount64;
-            LogOverCapacity(request.RequestId, e.Message);
+            if (e.Kind == RejectionKind.TenantOverShare) _overShareAt[tenant] = Environment.TickCount64;
+            LogOverCapacity(requestId, e.Message);
             throw;
         }
     }

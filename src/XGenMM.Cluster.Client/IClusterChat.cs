@@ -21,4 +21,14 @@ public interface IClusterChat
         CancellationToken cancellationToken = default);
 
     Task<DecoderLoadReport[]> GetDecodersAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Refuses a new request of <paramref name="tenant"/> at once when admission control would refuse it by the
+    /// decoders' last reports even at <paramref name="minPromptPositions"/> (a lower bound of its prompt): the same
+    /// decision as <see cref="GenerateAsync"/> makes, taken before the caller spends work on the request (tokenising,
+    /// the tenant's quota, image hashes). Returns when the request may be admitted; <see cref="GenerateAsync"/> decides
+    /// again on the whole prompt.
+    /// </summary>
+    /// <exception cref="ClusterRejectedException">OverCapacity or TenantOverShare, with when to come back.</exception>
+    Task CheckCapacityAsync(string tenant, long minPromptPositions, CancellationToken cancellationToken = default);
 }

@@ -104,6 +104,23 @@ public sealed class CapacityModelTests
     }
 
     [Fact]
+    public void A_step_measured_at_fewer_rows_than_run_now_counts_as_at_least_the_fitted_pass_at_the_rows_now()
+    {
+        // A report of a decoder that last stepped at 1.4 ms (a row or two), which this router's own requests have filled
+        // since: 8 slots running, 4 waiting. The pass is 1 ms + 1 ms a row, so a step at 8 rows is 9 ms and the 5th row
+        // to end (50 tokens) frees the slot after 0.45 s, not 0.07 s.
+        var report = Report(slots: 8, running: 8, waiting: 4, remaining: [10, 20, 30, 40, 50, 60, 70, 80], step: 0.0014) with
+        {
+            StepFixedSeconds = 0.001, StepSecondsPerRow = 0.001, StepSecondsPerPrefillToken = 0.0001,
+        };
+        Assert.Equal(0.009, CapacityModel.StepSeconds(report, 8), 9);
+        Assert.Equal(50 * 0.009, CapacityModel.Predict(report, 1).SlotWaitSeconds, 9);
+        // A measured step above the fitted pass stands: it saw what the line does not (a busy neighbour, sampling).
+        Assert.Equal(0.02, CapacityModel.StepSeconds(report with { DecodeStepSeconds = 0.02 }, 8), 9);
+        Assert.Equal(50 * 0.02, CapacityModel.Predict(report with { DecodeStepSeconds = 0.02 }, 1).SlotWaitSeconds, 9);
+    }
+
+    [Fact]
     public void The_engine_row_limit_counts_as_the_decoder_s_slots()
     {
         // 8 slots, 3 running, the engine lets the tenants over their share run 3 rows: the next one waits for a row.

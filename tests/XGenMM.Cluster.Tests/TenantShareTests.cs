@@ -215,6 +215,26 @@ public sealed class TenantShareTests
     }
 
     [Fact]
+    public void The_ledger_ages_them_at_the_fitted_step_of_the_rows_running_since_when_that_is_slower_than_the_step_reported()
+    {
+        // The report's step (2 ms) was measured at its 2 rows; this router started 6 more since, and at 8 rows the fitted
+        // pass is 1 ms + 1 ms a row = 9 ms: 95 ms are 10 steps, not 47.
+        var clock = new ManualClock();
+        var ledger = new InflightLedger(clock);
+        var report = new DecoderLoadReport
+        {
+            DecoderKey = "d1", Silo = "silo", TotalSlots = 8, Running = 2, RemainingTokens = [50, 60], DecodeStepSeconds = 0.002,
+            StepFixedSeconds = 0.001, StepSecondsPerRow = 0.001, At = clock.GetUtcNow(),
+        };
+        clock.Advance(TimeSpan.FromMilliseconds(10));
+        for (int i = 0; i < 6; i++) ledger.Token(ledger.Start("d1", "A", 10, maxNewTokens: 32));
+        clock.Advance(TimeSpan.FromMilliseconds(85));
+        var adjusted = ledger.Adjust(report);
+        Assert.Equal(8, adjusted.Running);
+        Assert.Equal([31, 31, 31, 31, 31, 31, 40, 50], adjusted.RemainingTokens);
+    }
+
+    [Fact]
     public void A_tenant_the_engine_holds_back_is_over_its_share_and_the_one_it_protects_is_within_it_whatever_the_counts()
     {
         // The engine holds A to a row limit for B: few rows in use, so by the counts B (2 of 3 in use) would be over a

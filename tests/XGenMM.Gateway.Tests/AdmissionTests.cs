@@ -82,8 +82,12 @@ public sealed class AdmissionTests(AdmissionGatewayFixture gateway)
         Assert.True(predicted.Seconds > AdmissionGatewayFixture.TtftTargetSeconds,
             $"a full decoder with {saturated.RemainingTokens[0]} tokens before its first free slot is predicted over the target: {predicted} from running {saturated.Running}, waiting {saturated.Waiting}, slots {saturated.TotalSlots}, row limit {saturated.RowLimit}, decode step {saturated.DecodeStepSeconds * 1000:0.###} ms, remaining [{string.Join(' ', saturated.RemainingTokens)}]");
 
+        var chat = gateway.App.Services.GetRequiredService<Chat.ChatService>();
+        long tokenized = chat.TokenizerCalls;
         using var refused = await http.PostAsJsonAsync("/v1/chat/completions", Body("One more", 4), Ct);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        // Refused at the door on the router's view, before the tokenizer (and the tenant's quota grain).
+        Assert.Equal(tokenized, chat.TokenizerCalls);
         Assert.True(refused.Headers.RetryAfter?.Delta is { TotalSeconds: >= 1 and <= 30 }, $"Retry-After: {refused.Headers.RetryAfter}");
         var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync(Ct))!["error"]!;
         Assert.Equal("over_capacity", (string?)error["code"]);

@@ -50,7 +50,16 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
             if (membershipStore.Unreachable is { } outage)
                 throw OpenAiException.Unavailable($"The cluster's membership store is unreachable ({outage}); retry shortly.", "membership_unavailable", 5);
             model.LearnFrom(await Cluster(() => cluster.GetDecodersAsync(cancellationToken), cancellationToken).ConfigureAwait(false));
-            int[] promptIds = BuildPrompt(turn);
+            long atLeast = CheckPrompt(turn);
+            // Refused at the door when the decoders' last reports already say no, before the tokenizer, the image hashes
+            // and the tenant's quota (a grain call and a ledger write, and one more to give the lease back): at 10x the
+            // knee most requests are refused, and that work ran on the cores the admitted ones need.
+            await Cluster(async () =>
+            {
+                await cluster.CheckCapacityAsync(turn.Tenant, atLeast, cancellationToken).ConfigureAwait(false);
+                return true;
+            }, cancellationToken).ConfigureAwait(false);
+            int[] promptIds = TokenizePrompt(turn);
             // The one hash of each image for this request: it names the vision grain, the engine's cache entry and
             // the conversation's affinity key.
             var imageKeys = turn.Images.Select(image => ImageContentKey.Compute(image, turn.Tenant, model.ImageFingerprint)).ToArray();
@@ -146,6 +155,14 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
     /// <summary>The prompt's token ids, with one &lt;image&gt; token per image, after every text and image check.</summary>
     internal int[] BuildPrompt(ChatTurn turn)
     {
+        CheckPrompt(turn);
+        return TokenizePrompt(turn);
+    }
+
+    /// <summary>The checks that need no tokenizer (message count, the prompt's token bound, each image's header); returns
+    /// the fewest tokens the texts can encode to (<see cref="PromptBound"/>).</summary>
+    private long CheckPrompt(ChatTurn turn)
+    {
         if (turn.Messages.Count == 0) throw OpenAiException.Invalid("'messages' must contain at least one message.", "messages");
         if (turn.Messages.Count > _limits.MaxMessages)
             throw OpenAiException.Invalid($"'messages' has {turn.Messages.Count} messages; the limit is {_limits.MaxMessages}.", "messages", "too_many_messages");
@@ -170,7 +187,12 @@ public sealed partial class ChatService(IClusterChat cluster, IGrainFactory grai
                     : OpenAiException.InvalidImage($"Image {i + 1}: {e.Message}");
             }
         }
+        return atLeast;
+    }
 
+    /// <summary>The prompt through the chat template and the tokenizer, after <see cref="CheckPrompt"/>.</summary>
+    private int[] TokenizePrompt(ChatTurn turn)
+    {
         var messages = new List<ChatMessage>(turn.Messages.Count);
         for (int m = 0; m < turn.Messages.Count; m++)
         {
