@@ -266,7 +266,7 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
     {
         var live = (await GetDecodersAsync(cancellationToken).ConfigureAwait(false)).Where(d => !d.Draining && !failed.Contains(d.DecoderKey))
             .Select(_inflight.Adjust).ToArray();
-        return Admit(live, request.ConversationId, promptTokens, request.Tenant, request.RequestId);
+        return Admit(live, request.ConversationId, promptTokens, request.Tenant, $"Request {request.RequestId}");
     }
 
     public async Task CheckCapacityAsync(string tenant, long minPromptPositions, CancellationToken cancellationToken = default)
@@ -274,11 +274,11 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
         ArgumentException.ThrowIfNullOrEmpty(tenant);
         var live = (await GetDecodersAsync(cancellationToken).ConfigureAwait(false)).Where(d => !d.Draining).Select(_inflight.Adjust).ToArray();
         // No decoder at all is not a refusal at the door: GenerateAsync waits a while for one to register.
-        if (live.Length > 0) Admit(live, null, Math.Max(1, minPromptPositions), tenant, "(before admission)");
+        if (live.Length > 0) Admit(live, null, Math.Max(1, minPromptPositions), tenant, $"A new request of tenant '{tenant}'");
     }
 
     /// <summary><see cref="Choose"/>, remembering a tenant refused for its share (it is pressing) and logging refusals.</summary>
-    private DecoderLoadReport? Admit(DecoderLoadReport[] live, string? conversationId, long promptTokens, string tenant, string requestId)
+    private DecoderLoadReport? Admit(DecoderLoadReport[] live, string? conversationId, long promptTokens, string tenant, string request)
     {
         try
         {
@@ -287,7 +287,7 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
         catch (ClusterRejectedException e) when (e.Kind is RejectionKind.OverCapacity or RejectionKind.TenantOverShare)
         {
             if (e.Kind == RejectionKind.TenantOverShare) _overShareAt[tenant] = Environment.TickCount64;
-            LogOverCapacity(requestId, e.Message);
+            LogOverCapacity(request, e.Message);
             throw;
         }
     }
@@ -375,8 +375,8 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
     [LoggerMessage(EventId = 205, Level = LogLevel.Warning, Message = "The decoder registry could not be read; routing on the last known decoders")]
     private partial void LogRegistryUnavailable(Exception exception);
 
-    [LoggerMessage(EventId = 206, Level = LogLevel.Debug, Message = "Request {RequestId} refused at admission: {Reason}")]
-    private partial void LogOverCapacity(string requestId, string reason);
+    [LoggerMessage(EventId = 206, Level = LogLevel.Debug, Message = "{Request} refused at admission: {Reason}")]
+    private partial void LogOverCapacity(string request, string reason);
 
     [LoggerMessage(EventId = 207, Level = LogLevel.Warning, Message = "Image {Key}: a vision silo left the cluster during attempt {Attempt}; encoding again")]
     private partial void LogVisionCallMoved(string key, int attempt);
