@@ -262,23 +262,26 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
         or EnumerationAbortedException or TimeoutException
         || (e is OrleansException && e is not ClusterRejectedException);
 
-    private async Task<DecoderLoadReport?> PickAsync(GenerationRequest request, long promptTokens, HashSet<string> failed, CancellationToken cancellationToken)
-    {
-        var live = (await GetDecodersAsync(cancellationToken).ConfigureAwait(false)).Where(d => !d.Draining && !failed.Contains(d.DecoderKey))
-            .Select(_inflight.Adjust).ToArray();
-        return Admit(live, request.ConversationId, promptTokens, request.Tenant, $"Request {request.RequestId}");
-    }
+    private async Task<DecoderLoadReport?> PickAsync(GenerationRequest request, long promptTokens, HashSet<string> failed, CancellationToken cancellationToken) =>
+        Admit(await ViewAsync(failed, cancellationToken).ConfigureAwait(false), request.ConversationId, promptTokens, request.Tenant, request.RequestId);
 
     public async Task CheckCapacityAsync(string tenant, long minPromptPositions, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(tenant);
-        var live = (await GetDecodersAsync(cancellationToken).ConfigureAwait(false)).Where(d => !d.Draining).Select(_inflight.Adjust).ToArray();
+        var live = await ViewAsync(null, cancellationToken).ConfigureAwait(false);
         // No decoder at all is not a refusal at the door: GenerateAsync waits a while for one to register.
-        if (live.Length > 0) Admit(live, null, Math.Max(1, minPromptPositions), tenant, $"A new request of tenant '{tenant}'");
+        if (live.Length > 0) Admit(live, null, Math.Max(1, minPromptPositions), tenant, null);
     }
 
-    /// <summary><see cref="Choose"/>, remembering a tenant refused for its share (it is pressing) and logging refusals.</summary>
-    private DecoderLoadReport? Admit(DecoderLoadReport[] live, string? conversationId, long promptTokens, string tenant, string request)
+    /// <summary>The decoders a new request may go to, as this router sees them now: live, not draining, not failed
+    /// for this request, each report moved by this router's own requests since (<see cref="InflightLedger"/>).</summary>
+    private async Task<DecoderLoadReport[]> ViewAsync(HashSet<string>? failed, CancellationToken cancellationToken) =>
+        [.. (await GetDecodersAsync(cancellationToken).ConfigureAwait(false)).Where(d => !d.Draining && failed?.Contains(d.DecoderKey) != true)
+            .Select(_inflight.Adjust)];
+
+    /// <summary><see cref="Choose"/>, remembering a tenant refused for its share (it is pressing) and logging refusals
+    /// (of <paramref name="requestId"/>, or of a new request of the tenant when asked before it has one).</summary>
+    private DecoderLoadReport? Admit(DecoderLoadReport[] live, string? conversationId, long promptTokens, string tenant, string? requestId)
     {
         try
         {
@@ -287,7 +290,7 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
         catch (ClusterRejectedException e) when (e.Kind is RejectionKind.OverCapacity or RejectionKind.TenantOverShare)
         {
             if (e.Kind == RejectionKind.TenantOverShare) _overShareAt[tenant] = Environment.TickCount64;
-            LogOverCapacity(request, e.Message);
+            if (logger.IsEnabled(LogLevel.Debug)) LogOverCapacity(requestId is null ? $"A new request of tenant '{tenant}'" : $"Request {requestId}", e.Message);
             throw;
         }
     }

@@ -144,9 +144,9 @@ internal sealed class InflightLedger(TimeProvider time)
         }
         // Steps since the report ran at the rows it saw and those started since (at the fitted pass, not only the
         // report's own step: that one was measured at the rows of its time).
-        double step = CapacityModel.StepSeconds(report, Math.Max(report.Running, running));
         int made = report.DecodeStepSeconds > 0 && report.RemainingTokens.Length > 0
-            ? (int)Math.Clamp((time.GetUtcNow() - at).TotalSeconds / step, 0, int.MaxValue) : 0;
+            ? (int)Math.Clamp((time.GetUtcNow() - at).TotalSeconds / CapacityModel.StepSeconds(report, Math.Max(report.Running, running)), 0, int.MaxValue)
+            : 0;
         if (!changed && made == 0) return report;
         // An ended row frees its slot: the rows with the fewest tokens left are the likeliest to have ended.
         int gone = Math.Min(endedRows, report.RemainingTokens.Length);
