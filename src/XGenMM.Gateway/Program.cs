@@ -1,5 +1,6 @@
 using XGenMM.Gateway.Hosting;
 using XGenMM.Model.Hub;
+using XGenMM.ServiceDefaults;
 
 // The gateway in front of remote silos (Cluster mode): an Orleans client that needs Cluster:* and Tenants:* from
 // configuration (docs/configuration.md). The single-process system is src/XGenMM.AppHost.
@@ -13,5 +14,4 @@ if (HubDownloadCommand.Requested(args))
     return await HubDownloadCommand.RunToExitCodeAsync(download, configuration["Model:Path"], loggers.CreateLogger("XGenMM.ModelDownload"), CancellationToken.None);
 }
 var app = GatewayApp.Build(args);
-app.Run();
-return 0;
+return app.RunToExitCode();

@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
 using Orleans.Hosting;
+using Orleans.Runtime;
 using StackExchange.Redis;
 
 namespace XGenMM.ServiceDefaults;
@@ -21,7 +22,22 @@ public sealed class OrleansSettings
     public string AdvertisedIP { get; set; } = "";
     public string SiloName { get; set; } = "";
 
+    /// <summary>How long a client (the gateway) keeps trying to reach the cluster at start before it gives up: the
+    /// membership store or every silo may still be starting (a pod scheduled before them). 0 tries once.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
     public bool UsesRedis => string.Equals(Clustering, "Redis", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>The Redis connection options every XGenMM host uses for membership and grain storage. A Redis that is
+    /// not up yet is waited for (the multiplexer keeps reconnecting in the background) instead of failing the host's
+    /// start: in a cluster the store, the silos and the gateway start in any order. <c>abortConnect=</c> in the
+    /// connection string is honoured when given.</summary>
+    public ConfigurationOptions RedisOptions()
+    {
+        var options = ConfigurationOptions.Parse(RedisConnectionString);
+        if (!RedisConnectionString.Contains("abortConnect", StringComparison.OrdinalIgnoreCase)) options.AbortOnConnectFail = false;
+        return options;
+    }
 
     public static OrleansSettings From(IConfiguration configuration)
     {
@@ -52,7 +68,9 @@ public static class ClusteringExtensions
         var o = OrleansSettings.From(configuration);
         if (o.UsesRedis)
         {
-            silo.UseRedisClustering(r => r.ConfigurationOptions = ConfigurationOptions.Parse(o.RedisConnectionString));
+            silo.UseRedisClustering(r => r.ConfigurationOptions = o.RedisOptions());
+            silo.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => new MembershipStoreWait(o,
+                sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<MembershipStoreWait>>(), TimeProvider.System));
             silo.Configure<ClusterOptions>(c => { c.ClusterId = o.ClusterId; c.ServiceId = o.ServiceId; });
             var ip = string.IsNullOrWhiteSpace(o.AdvertisedIP) ? IPAddress.Loopback : IPAddress.Parse(o.AdvertisedIP);
             silo.ConfigureEndpoints(ip, o.SiloPort, o.GatewayPort, listenOnAnyHostAddress: !string.IsNullOrWhiteSpace(o.AdvertisedIP));
@@ -82,7 +100,7 @@ public static class ClusteringExtensions
         var o = OrleansSettings.From(configuration);
         if (o.UsesRedis)
         {
-            client.UseRedisClustering(r => r.ConfigurationOptions = ConfigurationOptions.Parse(o.RedisConnectionString));
+            client.UseRedisClustering(r => r.ConfigurationOptions = o.RedisOptions());
             client.Configure<ClusterOptions>(c => { c.ClusterId = o.ClusterId; c.ServiceId = o.ServiceId; });
         }
         else
@@ -90,6 +108,8 @@ public static class ClusteringExtensions
             client.UseLocalhostClustering(o.GatewayPort, o.ServiceId, o.ClusterId);
         }
         client.Configure<ClientMessagingOptions>(m => m.CancelRequestOnTimeout = true);
+        client.Services.AddSingleton<IClientConnectionRetryFilter>(sp => new ClusterConnectRetryFilter(o.ConnectTimeout,
+            sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<ClusterConnectRetryFilter>>(), TimeProvider.System));
         client.AddActivityPropagation();
         return client;
     }

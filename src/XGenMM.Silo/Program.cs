@@ -26,5 +26,4 @@ app.Services.GetRequiredService<EngineMetrics>();
 app.MapXGenMMLiveness();
 app.MapXGenMMReadiness(app.Services.GetRequiredService<SiloState>());
 app.MapXGenMMMetrics();
-app.Run();
-return 0;
+return app.RunToExitCode();

@@ -129,6 +129,26 @@ public sealed class FaultTests
 
     [Fact(Timeout = 300_000)]
     [Trait("Category", "E2E")]
+    public async Task A_silo_and_a_gateway_started_before_their_redis_wait_for_it_and_serve_once_it_answers()
+    {
+        // Pods come up in any order: before this, each exited at once with an unhandled RedisConnectionException.
+        var late = TimeSpan.FromSeconds(8);
+        var clock = Stopwatch.StartNew();
+        await using var cluster = await LocalCluster.StartAsync([("both", "vision,decoder", null)], decoders: 1, null, Ct, redisAfter: late);
+        var ready = clock.Elapsed;
+        // The silo waited for the store before reading its membership table, not merely started after it. (Whether the
+        // gateway's Orleans client sees a failure to retry depends on timing: its first read may wait in the Redis
+        // client's queue until the store is up; ClusterConnectRetryFilterTests cover the retries.)
+        Assert.Contains(cluster.SiloLogs["both"], l => l.Contains("The membership store does not answer yet", StringComparison.Ordinal));
+        Assert.Contains(cluster.SiloLogs["both"], l => l.Contains("The membership store answers after", StringComparison.Ordinal));
+        var answer = await cluster.ChatAsync(null, "Up at last?", 8, Ct);
+        Assert.True(answer.Completed, $"the first request: {answer}");
+        TestContext.Current.SendDiagnosticMessage(string.Create(CultureInfo.InvariantCulture,
+            $"redis started {late.TotalSeconds:0} s after the silo and the gateway; cluster ready {(ready - late).TotalSeconds:0.0} s after redis"));
+    }
+
+    [Fact(Timeout = 300_000)]
+    [Trait("Category", "E2E")]
     public async Task A_dead_decoder_silo_leaves_readiness_and_the_registry_within_one_probe_period_of_its_death_being_declared()
     {
         await using var cluster = await LocalCluster.StartAsync(

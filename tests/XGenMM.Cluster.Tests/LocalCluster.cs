@@ -44,6 +44,8 @@ internal sealed class LocalCluster : IAsyncDisposable
     public string ClusterId { get; } = "faults-" + Guid.NewGuid().ToString("N")[..8];
     public string ApiKey { get; } = "xg-test-" + Guid.NewGuid().ToString("N");
     public ConcurrentQueue<string> GatewayLog { get; } = new();
+    /// <summary>What each silo wrote (stdout and stderr), by name.</summary>
+    public Dictionary<string, ConcurrentQueue<string>> SiloLogs { get; } = new(StringComparer.Ordinal);
     public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromSeconds(180) };
     public Process Gateway { get; private set; } = null!;
     public IClusterClient Client => _client!.Services.GetRequiredService<IClusterClient>();
@@ -52,15 +54,23 @@ internal sealed class LocalCluster : IAsyncDisposable
 
     /// <summary>Starts redis, the silos (name, roles, extra settings) and the gateway, and waits until the gateway is
     /// ready with <paramref name="decoders"/> decoders.</summary>
+    /// <remarks>With <paramref name="redisAfter"/> the silos and the gateway start first and redis that much later, as
+    /// pods may come up in a cluster.</remarks>
     public static async Task<LocalCluster> StartAsync((string Name, string Roles, Dictionary<string, string>? Settings)[] silos, int decoders,
-        Dictionary<string, string>? gatewaySettings, CancellationToken cancellationToken)
+        Dictionary<string, string>? gatewaySettings, CancellationToken cancellationToken, TimeSpan? redisAfter = null)
     {
         var cluster = new LocalCluster();
         try
         {
-            cluster.StartRedis();
+            if (redisAfter is null) cluster.StartRedis();
             foreach (var (name, roles, settings) in silos) cluster.StartSilo(name, roles, settings);
             cluster.StartGateway(gatewaySettings);
+            if (redisAfter is { } late)
+            {
+                await Task.Delay(late, cancellationToken);
+                cluster.AssertRunning();
+                cluster.StartRedis();
+            }
             var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
             {
                 ["Cluster:Clustering"] = "Redis", ["Cluster:RedisConnectionString"] = cluster.Redis, ["Cluster:ClusterId"] = cluster.ClusterId,
@@ -103,7 +113,8 @@ internal sealed class LocalCluster : IAsyncDisposable
         environment["Engine__Decode__MaxSequenceLength"] = "1024";
         environment["Engine__Decode__KvCacheBytes"] = "1073741824";
         foreach (var (k, v) in settings ?? []) environment[k] = v;
-        _silos[name] = Start("dotnet", SiloDll(), environment);
+        SiloLogs[name] = new ConcurrentQueue<string>();
+        _silos[name] = Start("dotnet", SiloDll(), environment, SiloLogs[name]);
         _processes.Add(_silos[name]);
     }
 
@@ -157,12 +168,23 @@ internal sealed class LocalCluster : IAsyncDisposable
         return (response.StatusCode, json.RootElement.TryGetProperty("decoders", out var d) ? d.GetInt32() : -1);
     }
 
+    /// <summary>Fails, with the end of what the process wrote, when one of the cluster's processes has exited.</summary>
+    private void AssertRunning()
+    {
+        foreach (var p in _processes.Where(p => p.HasExited))
+        {
+            var log = ReferenceEquals(p, Gateway) ? GatewayLog : SiloLogs.FirstOrDefault(s => ReferenceEquals(_silos[s.Key], p)).Value;
+            string tail = log is null ? "" : "\n" + string.Join('\n', log.TakeLast(25));
+            Assert.Fail($"a process exited early with {p.ExitCode}: {p.StartInfo.FileName} {p.StartInfo.Arguments}{tail}");
+        }
+    }
+
     private async Task WaitReadyAsync(int decoders, TimeSpan limit, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         while (true)
         {
-            foreach (var p in _processes) Assert.False(p.HasExited, $"a process exited early with {(p.HasExited ? p.ExitCode : 0)}: {p.StartInfo.FileName} {p.StartInfo.Arguments}");
+            AssertRunning();
             Assert.True(clock.Elapsed < limit, $"the cluster was not ready in {limit.TotalSeconds} s");
             try
             {

@@ -57,8 +57,12 @@ public sealed record DrainRecord
     public int? ExitCode { get; init; }
     /// <summary>The silo's own word on its drain ("Drain finished (all work completed: True)").</summary>
     public bool? DrainCompleted { get; init; }
-    /// <summary>Streams the gateway had to move off this silo's decoder (lost, then resumed elsewhere): 0 for a clean drain.</summary>
+    /// <summary>Streams the gateway had to move off this silo's decoder after it had streamed tokens from it (lost, then
+    /// resumed elsewhere): 0 for a clean drain.</summary>
     public int StreamsMovedOff { get; init; }
+    /// <summary>Requests sent to this silo's decoder that it never started (the gateway's view still had it as the silo
+    /// left): sent on to another decoder before their first token, nothing lost.</summary>
+    public int RequestsReroutedOff { get; init; }
 }
 
 /// <summary>The whole autoscaling run: what was scaled on what, every sync period, the scale events and the load's outcome.</summary>
@@ -166,7 +170,7 @@ public static class AutoscalingReportWriter
         foreach (var up in r.ScaleUps)
             md.Append(Inv($"- Scale up: `{up.Silo}` decided at {up.DecidedAt:0.0} s, ready after {Num(up.ReadyAt - up.DecidedAt)} s, first token served after {Num(up.TimeToTakeLoadSeconds)} s.\n"));
         foreach (var d in r.Drains)
-            md.Append(Inv($"- Scale down: `{d.Silo}` got SIGTERM at {d.DecidedAt:0.0} s with {d.RunningAtSigterm:0} request(s) running; exited after {Num(d.ExitedAfterSeconds)} s with code {d.ExitCode?.ToString(CultureInfo.InvariantCulture) ?? "?"}; drain complete: {d.DrainCompleted?.ToString() ?? "?"}; streams moved off it: {d.StreamsMovedOff}.\n"));
+            md.Append(Inv($"- Scale down: `{d.Silo}` got SIGTERM at {d.DecidedAt:0.0} s with {d.RunningAtSigterm:0} request(s) running; exited after {Num(d.ExitedAfterSeconds)} s with code {d.ExitCode?.ToString(CultureInfo.InvariantCulture) ?? "?"}; drain complete: {d.DrainCompleted?.ToString() ?? "?"}; streams moved off it: {d.StreamsMovedOff}; requests sent on before their first token: {d.RequestsReroutedOff}.\n"));
         foreach (var note in r.Notes) md.Append("- ").Append(note).Append('\n');
         md.Append("\n![load and metric](autoscaling-load.svg)\n\n![replicas](autoscaling-replicas.svg)\n\n");
         md.Append("## Every sync period\n\nload: requests running or waiting in the decoders; streaming: generations past the queue at the gateway.\n\n| s | load | streaming | metric | per replica | proposed | desired | live | draining | reason |\n|---|---|---|---|---|---|---|---|---|---|\n");

@@ -56,7 +56,7 @@ public static class ClusterHostingExtensions
 
         var orleans = OrleansSettings.From(configuration);
         if (orleans.UsesRedis)
-            silo.AddRedisGrainStorage("tenants", o => o.ConfigurationOptions = ConfigurationOptions.Parse(orleans.RedisConnectionString));
+            silo.AddRedisGrainStorage("tenants", o => o.ConfigurationOptions = orleans.RedisOptions());
         else
             silo.AddMemoryGrainStorage("tenants");
         silo.Configure<SiloMessagingOptions>(o => o.CancelRequestOnTimeout = true);

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using XGenMM.Cluster.Abstractions.Telemetry;
 using XGenMM.LoadTest.Autoscaling;
 using XGenMM.LoadTest.Metrics;
@@ -19,7 +20,7 @@ namespace XGenMM.LoadTest.Tests.Autoscaling;
 /// down. The run's time series and figures are written as a report (XGENMM_AUTOSCALING_REPORT_DIR keeps it).
 /// </summary>
 [Trait("Category", "E2E")]
-public sealed class AutoscalingE2ETests
+public sealed partial class AutoscalingE2ETests
 {
     private const string Release = "xg";
     private const string Namespace = "autoscaling";
@@ -31,6 +32,11 @@ public sealed class AutoscalingE2ETests
     /// <summary>Decision to the new silo's first generated token; a silo process loads .NET, TorchSharp and the tiny model first.</summary>
     /// It includes the wait for a request to arrive: in a closed loop a new request comes when one ends on the loaded decoder.
     private static readonly TimeSpan TakeLoadLimit = TimeSpan.FromSeconds(120);
+
+    [GeneratedRegex(@"decoder \S+ (was lost|ended the stream without finishing it) after (?<produced>\d+) token\(s\); moving the generation")]
+    private static partial Regex MoveLinePattern();
+
+    private static readonly Regex MoveLine = MoveLinePattern();
 
     /// <summary>Values for the test: the chart's decoder autoscaler with a short scale-down window, at most 3 decoders, a
     /// target of 2 waiting requests per decoder (ramp: 4 users on one decoder are on target, 12 users leave 10 waiting).</summary>
@@ -193,10 +199,14 @@ public sealed class AutoscalingE2ETests
                 await sync.WaitForNextTickAsync(Ct);
             }
             int rc = await loadRun;
-            var drained = (await Task.WhenAll(drains)).Select(d => d with
+            // The gateway's "decoder D was lost after N token(s); moving the generation": after 0 tokens the request had
+            // not started there (sent to a silo on its way out), otherwise a stream was cut.
+            var moves = gateway.Lines.Select(l => MoveLine.Match(l)).Where(m => m.Success)
+                .Select(m => (Line: m.Value, Produced: int.Parse(m.Groups["produced"].Value, CultureInfo.InvariantCulture))).ToList();
+            var drained = (await Task.WhenAll(drains)).Select(d =>
             {
-                StreamsMovedOff = gateway.Lines.Count(l => l.Contains("moving the generation", StringComparison.Ordinal)
-                    && l.Contains(" " + silos.Single(s => s.Name == d.Silo).DecoderPrefix, StringComparison.Ordinal)),
+                var off = moves.Where(m => m.Line.Contains(" " + silos.Single(s => s.Name == d.Silo).DecoderPrefix, StringComparison.Ordinal)).ToList();
+                return d with { StreamsMovedOff = off.Count(m => m.Produced > 0), RequestsReroutedOff = off.Count(m => m.Produced == 0) };
             }).ToList();
             var ups = new List<ScaleUpRecord>();
             foreach (var (silo, watch) in scaleUps)
@@ -207,7 +217,7 @@ public sealed class AutoscalingE2ETests
 
             var loadReport = ReportWriter.Read(Path.Combine(work, "loadtest", "results.json"));
             var points = loadReport.Experiments.SelectMany(e => e.Points).ToList();
-            int moved = gateway.Lines.Count(l => l.Contains("moving the generation", StringComparison.Ordinal));
+            int moved = moves.Count;
             var report = new AutoscalingReport
             {
                 Started = started,
@@ -232,8 +242,8 @@ public sealed class AutoscalingE2ETests
                 StreamsMoved = moved,
                 Notes =
                 [
-                    .. moved > drained.Sum(d => d.StreamsMovedOff)
-                        ? [Inv($"{moved - drained.Sum(d => d.StreamsMovedOff)} stream(s) were moved off decoders that stayed (the gateway's log: Orleans EnumerationAbortedException on a surviving silo shortly after another silo left the cluster); the gateway resumed each on a decoder, so no request failed. The drained silos' own streams finished in place.")]
+                    .. moved > drained.Sum(d => d.StreamsMovedOff + d.RequestsReroutedOff)
+                        ? [Inv($"{moved - drained.Sum(d => d.StreamsMovedOff + d.RequestsReroutedOff)} stream(s) were moved off decoders that stayed (the gateway's log: Orleans EnumerationAbortedException on a surviving silo shortly after another silo left the cluster); the gateway resumed each on a decoder, so no request failed. The drained silos' own streams finished in place.")]
                         : Array.Empty<string>(),
                     Inv($"Values over the chart's defaults: {Values.ReplaceLineEndings(" ").Trim()}; decoder silos with Engine:Decode:MaxSlots={SlotsPerDecoder} on the tiny golden checkpoint (CPU)."),
                     Inv($"HPA sync period {SyncSeconds} s (the controller's default is 15 s); scrape interval {ScrapeSeconds} s; the chart's scale-up/down policies as rendered."),
@@ -267,13 +277,14 @@ public sealed class AutoscalingE2ETests
                 Assert.True(d.DrainCompleted, $"{d.Silo} did not report a complete drain");
                 Assert.True(d.ExitedAfterSeconds < int.Parse(drainTimeout, CultureInfo.InvariantCulture) + 15, $"{d.Silo} took {d.ExitedAfterSeconds} s to exit");
             });
-            // No stream lost: every request of the ramp succeeded. Most drained streams finish in place; in about one run
-            // of three on this machine one stream of a drained silo is resumed on another decoder as the silo exits
-            // (its last events still in flight): reported per drain, bounded here, not yet zero.
+            // No stream lost: every request of the ramp succeeded.
             Assert.True(report.RequestsSucceeded > 0);
             Assert.Equal(0, report.RequestsFailed);
-            // A drained silo finishes its streams in place and stays until the gateway has read their last chunk.
-            Assert.All(drained, d => Assert.True(d.StreamsMovedOff == 0, $"{d.Silo}: {d.StreamsMovedOff} of its {d.RunningAtSigterm} stream(s) were moved"));
+            // A drained silo finishes its streams in place and stays until the gateway has read their last chunk. A request
+            // the gateway sent it as it left (a view up to one poll old) is sent on before its first token: reported
+            // apart (RequestsReroutedOff), not a moved stream. CI once saw one such with 0 requests running at SIGTERM.
+            Assert.All(drained, d => Assert.True(d.StreamsMovedOff == 0,
+                $"{d.Silo}: {d.StreamsMovedOff} stream(s) were moved after streaming from it ({d.RunningAtSigterm} running at SIGTERM, {d.RequestsReroutedOff} sent on before their first token)"));
         }
         finally
         {
