@@ -330,7 +330,7 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
                 double retryAfter = CapacityModel.RetryAfterSeconds(best.Seconds, target, options.Admission.MaxRetryAfterSeconds);
                 if (tenant is not null)
                 {
-                    var shares = live.Select(d => (Decoder: d, Share: TenantShare.Of(d, tenant, pressing))).ToArray();
+                    var shares = predicted.Select(p => (p.Decoder, Share: TenantShare.Of(p.Decoder, tenant, pressing, target / p.Seconds))).ToArray();
                     candidates = [.. shares.Where(s => s.Share.Below && s.Share.OthersPresent).Select(s => s.Decoder)];
                     if (candidates.Length > 0) return candidates.MinBy(d => predicted.First(p => p.Decoder == d).Seconds);
                     var crowded = shares.FirstOrDefault(s => s.Share.OthersPresent);

@@ -103,6 +103,29 @@ public sealed class TenantShareTests
     }
 
     [Fact]
+    public void Two_flooding_tenants_do_not_hold_the_decoder_past_the_target_by_taking_turns()
+    {
+        // Both pressing, A a row behind B. Of the 24 rows in use A's share is 12, so A got a request in whenever it fell
+        // a row behind, and the rows in use never came down however far over the target the decoder was (10x offered
+        // load: admitted requests predicted, and measured, at 0.2-0.46 s against a 0.15 s target).
+        // Predicted 0.8 s against the 0.5 s target: A's share is of 24 x 0.5 / 0.8 = 15 rows, 7.5.
+        Assert.Equal(0.8, CapacityModel.Predict(Crowded(11, 12), 50).Seconds, 9);
+        Assert.Equal(RejectionKind.TenantOverShare, Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose([Crowded(11, 12)], null, 50, Options, "A", _ => true)).Kind);
+        // The share of a pressing tenant is of the rows the decoder serves within the target: the rows in use scaled by
+        // target / predicted TTFT. Near the target a tenant three rows behind is still let in (its share of 22 x 0.95
+        // rows is 10.45), far over it not.
+        Assert.True(TenantShare.Of(Crowded(9, 12), "A", _ => true, withinTarget: 0.95).Below);
+        Assert.False(TenantShare.Of(Crowded(9, 12), "A", _ => true, withinTarget: 1 / 3.0).Below);
+        Assert.True(TenantShare.Of(Crowded(11, 12), "A", _ => true).Below);
+        Assert.Equal(4, TenantShare.Of(Crowded(11, 12), "A", _ => true, withinTarget: 1 / 3.0).Slots, 9);
+        // Only a pressing tenant's share shrinks: a tenant nobody refused keeps the share of the rows in use, and the
+        // light tenant beside a pressing one keeps its share of every slot (tenant isolation).
+        Assert.Equal(12, TenantShare.Of(Crowded(11, 12), "A", null, withinTarget: 1 / 3.0).Slots, 9);
+        Assert.Equal(16, TenantShare.Of(Crowded(20, 1), "B", t => t == "A", withinTarget: 1 / 3.0).Slots, 9);
+        Assert.Equal("d1", ClusterChat.Choose([Crowded(20, 1)], null, 50, Options, "B", t => t == "A")!.DecoderKey);
+    }
+
+    [Fact]
     public void A_tenant_alone_over_the_target_is_over_capacity_not_over_its_share()
     {
         // Alone it is below its share of the slots counted in rows (8 of 8 running, 0 waiting would be at it), but
