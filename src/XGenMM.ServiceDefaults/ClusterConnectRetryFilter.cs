@@ -15,6 +15,9 @@ public sealed partial class ClusterConnectRetryFilter(TimeSpan limit, ILogger<Cl
     /// <summary>The longest pause between two attempts: a cluster that comes up is joined within this.</summary>
     public static readonly TimeSpan MaxDelay = TimeSpan.FromSeconds(2);
 
+    /// <summary>The shortest pause between two attempts (the first one's).</summary>
+    public static readonly TimeSpan MinDelay = TimeSpan.FromMilliseconds(250);
+
     private long _firstFailure = -1;
     private int _attempts;
 
@@ -24,13 +27,15 @@ public sealed partial class ClusterConnectRetryFilter(TimeSpan limit, ILogger<Cl
         long now = time.GetTimestamp();
         if (_firstFailure < 0) _firstFailure = now;
         var waited = time.GetElapsedTime(_firstFailure, now);
-        if (waited >= limit)
+        // Less than a short pause left is none: a timer that fires a hair early left 0.3 ms, and the pause cut to what
+        // was left made a burst of ~1000 attempts in that last millisecond.
+        if (limit - waited < MinDelay)
         {
             LogGivingUp(exception, waited.TotalSeconds);
             return false;
         }
         int attempt = ++_attempts;
-        var delay = TimeSpan.FromMilliseconds(Math.Min(MaxDelay.TotalMilliseconds, 250.0 * attempt));
+        var delay = TimeSpan.FromMilliseconds(Math.Min(MaxDelay.TotalMilliseconds, MinDelay.TotalMilliseconds * attempt));
         if (delay > limit - waited) delay = limit - waited;
         LogWaiting(attempt, exception.GetType().Name, exception.Message, waited.TotalSeconds, limit.TotalSeconds);
         await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);

@@ -57,6 +57,49 @@ public sealed class ClusterConnectRetryFilterTests
     }
 
     [Fact]
+    public async Task A_timer_that_fires_early_does_not_turn_the_last_pause_into_a_burst_of_attempts()
+    {
+        // Every pause ends 0.3 ms early, as a timer on a busy machine may: the pause before the limit, cut to what was
+        // left, was then 0.3 ms, the next 0.3 ms again, and CI counted 966 attempts in the filter's last millisecond.
+        var clock = new EarlyTimerClock(TimeSpan.FromMilliseconds(0.3));
+        var filter = new ClusterConnectRetryFilter(TimeSpan.FromMilliseconds(600), NullLogger<ClusterConnectRetryFilter>.Instance, clock);
+        int retries = 0;
+        while (await filter.ShouldRetryConnectionAttempt(new SiloUnavailableException("no gateway"), Ct))
+            Assert.True(++retries < 10, "a burst of attempts at the limit");
+        // 250 ms, then the 350 ms left; then less than the shortest pause is left: give up.
+        Assert.Equal(2, retries);
+        // Limit 0: one try, no retry.
+        Assert.False(await new ClusterConnectRetryFilter(TimeSpan.Zero, NullLogger<ClusterConnectRetryFilter>.Instance, clock)
+            .ShouldRetryConnectionAttempt(new SiloUnavailableException("no gateway"), Ct));
+    }
+
+    /// <summary>A clock whose timers fire at once, advancing it by their period less <paramref name="early"/>.</summary>
+    private sealed class EarlyTimerClock(TimeSpan early) : TimeProvider
+    {
+        private long _ticks;
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+        public override long GetTimestamp() => Interlocked.Read(ref _ticks);
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            if (dueTime != Timeout.InfiniteTimeSpan)
+            {
+                Interlocked.Add(ref _ticks, Math.Max(0, (dueTime - early).Ticks));
+                ThreadPool.QueueUserWorkItem(_ => callback(state));
+            }
+            return new NoTimer();
+        }
+
+        private sealed class NoTimer : ITimer
+        {
+            public bool Change(TimeSpan dueTime, TimeSpan period) => true;
+            public void Dispose() { }
+            public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+        }
+    }
+
+    [Fact]
     public async Task A_start_that_was_cancelled_is_not_retried()
     {
         using var cancelled = new CancellationTokenSource();
