@@ -39,6 +39,18 @@ public sealed class OrleansSettings
         return options;
     }
 
+    /// <summary>Redis options for a health probe of the store: each attempt fails within <paramref name="timeout"/>
+    /// while the store is down (no command backlog), reconnecting by itself.</summary>
+    public ConfigurationOptions RedisProbeOptions(TimeSpan timeout, string clientName)
+    {
+        var options = RedisOptions();
+        options.AbortOnConnectFail = false;
+        options.BacklogPolicy = BacklogPolicy.FailFast;
+        options.ConnectTimeout = options.SyncTimeout = options.AsyncTimeout = (int)Math.Ceiling(timeout.TotalMilliseconds);
+        options.ClientName = clientName;
+        return options;
+    }
+
     public static OrleansSettings From(IConfiguration configuration)
     {
         var settings = configuration.GetSection("Cluster").Get<OrleansSettings>() ?? new OrleansSettings();

@@ -22,11 +22,7 @@ public sealed partial class MembershipStoreWait(OrleansSettings settings, ILogge
     /// <summary>Returns once the store answers; throws when it has not within the limit or the start was cancelled.</summary>
     public async Task WaitAsync(CancellationToken cancellationToken)
     {
-        var options = settings.RedisOptions();
-        options.AbortOnConnectFail = false;
-        options.BacklogPolicy = BacklogPolicy.FailFast;
-        options.ConnectTimeout = options.SyncTimeout = options.AsyncTimeout = (int)AttemptTimeout.TotalMilliseconds;
-        options.ClientName = "xgenmm-startup-wait";
+        var options = settings.RedisProbeOptions(AttemptTimeout, "xgenmm-startup-wait");
         long start = time.GetTimestamp();
         for (int attempt = 1; ; attempt++)
         {

@@ -41,11 +41,7 @@ internal sealed partial class MembershipStoreProbe(MembershipStoreHealth health,
         var settings = OrleansSettings.From(configuration);
         if (!settings.UsesRedis) return;
         var probe = options.Value;
-        var redis = ConfigurationOptions.Parse(settings.RedisConnectionString);
-        redis.AbortOnConnectFail = false;
-        redis.BacklogPolicy = BacklogPolicy.FailFast;
-        redis.ConnectTimeout = redis.SyncTimeout = redis.AsyncTimeout = (int)Math.Ceiling(probe.Timeout.TotalMilliseconds);
-        redis.ClientName = "xgenmm-gateway-probe";
+        var redis = settings.RedisProbeOptions(probe.Timeout, "xgenmm-gateway-probe");
         ConnectionMultiplexer? connection = null;
         int failures = 0;
         try
