@@ -58,6 +58,12 @@ public sealed class HostileInputTests(GatewayFixture gateway)
     private static Action<JsonObject> Messages(params JsonNode[] messages) => b => b["messages"] = new JsonArray(messages);
     private static Action<JsonObject> Set(string name, JsonNode? value) => b => b[name] = value;
 
+    private static string HugePromptBody(string model) => new JsonObject
+    {
+        ["model"] = model,
+        ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = string.Join(' ', Enumerable.Repeat("banana", 150_000)) }),
+    }.ToJsonString();
+
     private static byte[] PngBytes(int w, int h) => TestImages.Png(w, h, SKColors.Blue);
 
     private static HttpRequestMessage Get(string path) =>
@@ -165,6 +171,17 @@ public sealed class HostileInputTests(GatewayFixture gateway)
                 request.Headers.TransferEncodingChunked = true;
                 return request;
             }, HttpStatusCode.RequestEntityTooLarge, "request_too_large"),
+            // Legal sizes far past the body buffer's first 16 KB: read whole (as the buffer grows) and parsed, so the
+            // answer is about the prompt, not the JSON.
+            C("1 MB prompt (Content-Length)", m => Post(HugePromptBody(m)), Bad, "context_length_exceeded"),
+            C("1 MB prompt (chunked)", m =>
+            {
+                var request = Raw([]);
+                request.Content = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes(HugePromptBody(m))));
+                request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                request.Headers.TransferEncodingChunked = true;
+                return request;
+            }, Bad, "context_length_exceeded"),
             // Keys
             C("no API key", Body(_ => { }, key: null), HttpStatusCode.Unauthorized, "missing_api_key"),
             C("wrong API key", Body(_ => { }, key: "sk-not-a-key"), HttpStatusCode.Unauthorized, "invalid_api_key"),

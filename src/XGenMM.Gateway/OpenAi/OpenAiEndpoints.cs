@@ -112,18 +112,26 @@ public static class OpenAiEndpoints
         }
     }
 
+    /// <summary>The body buffer's first size: the declared length when smaller.</summary>
+    private const int InitialBodyBuffer = 16 * 1024;
+
     private static async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpContext http, long limit)
     {
         if (http.Request.ContentLength is long declared && declared > limit)
             throw OpenAiException.TooLarge($"The request body is {declared} bytes; the limit is {limit} bytes.", "request_too_large");
         var feature = http.Features.Get<IHttpMaxRequestBodySizeFeature>();
         if (feature is { IsReadOnly: false }) feature.MaxRequestBodySize = limit + 1;
-        var buffer = new ArrayBufferWriter<byte>(16 * 1024);
+        // Sized by the declared length (a chat request is a few KB), growing by doubling as bytes arrive, never
+        // ahead of them: a 64 KB read buffer per request was ~130 KB allocated for every request, refusals included
+        // (at 10x the knee, 400 MB/s of garbage on the cores the decoder steps on), and a client that declares a large
+        // body and sends it slowly holds only what it has sent.
+        long? expected = http.Request.ContentLength;
+        var buffer = new ArrayBufferWriter<byte>((int)Math.Clamp(expected ?? InitialBodyBuffer, 1, InitialBodyBuffer));
         try
         {
-            while (true)
+            while (expected is not long length || buffer.WrittenCount < length)
             {
-                var memory = buffer.GetMemory(64 * 1024);
+                var memory = buffer.GetMemory();
                 int read = await http.Request.Body.ReadAsync(memory, http.RequestAborted).ConfigureAwait(false);
                 if (read == 0) break;
                 buffer.Advance(read);
