@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Xml.Linq;
 using XGenMM.LoadTest.Metrics;
 using XGenMM.LoadTest.Reporting;
@@ -34,6 +35,20 @@ public sealed class CommandLineRunTests(LocalClusterFixture cluster)
             Assert.DoesNotContain(LocalClusterFixture.AlphaKey, File.ReadAllText(Path.Combine(dir, "a", "results.json")), StringComparison.Ordinal);
             Assert.Contains("unit test", report.Notes);
             Assert.True(report.Machine.LogicalCores > 0);
+
+            // Every measured request once (warm-up left out), with its status and timings.
+            var rows = File.ReadAllLines(Path.Combine(dir, "a", "requests.csv"));
+            Assert.Equal("experiment,point,start_s,tenant,status,error,ttft_ms,e2e_ms,output_tokens", rows[0]);
+            Assert.Equal(report.Experiments.Sum(e => e.Points.Sum(p => p.Requests)), rows.Length - 1);
+            Assert.All(rows.Skip(1), row =>
+            {
+                var f = row.Split(',');
+                Assert.Equal(("200", "", "3"), (f[4], f[5], f[8]));
+                Assert.True(double.Parse(f[2], CultureInfo.InvariantCulture) >= 0 && double.Parse(f[6], CultureInfo.InvariantCulture) > 0);
+            });
+            var perPoint = rows.Skip(1).GroupBy(r => string.Join(',', r.Split(',')[..2])).ToList();
+            Assert.Equal(4, perPoint.Count);
+            Assert.All(perPoint, g => Assert.Equal(6, g.Count()));
 
             string md = File.ReadAllText(Path.Combine(dir, "a", "report.md"));
             Assert.Contains("| c=2 | 6 | 0 |", md, StringComparison.Ordinal);

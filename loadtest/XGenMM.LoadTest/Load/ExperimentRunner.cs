@@ -42,6 +42,7 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
         }
 
         var points = new List<PointSummary>();
+        var requests = new List<PointRequests>();
         int index = 0;
         foreach (var plan in Plans(s))
         {
@@ -51,6 +52,7 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
             await client.PrepareAsync(s.Tenants, plan.Mode == LoadMode.Closed ? plan.Concurrency : Math.Min(plan.Requests, plan.MaxConcurrency ?? 4), cancellationToken).ConfigureAwait(false);
             var before = s.ScrapeServer ? await ScrapeAsync(http, cancellationToken).ConfigureAwait(false) : null;
             var records = await driver.RunAsync(plan with { Seed = s.Seed * 1000 + index++ }, cancellationToken).ConfigureAwait(false);
+            requests.Add(new PointRequests(plan.Label, records));
             var after = before is null ? null : await ScrapeAsync(http, cancellationToken).ConfigureAwait(false);
             var server = before is not null && after is not null ? ServerDelta.Between(before, after) : null;
             bool closed = plan.Mode == LoadMode.Closed;
@@ -65,6 +67,7 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
             Model = model,
             Settings = Describe(s),
             Points = points,
+            Requests = requests,
             Knee = points.Count > 1 || s.Mode == LoadMode.Sweep ? Knee.Find(points, s) : null,
             Note = s.Note,
         };

@@ -24,7 +24,13 @@ public sealed record ExperimentResult
     public List<PointSummary> Points { get; init; } = [];
     public KneeResult? Knee { get; init; }
     public string? Note { get; init; }
+    /// <summary>Every measured request of every point, for requests.csv (not in results.json, which stays small).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public List<PointRequests> Requests { get; init; } = [];
 }
+
+/// <summary>The measured requests of one load point, in start order.</summary>
+public sealed record PointRequests(string Point, IReadOnlyList<XGenMM.LoadTest.Clients.RequestRecord> Records);
 
 /// <summary>The machine the load generator ran on (the server's too when it is local).</summary>
 public sealed record MachineInfo

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -38,8 +39,38 @@ public static class ReportWriter
         string md = Path.Combine(directory, "report.md");
         File.WriteAllText(md, Markdown(report, charts.Select(c => (c.File, c.Caption)).ToList()));
         files.Add(md);
+        if (report.Experiments.Any(e => e.Requests.Count > 0))
+        {
+            string csv = Path.Combine(directory, "requests.csv");
+            File.WriteAllLines(csv, RequestRows(report));
+            files.Add(csv);
+        }
         return files;
     }
+
+    /// <summary>
+    /// One row per measured request: where in its point it started (seconds after the point's first request) and how
+    /// it went, so that a point can be cut in time (the onset of a load step against the rest) or per tenant.
+    /// </summary>
+    public static IEnumerable<string> RequestRows(RunReport report)
+    {
+        yield return "experiment,point,start_s,tenant,status,error,ttft_ms,e2e_ms,output_tokens";
+        foreach (var e in report.Experiments)
+            foreach (var point in e.Requests)
+            {
+                double first = point.Records.Count == 0 ? 0 : point.Records.Min(r => r.Start);
+                foreach (var r in point.Records)
+                {
+                    string status = r.Success ? "200" : r.Status?.ToString(CultureInfo.InvariantCulture) ?? "";
+                    string ttft = r.Ttft is double t ? Fmt.Inv($"{t * 1000:F2}") : "";
+                    yield return string.Join(',', Csv(e.Name), Csv(point.Point), Fmt.Inv($"{r.Start - first:F4}"), Csv(r.Tenant), status,
+                        Csv(r.Success ? "" : r.Error ?? ""), ttft, Fmt.Inv($"{(r.End - r.Start) * 1000:F2}"), r.OutputTokens.ToString(CultureInfo.InvariantCulture));
+                }
+            }
+    }
+
+    private static string Csv(string value) =>
+        value.AsSpan().IndexOfAny(",\"\n\r") < 0 ? value : "\"" + value.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 
     /// <summary>The main figures of an experiment, one row per load point.</summary>
     public static Table MainTable(ExperimentResult e, bool wide)
