@@ -18,6 +18,11 @@ public sealed partial class ClusterConnectRetryFilter(TimeSpan limit, ILogger<Cl
     /// <summary>The shortest pause between two attempts (the first one's).</summary>
     public static readonly TimeSpan MinDelay = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>The pause after failed attempt <paramref name="attempt"/> (1, 2, ...): growing by the shortest pause
+    /// each time up to the longest. The silo's wait for its membership store pauses alike.</summary>
+    public static TimeSpan PauseBefore(int attempt) =>
+        TimeSpan.FromMilliseconds(Math.Min(MaxDelay.TotalMilliseconds, MinDelay.TotalMilliseconds * attempt));
+
     private long _firstFailure = -1;
     private int _attempts;
 
@@ -35,7 +40,7 @@ public sealed partial class ClusterConnectRetryFilter(TimeSpan limit, ILogger<Cl
             return false;
         }
         int attempt = ++_attempts;
-        var delay = TimeSpan.FromMilliseconds(Math.Min(MaxDelay.TotalMilliseconds, MinDelay.TotalMilliseconds * attempt));
+        var delay = PauseBefore(attempt);
         if (delay > limit - waited) delay = limit - waited;
         LogWaiting(attempt, exception.GetType().Name, exception.Message, waited.TotalSeconds, limit.TotalSeconds);
         await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);

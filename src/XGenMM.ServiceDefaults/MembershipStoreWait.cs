@@ -47,7 +47,7 @@ public sealed partial class MembershipStoreWait(OrleansSettings settings, ILogge
                 throw new InvalidOperationException(
                     $"The membership store ({string.Join(", ", options.EndPoints)}) did not answer in {waited.TotalSeconds:0} s (Cluster:ConnectTimeout).", failure);
             LogWaiting(attempt, failure.GetType().Name, waited.TotalSeconds, settings.ConnectTimeout.TotalSeconds);
-            await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(2000, 250 * attempt)), time, cancellationToken).ConfigureAwait(false);
+            await Task.Delay(ClusterConnectRetryFilter.PauseBefore(attempt), time, cancellationToken).ConfigureAwait(false);
         }
     }
 
