@@ -4,12 +4,13 @@
 # limits: quotas do not shape the result, admission control does), then
 #   1. knee:      closed loop at 1..32 users (team-a), 32 words in, 32 tokens out;
 #   2. overload:  closed loop at 1x, 3x and 10x the knee (KNEE users), team-a and team-b sharing 1:1; a refused user
-#                 pauses REFUSAL_PAUSE s before its next request;
+#                 pauses REFUSAL_PAUSE s before its next request (with HONOR_RETRY_AFTER=1: the refusal's Retry-After,
+#                 as OpenAI's client libraries do);
 #   3. isolation: team-b alone at 2 users, then team-b at 2 users while team-a bursts at 4x the knee (two load-tool
 #                 processes, team-a started first and stopped after team-b's point).
 #   loadtest/run-overload.sh [OUT_DIR]          (about 6 minutes; rerun on a quiet machine: uptime is recorded)
-# Env: MODEL_DIR (models/xgenmm-nano), KNEE (8), POINT_SECONDS (30), REFUSAL_PAUSE (0.25), TTFT_TARGET (the gateway's
-# default when empty), EXTRA (more gateway flags).
+# Env: MODEL_DIR (models/xgenmm-nano), KNEE (8), POINT_SECONDS (30), REFUSAL_PAUSE (0.25), HONOR_RETRY_AFTER (empty),
+# TTFT_TARGET (the gateway's default when empty), EXTRA (more gateway flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-loadtest/results/$(date -u +%F)-overload}"
@@ -36,6 +37,7 @@ start_apphost "$url" "$log" "${flags[@]}"
 lt=(dotnet loadtest/XGenMM.LoadTest/bin/Release/net10.0/xgenmm-loadtest.dll)
 common=(--url "$url" --input-words 32 --output-tokens 32 --slo-ttft-ms 1000 --slo-tpot-ms 50 --warmup 4 --requests 100000
   --duration "$secs" --drain-timeout 30 --request-timeout 60 --refusal-pause "$pause" --quiet)
+[ -n "${HONOR_RETRY_AFTER:-}" ] && common+=(--honor-retry-after)
 note=(--run-note "Server: XGenMM.AppHost (Local mode, TorchSharp on the CPU) serving $model on $url; load generator on the same $(nproc)-core machine. uptime at the start: $(uptime)")
 echo "uptime $(uptime)" | tee "$out/uptime.txt"
 
@@ -44,7 +46,7 @@ echo "uptime $(uptime)" | tee "$out/uptime.txt"
 
 x3=$((knee * 3)); x10=$((knee * 10)); x4=$((knee * 4))
 "${lt[@]}" "${common[@]}" "${note[@]}" --tenant team-a:bench-key:1 --tenant team-b:team-b-key:1 --mode closed --concurrency "$knee,$x3,$x10" \
-  --experiment overload --note "Closed loop at 1x, 3x and 10x the knee ($knee users), two tenants 1:1; a refused user pauses $pause s." --out "$out/overload"
+  --experiment overload --note "Closed loop at 1x, 3x and 10x the knee ($knee users), two tenants 1:1; a refused user pauses ${HONOR_RETRY_AFTER:+for the refusal's Retry-After, else }$pause s." --out "$out/overload"
 echo "uptime $(uptime)" | tee -a "$out/uptime.txt"
 
 "${lt[@]}" "${common[@]}" "${note[@]}" --tenant team-b:team-b-key --mode closed --concurrency 2 \

@@ -10,6 +10,33 @@ namespace XGenMM.LoadTest.Tests;
 [Trait("Category", "E2E")]
 public sealed class CommandLineRunTests(LocalClusterFixture cluster)
 {
+    /// <summary>Four users of a one-stream tenant: three are refused at a time (429, Retry-After 1 s). Honouring it, a
+    /// refused user asks again after a second, so 3 s bring at most a few refusals per user; spinning with no pause
+    /// (the fallback here) would bring hundreds.</summary>
+    [Fact(Timeout = 60_000)]
+    public async Task With_honor_retry_after_a_refused_user_waits_the_refusals_Retry_After()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "xgenmm-loadtest-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            int rc = await LoadTestProgram.RunAsync(["--url", cluster.BaseAddress.ToString(), "--api-key", LocalClusterFixture.SingleKey,
+                "--requests", "100000", "--duration", "3", "--output-tokens", "3", "--warmup", "0", "--concurrency", "4",
+                "--honor-retry-after", "--refusal-pause", "0", "--no-server-metrics", "--quiet", "--out", dir], TextWriter.Null, TextWriter.Null,
+                TestContext.Current.CancellationToken);
+            Assert.Equal(0, rc);
+            var experiment = ReportWriter.Read(Path.Combine(dir, "results.json")).Experiments[0];
+            var point = experiment.Points[0];
+            int refused = point.ErrorsByStatus.GetValueOrDefault(429);
+            Assert.True(refused is >= 3 and <= 4 * 5, $"{refused} refusals of {point.Requests} requests (waiting 1 s after each: 3 to 20)");
+            Assert.True(point.Succeeded > 0);
+            Assert.Equal("waits its Retry-After (0 s without one)", experiment.Settings["after a 429/503"]);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact(Timeout = 60_000)]
     public async Task A_run_writes_json_markdown_and_svg_and_the_report_command_merges_runs()
     {

@@ -28,6 +28,8 @@ public sealed class LocalClusterFixture : IAsyncLifetime
     public const string BetaKey = "beta-load-key";
     /// <summary>A tenant allowed one image per request (the gateway allows three).</summary>
     public const string SoloKey = "solo-load-key";
+    /// <summary>A tenant allowed one stream at a time: a second one is refused (429, Retry-After 1 s).</summary>
+    public const string SingleKey = "single-load-key";
 
     public WebApplication App { get; private set; } = null!;
     public Uri BaseAddress { get; private set; } = null!;
@@ -53,6 +55,7 @@ public sealed class LocalClusterFixture : IAsyncLifetime
         AddTenant(settings, 0, "alpha", AlphaKey, images: 8);
         AddTenant(settings, 1, "beta", BetaKey, images: 8);
         AddTenant(settings, 2, "solo", SoloKey, images: 1);
+        AddTenant(settings, 3, "single", SingleKey, images: 1, streams: 1);
 
         App = LocalApp.Build(["--urls", "http://127.0.0.1:0"], builder =>
         {
@@ -71,13 +74,13 @@ public sealed class LocalClusterFixture : IAsyncLifetime
         throw new TimeoutException("The gateway did not become ready within 60 s.");
     }
 
-    private static void AddTenant(Dictionary<string, string?> s, int i, string id, string key, int images)
+    private static void AddTenant(Dictionary<string, string?> s, int i, string id, string key, int images, int streams = 64)
     {
         s[$"Tenants:Tenants:{i}:Id"] = id;
         s[$"Tenants:Tenants:{i}:KeySha256:0"] = TenantDirectory.Hash(key);
         s[$"Tenants:Tenants:{i}:Limits:RequestsPerMinute"] = "100000";
         s[$"Tenants:Tenants:{i}:Limits:TokensPerMinute"] = "100000000";
-        s[$"Tenants:Tenants:{i}:Limits:ConcurrentStreams"] = "64";
+        s[$"Tenants:Tenants:{i}:Limits:ConcurrentStreams"] = streams.ToString(CultureInfo.InvariantCulture);
         s[$"Tenants:Tenants:{i}:Limits:MaxImagesPerRequest"] = images.ToString(CultureInfo.InvariantCulture);
     }
 

@@ -42,6 +42,8 @@ public static class CommandLine
                    --requests N (40) --duration S (120) per point; --warmup N (2) first, not measured
                    --request-timeout S (120) --drain-timeout S (60)
                    --refusal-pause S (0)      closed loop: a user waits S after a 429/503 before its next request
+           --honor-retry-after        closed loop: ... waits the refusal's Retry-After instead (at most 60 s), as
+                                      OpenAI's client libraries do; S when the refusal gave none
         workload   --input-words N (32) --input-range R (0: exact) --output-tokens N (32) --no-ignore-eos
                    --images N (0) --image-reuse unique|repeated --image-pool N --image-sizes WxH,WxH
                    --turns N (1: single-turn) --temperature T (0) --seed N (1)
@@ -185,6 +187,7 @@ public static class CommandLine
                 case "--request-timeout": s.RequestTimeoutSeconds = Double(Value(args, ref i)); break;
                 case "--drain-timeout": s.DrainTimeoutSeconds = Double(Value(args, ref i)); break;
                 case "--refusal-pause": s.RefusalPauseSeconds = Double(Value(args, ref i)); break;
+                case "--honor-retry-after": s.HonorRetryAfter = true; break;
                 case "--input-words": s.InputWords = Int(Value(args, ref i)); break;
                 case "--input-range": s.InputRange = Double(Value(args, ref i)); break;
                 case "--output-tokens": s.OutputTokens = Int(Value(args, ref i)); break;

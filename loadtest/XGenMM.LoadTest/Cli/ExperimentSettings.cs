@@ -74,6 +74,8 @@ public sealed class ExperimentSettings
     public double DrainTimeoutSeconds { get; set; } = 60;
     /// <summary>Closed loop: seconds a user waits after a 429 or 503 before its next request (0 = none).</summary>
     public double RefusalPauseSeconds { get; set; }
+    /// <summary>Closed loop: a refused user waits the refusal's Retry-After (falling back to <see cref="RefusalPauseSeconds"/>).</summary>
+    public bool HonorRetryAfter { get; set; }
 
     public int InputWords { get; set; } = 32;
     public double InputRange { get; set; }

@@ -49,6 +49,12 @@ public sealed class OpenAiStreamClient : ITurnClient
                 var (code, msg) = ErrorBody(text);
                 int status = (int)response.StatusCode;
                 record.Fail(status, $"{status} {code ?? "http_error"}", msg);
+                record.RetryAfterSeconds = response.Headers.RetryAfter switch
+                {
+                    { Delta: { } delta } => delta.TotalSeconds,
+                    { Date: { } date } => Math.Max(0, (date - DateTimeOffset.UtcNow).TotalSeconds),
+                    _ => null,
+                };
                 return;
             }
             await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);

@@ -57,6 +57,8 @@ public sealed class RequestRecord
     /// <summary>The error's type, "STATUS code" (e.g. "401 invalid_api_key"), "timeout", "transport ...".</summary>
     public string? Error { get; set; }
     public string? ErrorMessage { get; set; }
+    /// <summary>The refusal's Retry-After (HTTP 429/503), in seconds; null when the answer gave none.</summary>
+    public double? RetryAfterSeconds { get; set; }
     /// <summary>The answer's text (kept for the next turn of the conversation).</summary>
     public string Answer { get; set; } = "";
 

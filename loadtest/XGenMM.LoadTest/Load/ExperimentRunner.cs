@@ -29,6 +29,7 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
         var driver = new PointDriver(client, source, clock, TimeSpan.FromSeconds(s.RequestTimeoutSeconds), TimeSpan.FromSeconds(s.DrainTimeoutSeconds), progress)
         {
             RefusalPause = TimeSpan.FromSeconds(s.RefusalPauseSeconds),
+            HonorRetryAfter = s.HonorRetryAfter,
         };
 
         if (s.Warmup > 0)
@@ -174,7 +175,12 @@ public sealed class ExperimentRunner(IProgressSink? progress = null, TextWriter?
         }
         switch (s.Mode)
         {
-            case LoadMode.Closed: d["concurrency"] = string.Join(",", s.Concurrency.Count > 0 ? s.Concurrency : [1]); break;
+            case LoadMode.Closed:
+                d["concurrency"] = string.Join(",", s.Concurrency.Count > 0 ? s.Concurrency : [1]);
+                d["after a 429/503"] = s.HonorRetryAfter
+                    ? string.Create(inv, $"waits its Retry-After ({s.RefusalPauseSeconds} s without one)")
+                    : string.Create(inv, $"waits {s.RefusalPauseSeconds} s");
+                break;
             case LoadMode.Open: d["rates (req/s)"] = string.Join(",", (s.Rates.Count > 0 ? s.Rates : [1.0]).Select(r => r.ToString(inv))); break;
             default:
                 d["sweep"] = string.Create(inv, $"from {s.SweepStart} req/s ×{s.SweepFactor}, at most {s.SweepSteps} steps, stop below {Pct(s.SweepMinGain)} gain or {Pct(s.SweepMinServed)} served");

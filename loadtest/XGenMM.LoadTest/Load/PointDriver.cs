@@ -35,6 +35,18 @@ public sealed class PointDriver(ITurnClient client, ConversationSource source, R
     /// backs off a little instead of spinning on refusals that take a millisecond each (0 = no pause).</summary>
     public TimeSpan RefusalPause { get; init; }
 
+    /// <summary>A closed-loop user waits the refusal's Retry-After instead (as OpenAI's client libraries do), at most
+    /// <see cref="MaxRetryAfter"/>; <see cref="RefusalPause"/> when the refusal gave none.</summary>
+    public bool HonorRetryAfter { get; init; }
+
+    public static readonly TimeSpan MaxRetryAfter = TimeSpan.FromSeconds(60);
+
+    /// <summary>How long a closed-loop user waits after <paramref name="record"/> before its next request.</summary>
+    internal TimeSpan PauseAfter(RequestRecord record) =>
+        record.Status is not (429 or 503) ? TimeSpan.Zero
+        : HonorRetryAfter && record.RetryAfterSeconds is double seconds ? TimeSpan.FromSeconds(Math.Min(seconds, MaxRetryAfter.TotalSeconds))
+        : RefusalPause;
+
     public async Task<IReadOnlyList<RequestRecord>> RunAsync(PointPlan plan, CancellationToken cancellationToken)
     {
         var records = new ConcurrentBag<RequestRecord>();
@@ -70,11 +82,12 @@ public sealed class PointDriver(ITurnClient client, ConversationSource source, R
             {
                 var request = source.Next();
                 var record = await ExecuteAsync(request, double.NaN, records, cancellationToken).ConfigureAwait(false);
-                if (record.Status is 429 or 503 && RefusalPause > TimeSpan.Zero)
+                var pause = PauseAfter(record);
+                if (pause > TimeSpan.Zero)
                 {
                     try
                     {
-                        await Task.Delay(RefusalPause, cancellationToken).ConfigureAwait(false);
+                        await Task.Delay(pause, cancellationToken).ConfigureAwait(false);
                     }
                     catch (OperationCanceledException)
                     {
