@@ -46,7 +46,7 @@ echo "uptime $(uptime)" | tee "$out/uptime.txt"
 
 x3=$((knee * 3)); x10=$((knee * 10)); x4=$((knee * 4))
 "${lt[@]}" "${common[@]}" "${note[@]}" --tenant team-a:bench-key:1 --tenant team-b:team-b-key:1 --mode closed --concurrency "$knee,$x3,$x10" \
-  --experiment overload --note "Closed loop at 1x, 3x and 10x the knee ($knee users), two tenants 1:1; a refused user pauses ${HONOR_RETRY_AFTER:+for the refusal's Retry-After, else }$pause s." --out "$out/overload"
+  --experiment overload --note "Closed loop at 1x, 3x and 10x the knee ($knee users), two tenants 1:1; a refused user pauses ${HONOR_RETRY_AFTER:+for the Retry-After of the refusal, else }$pause s." --out "$out/overload"
 echo "uptime $(uptime)" | tee -a "$out/uptime.txt"
 
 "${lt[@]}" "${common[@]}" "${note[@]}" --tenant team-b:team-b-key --mode closed --concurrency 2 \
