@@ -54,10 +54,14 @@ public static class CapacityModel
         long ahead = Math.Max(0, decoder.PrefillingTokens) + (long)Math.Ceiling(Math.Max(0, decoder.WaitingTokens) * fresh);
         promptTokens = (long)Math.Ceiling(Math.Max(0, promptTokens) * fresh);
         // The requests ahead take their slots (and prefill, one budget a step) while this one waits for its own.
-        long positions = Math.Max(0, ahead - slotSteps * budget) + Math.Max(0, promptTokens);
+        long aheadNow = Math.Max(0, ahead - slotSteps * budget);
+        long positions = aheadNow + Math.Max(0, promptTokens);
         long chunks = (positions + budget - 1) / budget;
-        double interleaved = chunks * (fixedPart + rows * perRow) + (busy ? step / 2 : 0);
-        return new TtftPrediction(slotSteps * step, positions * perToken, interleaved);
+        double pass = fixedPart + rows * perRow;
+        double interleaved = chunks * pass + (busy ? step / 2 : 0);
+        // This prompt's own share: its positions, and the passes that would not run without it.
+        double own = Math.Max(0, promptTokens) * perToken + (chunks - (aheadNow + budget - 1) / budget) * pass;
+        return new TtftPrediction(slotSteps * step, positions * perToken, interleaved, own);
     }
 
     /// <summary>The prediction from whole decode steps and the per-position prefill cost, for a decoder that reports
@@ -70,9 +74,12 @@ public static class CapacityModel
         double prefill = ahead * Math.Max(0, decoder.PrefillSecondsPerToken);
         // Decode passes run only while some row decodes: the running ones, or waiting ones admitted before us.
         bool decoding = decoder.Running > 0 || decoder.Waiting > 0;
-        long chunks = (ahead + Math.Max(1, decoder.PrefillChunkTokens) - 1) / Math.Max(1, decoder.PrefillChunkTokens);
+        int budget = Math.Max(1, decoder.PrefillChunkTokens);
+        long chunks = (ahead + budget - 1) / budget;
         double interleaved = decoding ? chunks * step : 0;
-        return new TtftPrediction(slotWait, prefill, interleaved);
+        long aheadOnly = ahead - Math.Max(0, promptTokens);
+        double own = Math.Max(0, promptTokens) * Math.Max(0, decoder.PrefillSecondsPerToken) + (decoding ? (chunks - (aheadOnly + budget - 1) / budget) * step : 0);
+        return new TtftPrediction(slotWait, prefill, interleaved, own);
     }
 
     /// <summary>
@@ -114,8 +121,13 @@ public static class CapacityModel
         Math.Clamp(Math.Ceiling(predictedSeconds - targetSeconds), 1, Math.Max(1, maxSeconds));
 }
 
-/// <summary>A predicted time to first token, by part (see <see cref="CapacityModel"/>).</summary>
-public readonly record struct TtftPrediction(double SlotWaitSeconds, double PrefillSeconds, double InterleavedDecodeSeconds)
+/// <summary>A predicted time to first token, by part (see <see cref="CapacityModel"/>). <see cref="OwnPrefillSeconds"/>
+/// is the part of the prefill and interleaved seconds that the request's own prompt costs (its positions and the passes
+/// that run only for it): what it would take on an idle decoder, which no refusal of others can shorten.</summary>
+public readonly record struct TtftPrediction(double SlotWaitSeconds, double PrefillSeconds, double InterleavedDecodeSeconds, double OwnPrefillSeconds = 0)
 {
     public double Seconds => SlotWaitSeconds + PrefillSeconds + InterleavedDecodeSeconds;
+
+    /// <summary>The time the request waits on the others: the predicted TTFT less its own prefill.</summary>
+    public double WaitSeconds => Math.Max(0, Seconds - OwnPrefillSeconds);
 }

@@ -319,7 +319,7 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
         double target = options.Admission.TtftTargetSeconds;
         if (target > 0 && promptTokens >= 0)
         {
-            var predicted = live.Select(d => (Decoder: d, Seconds: CapacityModel.Predict(d, promptTokens).Seconds)).ToArray();
+            var predicted = live.Select(d => (Decoder: d, Seconds: options.Admission.Measure(CapacityModel.Predict(d, promptTokens)))).ToArray();
             // An idle decoder is always a candidate: nothing waits ahead of the request, so refusing it cannot make its
             // first token sooner (a decoder's first prefill, with one-time start-up work in its measured cost, would
             // otherwise refuse the very first requests after a start on a busy machine).
@@ -336,11 +336,11 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
                     var crowded = shares.FirstOrDefault(s => s.Share.OthersPresent);
                     if (crowded.Decoder is not null)
                         throw new ClusterRejectedException(RejectionKind.TenantOverShare, string.Create(CultureInfo.InvariantCulture,
-                            $"Tenant '{tenant}' is over its share: the cluster is over its time-to-first-token target of {target:0.###} s and this tenant holds {crowded.Share.Rows} of the {crowded.Decoder.TotalSlots} slots of decoder '{crowded.Decoder.DecoderKey}' (its weighted share: {crowded.Share.Slots:0.#}) while other tenants use it; retry in {retryAfter:0} s."))
+                            $"Tenant '{tenant}' is over its share: the cluster is over its admission target of {target:0.###} s and this tenant holds {crowded.Share.Rows} of the {crowded.Decoder.TotalSlots} slots of decoder '{crowded.Decoder.DecoderKey}' (its weighted share: {crowded.Share.Slots:0.#}) while other tenants use it; retry in {retryAfter:0} s."))
                         { RetryAfterSeconds = retryAfter };
                 }
                 throw new ClusterRejectedException(RejectionKind.OverCapacity, string.Create(CultureInfo.InvariantCulture,
-                    $"The cluster is over capacity: the shortest predicted time to first token is {best.Seconds:0.###} s (decoder '{best.Decoder.DecoderKey}'), over the target of {target:0.###} s; retry in {retryAfter:0} s."))
+                    $"The cluster is over capacity: the shortest predicted {options.Admission.MeasureName} is {best.Seconds:0.###} s (decoder '{best.Decoder.DecoderKey}'), over the target of {target:0.###} s; retry in {retryAfter:0} s."))
                 { RetryAfterSeconds = retryAfter };
             }
         }

@@ -161,12 +161,53 @@ public sealed class CapacityModelTests
         DecoderLoadReport[] full = [Report("a", slots: 1, running: 1, remaining: [300]), Report("b", slots: 1, running: 1, remaining: [500])];
         var e = Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose(full, "conversation", 10, options));
         Assert.Equal(RejectionKind.OverCapacity, e.Kind);
-        Assert.Equal(Math.Ceiling(300 * Step + 10 * PerToken + Step - 2), e.RetryAfterSeconds);
+        // The wait for the slot, 6 s, less the target (the request's own prefill is not counted).
+        Assert.Equal(Math.Ceiling(300 * Step - 2), e.RetryAfterSeconds);
 
         var off = new ClusterChatOptions { Admission = { TtftTargetSeconds = 0 } };
         Assert.NotNull(ClusterChat.Choose(full, "conversation", 10, off));
         // A generation being moved (no admission: promptTokens < 0) is never refused.
         Assert.NotNull(ClusterChat.Choose(full, "conversation", -1, options));
+    }
+
+    [Fact]
+    public void The_request_s_own_prefill_is_part_of_its_TTFT_but_not_of_its_wait()
+    {
+        // A pass: 5 ms + 0.1 ms a row + 0.1 ms a position, 64 a step. 2 rows running, 100 positions waiting ahead: they
+        // take 2 passes; a 600-position prompt behind them 10 more (700 positions, 11 chunks with the ahead ones' 2
+        // sharing their second with it), plus half the step in flight.
+        var report = Report(running: 2, waiting: 1, waitingTokens: 100, remaining: [50, 80], step: 0.008, chunk: 64) with
+        {
+            StepFixedSeconds = 0.005, StepSecondsPerRow = 0.0001, StepSecondsPerPrefillToken = 0.0001,
+        };
+        double pass = 0.005 + 3 * 0.0001;
+        var p = CapacityModel.Predict(report, 600);
+        Assert.Equal(700 * 0.0001 + 11 * pass + 0.008 / 2, p.Seconds, 9);
+        Assert.Equal(600 * 0.0001 + 9 * pass, p.OwnPrefillSeconds, 9);
+        Assert.Equal(100 * 0.0001 + 2 * pass + 0.008 / 2, p.WaitSeconds, 9);
+        // On an idle decoder everything is the request's own: nothing to wait for.
+        var idle = CapacityModel.Predict(Report(step: 0.008, chunk: 64) with { StepFixedSeconds = 0.005, StepSecondsPerRow = 0.0001, StepSecondsPerPrefillToken = 0.0001 }, 600);
+        Assert.Equal(0, idle.WaitSeconds, 9);
+        // Without a fitted pass (per-position costs, whole decode steps per chunk) alike.
+        var perPosition = CapacityModel.Predict(Report(running: 2, waiting: 1, waitingTokens: 100, remaining: [50, 80], chunk: 64), 600);
+        Assert.Equal(600 * PerToken + (11 - 2) * Step, perPosition.OwnPrefillSeconds, 9);
+        Assert.Equal(100 * PerToken + 2 * Step, perPosition.WaitSeconds, 9);
+    }
+
+    [Fact]
+    public void A_long_prompt_on_a_busy_decoder_is_refused_for_its_wait_not_for_its_length_unless_its_own_prefill_counts()
+    {
+        // 1 ms a position: a 600-position image prompt takes 0.6 s of its own; ahead of it only half a 20 ms step.
+        DecoderLoadReport[] busy = [Report(running: 2, remaining: [50, 80])];
+        var queue = new ClusterChatOptions { Admission = { TtftTargetSeconds = 0.1 } };
+        Assert.NotNull(ClusterChat.Choose(busy, null, 600, queue));
+        var whole = new ClusterChatOptions { Admission = { TtftTargetSeconds = 0.1, CountOwnPrefill = true } };
+        var e = Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose(busy, null, 600, whole));
+        Assert.Contains("time to first token", e.Message, StringComparison.Ordinal);
+        // A queue over the target refuses it either way: 2 waiting with 400 positions ahead are 0.4 s of wait.
+        DecoderLoadReport[] queued = [Report(running: 2, waiting: 2, waitingTokens: 400, remaining: [50, 80])];
+        var refused = Assert.Throws<ClusterRejectedException>(() => ClusterChat.Choose(queued, null, 600, queue));
+        Assert.Contains("not counted", refused.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -79,7 +79,7 @@ public sealed class AdmissionTests(AdmissionGatewayFixture gateway)
         Assert.True(saturated.DecodeStepSeconds > 0, "the engine measured its decode step");
         Assert.True(saturated.PrefillSecondsPerToken > 0, "the engine measured its prefill cost");
         var predicted = CapacityModel.Predict(saturated, 32);
-        Assert.True(predicted.Seconds > AdmissionGatewayFixture.TtftTargetSeconds,
+        Assert.True(predicted.WaitSeconds > AdmissionGatewayFixture.TtftTargetSeconds,
             $"a full decoder with {saturated.RemainingTokens[0]} tokens before its first free slot is predicted over the target: {predicted} from running {saturated.Running}, waiting {saturated.Waiting}, slots {saturated.TotalSlots}, row limit {saturated.RowLimit}, decode step {saturated.DecodeStepSeconds * 1000:0.###} ms, remaining [{string.Join(' ', saturated.RemainingTokens)}]");
 
         var chat = gateway.App.Services.GetRequiredService<Chat.ChatService>();

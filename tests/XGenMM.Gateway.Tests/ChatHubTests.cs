@@ -106,6 +106,7 @@ public sealed class ChatHubTests(GatewayFixture gateway)
         });
         Assert.Contains("400", e.Message, StringComparison.Ordinal);
         Assert.Contains("temperature", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("Retry-After", e.Message, StringComparison.Ordinal);
         // The connection survives its own bad request.
         await foreach (var _ in connection.StreamAsync<HubDelta>("Chat", Turn("Hi", maxTokens: 2), Ct)) { }
     }
@@ -190,6 +191,8 @@ public sealed class ChatHubTests(GatewayFixture gateway)
             await foreach (var _ in connection.StreamAsync<HubDelta>("Chat", Turn("One more"), Ct)) { }
         });
         Assert.Contains("429 too_many_streams", e.Message, StringComparison.Ordinal);
+        // As the HTTP API's Retry-After header: a last line the client reads.
+        Assert.EndsWith("\nRetry-After: 1", e.Message, StringComparison.Ordinal);
         await cancel.CancelAsync();
         foreach (var stream in open)
         {

@@ -118,4 +118,14 @@ public sealed class WorkloadTests
     {
         Assert.Equal((status, code), HubStreamClient.ParseHubError(message));
     }
+
+    [Theory]
+    [InlineData("An unexpected error occurred invoking 'Chat' on the server. HubException: 429 tenant_over_share: Tenant 'a' is over its share; retry in 2 s.\nRetry-After: 2", 2.0)]
+    [InlineData("503 over_capacity: busy\nRetry-After: 30\n", 30.0)]
+    [InlineData("400 invalid_request_error: 'temperature' must be between 0 and 2.", null)]
+    [InlineData("400 invalid_request_error: a prompt that says Retry-After: 5 in its text\nand more", null)]
+    public void A_hub_error_s_Retry_After_line_is_read(string message, double? seconds)
+    {
+        Assert.Equal(seconds, HubStreamClient.ParseHubRetryAfter(message));
+    }
 }

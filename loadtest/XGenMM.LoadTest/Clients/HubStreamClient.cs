@@ -98,6 +98,7 @@ public sealed partial class HubStreamClient(Uri baseAddress, bool messagePack) :
             record.End = clock.Now;
             var (status, code) = ParseHubError(e.Message);
             record.Fail(status, status is null ? "hub " + code : $"{status} {code}", e.Message);
+            record.RetryAfterSeconds = ParseHubRetryAfter(e.Message);
         }
         catch (HttpRequestException e)
         {
@@ -127,6 +128,17 @@ public sealed partial class HubStreamClient(Uri baseAddress, bool messagePack) :
         var m = HubError().Match(message);
         return m.Success ? (int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), m.Groups[2].Value) : (null, "error");
     }
+
+    /// <summary>The seconds of a hub error's last line "Retry-After: SECONDS" (the gateway's refusals that say when to
+    /// come back), or null.</summary>
+    internal static double? ParseHubRetryAfter(string message)
+    {
+        var m = HubRetryAfter().Match(message);
+        return m.Success ? double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) : null;
+    }
+
+    [GeneratedRegex(@"\nRetry-After: ([0-9]{1,9})\s*$")]
+    private static partial Regex HubRetryAfter();
 
     [GeneratedRegex(@"(?<![0-9])([1-5][0-9]{2}) ([A-Za-z0-9_]+):")]
     private static partial Regex HubError();

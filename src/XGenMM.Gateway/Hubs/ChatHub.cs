@@ -168,8 +168,14 @@ public sealed class ChatHub(ChatService chat, ServedModel model, IOptions<Reques
     private HubException Error(OpenAiException e)
     {
         metrics.Reject(e);
-        return new HubException($"{e.Status} {e.Code ?? e.Type}: {e.Message}");
+        return new HubException(HubErrorText(e));
     }
+
+    /// <summary>A hub error's text: <c>"STATUS code: message"</c>, and for a refusal that says when to come back (the
+    /// HTTP API's <c>Retry-After</c> header) a last line <c>"Retry-After: SECONDS"</c>, which clients read as the header.</summary>
+    internal static string HubErrorText(OpenAiException e) => e.RetryAfterSeconds is double seconds
+        ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{e.Status} {e.Code ?? e.Type}: {e.Message}\nRetry-After: {OpenAiException.RetryAfterHeaderValue(seconds)}")
+        : $"{e.Status} {e.Code ?? e.Type}: {e.Message}";
 
     private static HubDelta ToWire(ChatDelta d) => new()
     {

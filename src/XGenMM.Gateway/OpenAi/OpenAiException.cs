@@ -43,12 +43,16 @@ public sealed class OpenAiException : Exception
     public static OpenAiException RateLimited(string message, string code, double retryAfterSeconds) => new(429, "rate_limit_error", message, code, retryAfterSeconds: retryAfterSeconds);
     public static OpenAiException Unavailable(string message, string code, double retryAfterSeconds) => new(503, "server_error", message, code, retryAfterSeconds: retryAfterSeconds);
 
+    /// <summary>A Retry-After in whole seconds, at least 1 (a client that comes back at once would be refused again).</summary>
+    public static string RetryAfterHeaderValue(double seconds) =>
+        Math.Max(1, (int)Math.Ceiling(seconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+
     public ErrorBody ToBody() => new(new ErrorDetail(Message, Type, Param, Code));
 
     public async Task WriteAsync(HttpContext context)
     {
         context.Response.StatusCode = Status;
-        if (RetryAfterSeconds is double seconds) context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(seconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (RetryAfterSeconds is double seconds) context.Response.Headers.RetryAfter = RetryAfterHeaderValue(seconds);
         context.Response.ContentType = "application/json";
         await JsonSerializer.SerializeAsync(context.Response.Body, ToBody(), OpenAiJsonContext.Relaxed.ErrorBody, context.RequestAborted).ConfigureAwait(false);
     }

@@ -514,11 +514,16 @@ function describe(final) {
   return parts.join(' · ');
 }
 
-/** A hub error's own text: the server sends "STATUS code: message" after the client's "...HubException: " preamble. */
+/**
+ * A hub error's own text: the server sends "STATUS code: message" after the client's "...HubException: " preamble,
+ * and for a refusal that says when to come back a last line "Retry-After: SECONDS", shown here in words.
+ */
 function hubError(e) {
   const message = String(e?.message ?? e ?? 'unknown error');
   const match = /HubException: ([\s\S]*)$/.exec(message);
-  return match ? match[1] : message;
+  const text = match ? match[1] : message;
+  const retry = /\nRetry-After: (\d+)\s*$/.exec(text);
+  return retry ? `${text.slice(0, retry.index)} (Try again in ${retry[1]} s.)` : text;
 }
 
 function newChat() {
