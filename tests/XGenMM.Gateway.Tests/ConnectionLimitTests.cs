@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using XGenMM.Cluster.Abstractions.Telemetry;
 using Microsoft.AspNetCore.Http.Connections;
 using Microsoft.AspNetCore.SignalR.Client;
 using XGenMM.Gateway.Hubs;
@@ -75,9 +77,17 @@ public sealed class ConnectionLimitTests(ConnectionLimitGatewayFixture gateway) 
                 Assert.True(deltas > 0);
             }
 
-            // A closed connection gives its place back.
+            // A closed connection gives its place back once the gateway has seen it close (the client's dispose
+            // returns before the server runs its disconnect handler).
+            double open = await gateway.MetricAsync(MetricNames.SignalRConnections);
             await held[0].DisposeAsync();
             held.RemoveAt(0);
+            var seen = Stopwatch.StartNew();
+            while (await gateway.MetricAsync(MetricNames.SignalRConnections) > open - 1)
+            {
+                Assert.True(seen.Elapsed < TimeSpan.FromSeconds(10), "the gateway did not see the closed connection within 10 s");
+                await Task.Delay(20, Ct);
+            }
             var (again, againClosed) = await ConnectAsync(GatewayFixture.AlphaKey);
             held.Add(again);
             await AssertServedAsync(again);
