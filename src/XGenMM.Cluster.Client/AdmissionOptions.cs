@@ -7,11 +7,12 @@ public sealed class AdmissionOptions
     /// decoder its predicted wait for a first token (<see cref="CapacityModel"/>), not counting its own prompt's prefill,
     /// is above this. 0 turns admission control off. The request's own prefill is what it would take on an idle decoder:
     /// refusing others cannot shorten it, so a long prompt (an image's 600+ positions) is not refused for its length
-    /// (<see cref="CountOwnPrefill"/> counts it). The default, 0.06 s, is what held the admitted TTFT p99 within about
-    /// 2x of the knee's at 3x and 10x the knee on the 2-core CPU with xgenmm-nano (loadtest/results/2026-12-06-overload-wait);
+    /// (<see cref="CountOwnPrefill"/> counts it). The default, 0.05 s, is what held the admitted TTFT p99 within 2x of
+    /// the knee's at 3x and 10x the knee in three paired rounds on the 2-core CPU with xgenmm-nano, where 0.06 s did
+    /// in one of three (loadtest/results/2026-12-06-overload-wait);
     /// admitted requests wait about the target at the median and about twice it at p99. Raise it for slower decoders
     /// (a decode step near or above the target admits little beside the rows running) or a looser objective.</summary>
-    public double TtftTargetSeconds { get; set; } = 0.06;
+    public double TtftTargetSeconds { get; set; } = 0.05;
 
     /// <summary>Whether the target bounds the whole predicted TTFT, the request's own prefill included (a TTFT
     /// objective per request rather than per queue): long prompts are then refused on a busy decoder for their length.</summary>
