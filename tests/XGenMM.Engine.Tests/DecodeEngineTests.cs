@@ -180,6 +180,43 @@ public sealed class DecodeEngineTests
         Assert.Equal(1 + EngineStatistics.EwmaWeight * (2 - 1), EngineStatistics.Ewma(1, 2), 12);
     }
 
+    [Fact]
+    public void Latency_percentiles_are_sorted_when_read_and_follow_new_samples_after_the_refresh_interval()
+    {
+        var statistics = new EngineStatistics();
+        Assert.Equal((0.0, 0.0, 0.0, 0.0), statistics.Latencies());
+        for (int i = 1; i <= 100; i++)
+        {
+            statistics.RecordTtft(i / 1000.0);
+            statistics.RecordItl(i / 10_000.0);
+        }
+        Thread.Sleep(EngineStatistics.LatencyRefresh + TimeSpan.FromMilliseconds(20));
+        var (ttft50, ttft99, itl50, itl99) = statistics.Latencies();
+        Assert.Equal(0.050, ttft50, 12);
+        Assert.Equal(0.099, ttft99, 12);
+        Assert.Equal(0.0050, itl50, 12);
+        Assert.Equal(0.0099, itl99, 12);
+        for (int i = 0; i < 2048; i++) statistics.RecordTtft(1.0);
+        Thread.Sleep(EngineStatistics.LatencyRefresh + TimeSpan.FromMilliseconds(20));
+        Assert.Equal(1.0, statistics.Latencies().TtftP50);
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task The_load_counts_forward_passes_with_their_seconds_rows_and_prompt_positions()
+    {
+        using var engine = TestModels.NewEngine();
+        var before = engine.GetLoad();
+        var prompt = TestModels.Prompt("Count my passes.");
+        var (tokens, _, _) = await TestModels.Run(engine, Request("p", prompt, 8), Ct);
+        await WaitFor(() => engine.GetLoad().GeneratedTokensTotal >= before.GeneratedTokensTotal + tokens.Count);
+        var after = engine.GetLoad();
+        // The pass that ends the prompt gives the first token; each later token is a decode row of its own pass.
+        Assert.True(after.PassesTotal - before.PassesTotal >= tokens.Count, $"{after.PassesTotal - before.PassesTotal} passes for {tokens.Count} tokens");
+        Assert.True(after.PassRowsTotal - before.PassRowsTotal >= tokens.Count - 1);
+        Assert.Equal(prompt.Count, after.PassPrefillTokensTotal - before.PassPrefillTokensTotal);
+        Assert.True(after.PassSecondsTotal > before.PassSecondsTotal);
+    }
+
     [Fact(Timeout = 30_000)]
     public void Requests_that_can_never_fit_are_rejected_before_they_queue()
     {

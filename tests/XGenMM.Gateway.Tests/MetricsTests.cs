@@ -88,4 +88,31 @@ public sealed class MetricsTests(GatewayFixture gateway)
         var cpu = Assert.Single(series, s => s.Labels.TryGetValue("device", out var d) && d == "cpu");
         Assert.Equal(0, cpu.Value);
     }
+
+    [Fact(Timeout = 60_000)]
+    public async Task The_decoders_forward_passes_are_counted_with_their_time_rows_and_prompt_positions()
+    {
+        const string Device = "{device=\"cpu\"}";
+        string[] names = [MetricNames.DecoderPasses, MetricNames.DecoderPassSeconds, MetricNames.DecoderPassRows, MetricNames.DecoderPassPrefillTokens];
+        string before = await ScrapeAsync();
+        using (var http = gateway.Client(GatewayFixture.AlphaKey))
+        {
+            var body = new JsonObject
+            {
+                ["model"] = gateway.ModelId,
+                ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Count the passes, please." }),
+                ["max_tokens"] = 6,
+                ["ignore_eos"] = true,
+            };
+            using var response = await http.PostAsJsonAsync("/v1/chat/completions", body, Ct);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+        string after = await ScrapeAsync();
+        var delta = names.ToDictionary(n => n, n => PrometheusSamples.Value(after, n + Device) - PrometheusSamples.Value(before, n + Device));
+        // Six tokens: the pass that ends the prefill gives the first, five decode passes (one row each at least) the rest.
+        Assert.True(delta[MetricNames.DecoderPasses] >= 6, $"passes +{delta[MetricNames.DecoderPasses]}");
+        Assert.True(delta[MetricNames.DecoderPassRows] >= 5, $"rows +{delta[MetricNames.DecoderPassRows]}");
+        Assert.True(delta[MetricNames.DecoderPassPrefillTokens] >= 1, $"prompt positions +{delta[MetricNames.DecoderPassPrefillTokens]}");
+        Assert.True(delta[MetricNames.DecoderPassSeconds] > 0, $"seconds +{delta[MetricNames.DecoderPassSeconds]}");
+    }
 }

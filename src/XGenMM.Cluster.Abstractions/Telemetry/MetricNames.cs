@@ -15,6 +15,12 @@ public static class MetricNames
     public const string PrefixCacheHitTokens = "xgenmm_prefix_cache_hit_tokens_total";
     /// <summary>vLLM's num_preemptions, from the decode engine's load (0 while its scheduler queues instead of preempting).</summary>
     public const string NumPreemptions = "xgenmm_num_preemptions_total";
+    /// <summary>The engine's forward passes and what they carried (TGI's batch forward metrics as counters): rates of
+    /// these give the mean pass time, the mean batch width and how busy the engine thread is with the model.</summary>
+    public const string DecoderPasses = "xgenmm_decoder_passes_total";
+    public const string DecoderPassSeconds = "xgenmm_decoder_pass_seconds_total";
+    public const string DecoderPassRows = "xgenmm_decoder_pass_rows_total";
+    public const string DecoderPassPrefillTokens = "xgenmm_decoder_pass_prefill_tokens_total";
 
     // Vision silos
     public const string VisionImagesPending = "xgenmm_vision_num_images_pending";

@@ -65,12 +65,21 @@ public sealed partial class DecodeEngine : IDisposable
     public XGenMMTokenizer Tokenizer { get; }
     public int EmbeddingDim { get; }
 
-    /// <summary>The loop's last snapshot, with the queue counters read live: a request that was just admitted, expired
+    /// <summary>The loop's last snapshot, with the queue counters and latency percentiles read live: a request that was just admitted, expired
     /// or cancelled shows at once (routing decisions and readiness must not lag a step behind).</summary>
     public DecodeLoad GetLoad()
     {
         var (waiting, tokens) = _scheduler.WaitingCounters;
-        return _load with { Waiting = waiting, WaitingTokens = tokens };
+        var (ttft50, ttft99, itl50, itl99) = _statistics.Latencies();
+        return _load with
+        {
+            Waiting = waiting,
+            WaitingTokens = tokens,
+            TtftP50Seconds = ttft50,
+            TtftP99Seconds = ttft99,
+            ItlP50Seconds = itl50,
+            ItlP99Seconds = itl99,
+        };
     }
 
     /// <summary>

@@ -29,6 +29,15 @@ public sealed record DecodeLoad
     public double ItlP50Seconds { get; init; }
     public double ItlP99Seconds { get; init; }
     public long GeneratedTokensTotal { get; init; }
+    /// <summary>Forward passes run since the start (decode steps, mixed steps and separate prefill chunks).</summary>
+    public long PassesTotal { get; init; }
+    /// <summary>Seconds spent in those passes (model work and sampling): over a window, with <see cref="PassesTotal"/>,
+    /// the mean pass time; against the window's length, how busy the engine thread was with the model.</summary>
+    public double PassSecondsTotal { get; init; }
+    /// <summary>Decode rows computed by those passes, padding rows included (mean batch width = rows / passes).</summary>
+    public long PassRowsTotal { get; init; }
+    /// <summary>Prompt positions prefilled by those passes.</summary>
+    public long PassPrefillTokensTotal { get; init; }
     public long PrefixReusedTokensTotal { get; init; }
     /// <summary>Running sequences preempted (their slot taken back before they ended); 0 while the engine never
     /// preempts, as now.</summary>

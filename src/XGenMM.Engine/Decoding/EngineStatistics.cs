@@ -18,6 +18,14 @@ internal sealed class EngineStatistics
     private double _reuseFraction;
     private bool _admitted;
     private readonly StepCostFit _passes = new();
+    private long _passesTotal, _passRowsTotal, _passPrefillTotal;
+    private double _passSecondsTotal;
+    /// <summary>The latest percentiles and when they were taken (see <see cref="Latencies"/>).</summary>
+    private (double TtftP50, double TtftP99, double ItlP50, double ItlP99) _latencies;
+    private long _latenciesAt;
+
+    /// <summary>How long computed latency percentiles are served before they are sorted again.</summary>
+    internal static readonly TimeSpan LatencyRefresh = TimeSpan.FromMilliseconds(100);
 
     /// <summary>Weight of the newest sample in the step-time averages: about the last ten steps count, so the figure
     /// follows a batch that grows or shrinks within a second or two without jumping on one slow step.</summary>
@@ -54,7 +62,14 @@ internal sealed class EngineStatistics
     /// positions, for the pass cost (<see cref="StepCostFit"/>).</summary>
     public void RecordPass(double seconds, int rows, int prefillTokens)
     {
-        lock (_lock) _passes.Record(seconds, rows, prefillTokens);
+        lock (_lock)
+        {
+            _passes.Record(seconds, rows, prefillTokens);
+            _passesTotal++;
+            _passSecondsTotal += seconds;
+            _passRowsTotal += rows;
+            _passPrefillTotal += prefillTokens;
+        }
     }
 
     /// <summary>Seconds of one prefill chunk of <paramref name="tokens"/> positions, averaged per position.</summary>
@@ -89,17 +104,34 @@ internal sealed class EngineStatistics
         }
     }
 
-    /// <summary>Tokens per second over the last 5 s, latency percentiles and the token total.</summary>
-    public (double TokensPerSecond, double TtftP50, double TtftP99, double ItlP50, double ItlP99, long Generated) Read()
+    /// <summary>Tokens per second over the last 5 s and the token total.</summary>
+    public (double TokensPerSecond, long Generated) Read()
     {
         lock (_lock)
         {
             long now = Stopwatch.GetTimestamp();
             while (_recentTokens.Count > 0 && Stopwatch.GetElapsedTime(_recentTokens.Peek(), now) > TimeSpan.FromSeconds(5)) _recentTokens.Dequeue();
             double window = _recentTokens.Count == 0 ? 1 : Math.Max(1, Stopwatch.GetElapsedTime(_recentTokens.Peek(), now).TotalSeconds);
-            var (ttft50, ttft99) = Percentiles(_ttft, _ttftCount);
-            var (itl50, itl99) = Percentiles(_itl, _itlCount);
-            return (_recentTokens.Count / window, ttft50, ttft99, itl50, itl99, _generatedTotal);
+            return (_recentTokens.Count / window, _generatedTotal);
+        }
+    }
+
+    /// <summary>TTFT and inter-token percentiles of the recent samples, sorted at most every <see cref="LatencyRefresh"/>.
+    /// Read by callers of <see cref="DecodeEngine.GetLoad"/>, not in the step's snapshot, which sorted copies of both
+    /// rings (4096 samples, two 16 KiB arrays) on the engine thread after every step, for figures no step uses.</summary>
+    public (double TtftP50, double TtftP99, double ItlP50, double ItlP99) Latencies()
+    {
+        lock (_lock)
+        {
+            long now = Stopwatch.GetTimestamp();
+            if (_latenciesAt == 0 || Stopwatch.GetElapsedTime(_latenciesAt, now) >= LatencyRefresh)
+            {
+                var (ttft50, ttft99) = Percentiles(_ttft, _ttftCount);
+                var (itl50, itl99) = Percentiles(_itl, _itlCount);
+                _latencies = (ttft50, ttft99, itl50, itl99);
+                _latenciesAt = now;
+            }
+            return _latencies;
         }
     }
 
@@ -118,13 +150,15 @@ internal sealed class EngineStatistics
             remaining.Add(Math.Max(0, s.Request.MaxNewTokens - s.Completion.Count));
         }
         remaining.Sort();
-        double stepSeconds, prefillPerToken, passFixed, passPerRow, passPerPrefill, reuse;
+        double stepSeconds, prefillPerToken, passFixed, passPerRow, passPerPrefill, reuse, passSecondsTotal;
+        long passes, passRows, passPrefill;
         lock (_lock)
         {
             (stepSeconds, prefillPerToken, reuse) = (_decodeStepSeconds, _prefillSecondsPerToken, _reuseFraction);
             (passFixed, passPerRow, passPerPrefill) = _passes.Fitted ? (_passes.FixedSeconds, _passes.SecondsPerRow, _passes.SecondsPerPrefillToken) : (0, 0, 0);
+            (passes, passSecondsTotal, passRows, passPrefill) = (_passesTotal, _passSecondsTotal, _passRowsTotal, _passPrefillTotal);
         }
-        var (tps, ttft50, ttft99, itl50, itl99, generated) = Read();
+        var (tps, generated) = Read();
         var (waiting, waitingTokens) = scheduler.WaitingCounters;
         return new DecodeLoad
         {
@@ -139,11 +173,11 @@ internal sealed class EngineStatistics
             DecodeRows = scheduler.LastDecodeWidth,
             ContextLength = contextLength,
             TokensPerSecond = tps,
-            TtftP50Seconds = ttft50,
-            TtftP99Seconds = ttft99,
-            ItlP50Seconds = itl50,
-            ItlP99Seconds = itl99,
             GeneratedTokensTotal = generated,
+            PassesTotal = passes,
+            PassSecondsTotal = passSecondsTotal,
+            PassRowsTotal = passRows,
+            PassPrefillTokensTotal = passPrefill,
             PrefixReusedTokensTotal = scheduler.ReusedTokensTotal,
             PreemptionsTotal = Scheduler.PreemptionsTotal,
             Draining = scheduler.Draining,
