@@ -197,6 +197,47 @@ public sealed class SchedulerTests
     }
 
     [Fact]
+    public void Of_equally_long_parked_matches_the_lowest_slot_is_taken()
+    {
+        var scheduler = new Scheduler(8, Options(8));
+        var a = Submit(scheduler, Request("a", 10, maxNewTokens: 3));
+        var b = Submit(scheduler, Request("b", 10, maxNewTokens: 2));
+        do Step(scheduler); while (Running(scheduler) > 0);
+        Assert.Equal((0, 1), (a.Slot, b.Slot)); // b (slot 1) parked first: it heads the parked list
+        var next = Submit(scheduler, new DecodeRequest { RequestId = "n", PromptIds = a.Request.PromptIds.Concat([300, 301]).ToArray(), MaxNewTokens = 2 });
+        var plan = Step(scheduler);
+        Assert.Equal(10, next.ReusedTokens); // the prompt both share; the fed-back tokens differ from 300
+        Assert.Equal(0, next.Slot);
+        Assert.Empty(plan.Copies);
+    }
+
+    [Fact]
+    public void A_follow_up_on_a_decoder_with_every_slot_parked_runs_in_the_lowest_slot()
+    {
+        var scheduler = new Scheduler(4, Options(4));
+        // Four conversations fill the slots and park them; b ends first, so it is the least recently parked.
+        var started = new[] { ("a", 3, 1), ("b", 2, 100), ("c", 3, 200), ("d", 3, 300) }
+            .Select(x => Submit(scheduler, Request(x.Item1, 10, maxNewTokens: x.Item2, first: x.Item3))).ToArray();
+        do Step(scheduler); while (Running(scheduler) > 0);
+        Assert.Equal(4, scheduler.ParkedSlots);
+
+        // A follow-up of d (slot 3): b's prefix is evicted, a's moves up into slot 1, d's is copied down to slot 0.
+        var d = started[3];
+        var followUp = Submit(scheduler, new DecodeRequest { RequestId = "d2", PromptIds = d.Request.PromptIds.Concat([Token, Token, 5]).ToArray(), MaxNewTokens = 3 });
+        var plan = Step(scheduler);
+        Assert.Equal(12, followUp.ReusedTokens);
+        Assert.Equal(0, followUp.Slot);
+        Assert.Equal([new SlotCopy(0, 1, 12), new SlotCopy(3, 0, 12)], plan.Copies);
+        Assert.Equal(1, Step(scheduler).DecodeWidth);
+
+        // a's prefix was kept (now in slot 1): its follow-up reuses it.
+        var a2 = Submit(scheduler, new DecodeRequest { RequestId = "a2", PromptIds = started[0].Request.PromptIds.Concat([Token, Token, 6]).ToArray(), MaxNewTokens = 2 });
+        Step(scheduler);
+        Assert.Equal(12, a2.ReusedTokens);
+        Assert.Equal(1, a2.Slot);
+    }
+
+    [Fact]
     public void Parked_slots_are_evicted_least_recent_first_when_no_slot_is_free()
     {
         var scheduler = new Scheduler(2, Options(2));

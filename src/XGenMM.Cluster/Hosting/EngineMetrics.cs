@@ -26,7 +26,7 @@ public sealed class EngineMetrics : IDisposable
         _preemptions = factory.CreateCounter(MetricNames.NumPreemptions, "Running sequences preempted (slot taken back before they ended); 0 while the scheduler never preempts.", device);
         _passes = factory.CreateCounter(MetricNames.DecoderPasses, "Forward passes run (decode steps, mixed steps, separate prefill chunks).", device);
         _passSeconds = factory.CreateCounter(MetricNames.DecoderPassSeconds, "Seconds spent in forward passes (model work and sampling).", device);
-        _passRows = factory.CreateCounter(MetricNames.DecoderPassRows, "Decode rows computed by forward passes, padding rows included.", device);
+        _passRows = factory.CreateCounter(MetricNames.DecoderPassRows, "Decode rows computed by forward passes (padding rows too where a pass computes them).", device);
         _passPrefill = factory.CreateCounter(MetricNames.DecoderPassPrefillTokens, "Prompt positions prefilled by forward passes.", device);
         _pending = factory.CreateGauge(MetricNames.VisionImagesPending, "Images accepted by the vision engine and not yet encoded.");
         _mmQueries = factory.CreateCounter(MetricNames.MmCacheQueries, "Vision encode requests (cache queries).");

@@ -256,8 +256,12 @@ public sealed partial class DecodeEngine : IDisposable
         int prefillTokens = plan.PrefillTokens;
         if (plan.Decodes.Count > 0) _statistics.RecordDecodeStep(seconds);
         _statistics.RecordPrefill(seconds * prefillTokens / (prefillTokens + plan.Decodes.Count), prefillTokens);
-        // The pass computes every decode row up to the highest running slot (padding included) and the prompt positions.
-        _statistics.RecordPass(seconds, plan.Decodes.Count > 0 ? plan.DecodeWidth : 0, prefillTokens);
+        // The libtorch pass computes every decode row up to the highest running slot (padding included); the CPU step
+        // only the running ones. Fitted by the width there, the cost of a row was the cost of a padding row whenever
+        // running rows sat in high slots (a tenant's 2 streams in a 28-row pass), and the row limit that protects a
+        // light tenant let a burst's real rows in at that price.
+        int rows = plan.Decodes.Count == 0 ? 0 : _runner.UsesCpuStep ? plan.Decodes.Count : plan.DecodeWidth;
+        _statistics.RecordPass(seconds, rows, prefillTokens);
     }
 
     /// <summary>Frees the sequence's slot now; its stream ends once the step's load is published (see the loop).</summary>

@@ -34,7 +34,8 @@ public sealed record DecodeLoad
     /// <summary>Seconds spent in those passes (model work and sampling): over a window, with <see cref="PassesTotal"/>,
     /// the mean pass time; against the window's length, how busy the engine thread was with the model.</summary>
     public double PassSecondsTotal { get; init; }
-    /// <summary>Decode rows computed by those passes, padding rows included (mean batch width = rows / passes).</summary>
+    /// <summary>Decode rows computed by those passes (mean batch width = rows / passes): the running rows in the CPU
+    /// step, every row up to the highest running slot (padding included) in libtorch passes.</summary>
     public long PassRowsTotal { get; init; }
     /// <summary>Prompt positions prefilled by those passes.</summary>
     public long PassPrefillTokensTotal { get; init; }
@@ -51,7 +52,7 @@ public sealed record DecodeLoad
     /// <summary>Fixed seconds of one forward pass, whatever it carries (<see cref="StepCostFit"/>; 0 until fitted): a
     /// pass takes this + rows x <see cref="StepSecondsPerRow"/> + prompt positions x <see cref="StepSecondsPerPrefillToken"/>.</summary>
     public double StepFixedSeconds { get; init; }
-    /// <summary>Seconds per decode row (padding rows included) of one forward pass (0 until fitted).</summary>
+    /// <summary>Seconds per decode row the pass computes (padding rows too in libtorch passes) of one forward pass (0 until fitted).</summary>
     public double StepSecondsPerRow { get; init; }
     /// <summary>Seconds per prompt position of one forward pass, beyond its decode rows (0 until fitted).</summary>
     public double StepSecondsPerPrefillToken { get; init; }

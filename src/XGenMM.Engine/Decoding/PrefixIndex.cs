@@ -14,7 +14,9 @@ internal sealed class PrefixIndex
     public void Park(int slot, long[] ids) => _parked.AddLast((slot, ids));
 
     /// <summary>Takes the parked slot with the longest common prefix with <paramref name="ids"/>, if it reaches
-    /// <paramref name="minimum"/>; returns the slot and the length of the common prefix.</summary>
+    /// <paramref name="minimum"/>; returns the slot and the length of the common prefix. Of equally long matches the
+    /// lowest slot: every chat prompt shares the template's opening, so after a burst many parked slots match a new
+    /// prompt equally, and the one parked longest ago sat anywhere, widening every decode pass up to it.</summary>
     public (int Slot, int Common)? TakeBestMatch(ReadOnlySpan<long> ids, int minimum)
     {
         LinkedListNode<(int Slot, long[] Ids)>? best = null;
@@ -22,7 +24,7 @@ internal sealed class PrefixIndex
         for (var node = _parked.First; node is not null; node = node.Next)
         {
             int common = ids.CommonPrefixLength(node.Value.Ids);
-            if (common > bestLength) { best = node; bestLength = common; }
+            if (common > bestLength || (common == bestLength && best is not null && node.Value.Slot < best.Value.Slot)) { best = node; bestLength = common; }
         }
         if (best is null || bestLength < minimum) return null;
         _parked.Remove(best);

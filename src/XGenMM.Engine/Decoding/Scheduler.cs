@@ -319,11 +319,19 @@ internal sealed class Scheduler
 
     /// <summary>
     /// The same for a slot taken over for its prefix: brings its <paramref name="reuse"/> positions down to the lowest
-    /// free slot, or, when a parked prefix sits lower, moves that one up to a free slot and takes its place.
+    /// free slot, or, when a parked prefix sits lower, moves that one up to a free slot and takes its place. With no
+    /// slot free (every slot running or parked, as after a burst) the least recently parked prefix is evicted to make
+    /// one, but only when a parked prefix sits below the match: otherwise the match is as low as it can be. Without
+    /// this a 2-stream tenant after another's burst ran in slots near 28, so every one of its decode passes
+    /// computed 28 rows for its 2 (loadtest/results/2026-12-06-isolation).
     /// </summary>
     private int PackLowReused(int matched, int reuse, List<SlotCopy> copies)
     {
-        if (_freeSlots.Count == 0) return matched;
+        if (_freeSlots.Count == 0)
+        {
+            if (_parked.LowestSlot is not int low || low > matched) return matched;
+            _freeSlots.Add(_parked.Evict()!.Value);
+        }
         int free = _freeSlots.Min;
         int? parked = _parked.LowestSlot;
         if (parked is int p && p < matched && p < free)

@@ -55,7 +55,7 @@ internal sealed class StepCostFit
 
     public bool Fitted => _line && SecondsPerPrefillToken > 0;
 
-    /// <summary>A pass of <paramref name="rows"/> decode rows (padding included) and <paramref name="prefillTokens"/>
+    /// <summary>A pass of <paramref name="rows"/> decode rows (the rows it computes: padding included in libtorch passes, not in the CPU step) and <paramref name="prefillTokens"/>
     /// prompt positions took <paramref name="seconds"/>.</summary>
     public void Record(double seconds, int rows, int prefillTokens)
     {
