@@ -9,7 +9,7 @@
 #   loadtest/run-isolation.sh [OUT_DIR]        (about 2 minutes a round)
 # Env: MODEL_DIR, KNEE (16), POINT_SECONDS (30), ROUNDS (2), HONOR_RETRY_AFTER (1), TTFT_TARGET, EXTRA as in
 # run-overload.sh; NICE_A: run A's load tool at this nice level (the load generator is not the system under test:
-# niced, it yields the cores to the server, as a generator on another machine would).
+# niced, it yields the cores to the server, as a generator on another machine would); RENICE_ENGINE (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-loadtest/results/$(date -u +%F)-isolation}"
@@ -40,12 +40,20 @@ nice_a=()
 [ -n "${NICE_A:-}" ] && nice_a=(nice -n "$NICE_A")
 x4=$((knee * 4))
 sample=(python3 loadtest/lib/cpu-sample.py --delay 8 --window $((secs - 10)) --threads apphost --metrics "$url/metrics")
-echo "uptime $(uptime); NICE_A=${NICE_A:-}" | tee "$out/uptime.txt"
+echo "uptime $(uptime); NICE_A=${NICE_A:-}; RENICE_ENGINE=${RENICE_ENGINE:-}" | tee "$out/uptime.txt"
 
 # The first requests after a start pay the JIT (tiered compilation took a quarter of a core through the first B-alone
 # point): a short unmeasured burst of both tenants first.
 "${lt[@]}" "${common[@]}" --tenant team-a:bench-key:1 --tenant team-b:team-b-key:1 --mode closed --concurrency "$x4" --duration 15 \
   --experiment warm-up --note "Warm-up, not measured." --out "$out/warm-up" >/dev/null
+
+# RENICE_ENGINE=N: the AppHost's decode loop and kernel workers at nice N (negative: ahead of the gateway's threads
+# and the load tools on the shared cores; needs root or CAP_SYS_NICE), to see how much of B's loss is the cores.
+if [ -n "${RENICE_ENGINE:-}" ]; then
+  for task in /proc/$apphost_pid/task/*; do
+    case "$(cat "$task/comm")" in decode-*|xgenmm-kernel*) renice -n "$RENICE_ENGINE" -p "${task##*/}" >/dev/null ;; esac
+  done
+fi
 
 for r in $(seq 1 "$rounds"); do
   d="$out/round-$r"
@@ -70,3 +78,4 @@ for r in $(seq 1 "$rounds"); do
 done
 echo "uptime $(uptime)" | tee -a "$out/uptime.txt"
 python3 loadtest/lib/summarize-isolation.py "$out" | tee "$out/summary.md"
+gzip -f "$out"/gateway.log "$out"/warm-up/requests.csv "$out"/round-*/*/requests.csv
