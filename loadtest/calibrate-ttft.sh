@@ -16,11 +16,7 @@ build_apphost_and_loadtool
 port=$(free_port)
 url="http://127.0.0.1:$port"
 log="$out/gateway.log"
-flags=(--Model:Path "$model" --Gateway:ModelId xgenmm-nano --Tenants:File "$PWD/loadtest/plans/bench-tenants.json"
-  --Logging:LogLevel:Default Warning --Logging:LogLevel:XGenMM.Cluster.Client.ClusterChat Debug
-  --Cluster:SiloPort "$(free_port)" --Cluster:GatewayPort "$(free_port)" --Cluster:Admission:TtftTargetSeconds 0)
-# shellcheck disable=SC2206
-[ -n "${EXTRA:-}" ] && flags+=($EXTRA)
+TTFT_TARGET='' bench_flags "$model" --Logging:LogLevel:XGenMM.Cluster.Client.ClusterChat Debug --Cluster:Admission:TtftTargetSeconds 0
 start_apphost "$url" "$log" "${flags[@]}"
 lt=(dotnet loadtest/XGenMM.LoadTest/bin/Release/net10.0/xgenmm-loadtest.dll)
 echo "uptime $(uptime)" | tee "$out/uptime.txt"

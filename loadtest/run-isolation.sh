@@ -25,11 +25,7 @@ build_apphost_and_loadtool
 
 port=$(free_port)
 url="http://127.0.0.1:$port"
-flags=(--Model:Path "$model" --Gateway:ModelId xgenmm-nano --Tenants:File "$PWD/loadtest/plans/bench-tenants.json"
-  --Logging:LogLevel:Default Warning --Cluster:SiloPort "$(free_port)" --Cluster:GatewayPort "$(free_port)")
-[ -n "${TTFT_TARGET:-}" ] && flags+=(--Cluster:Admission:TtftTargetSeconds "$TTFT_TARGET")
-# shellcheck disable=SC2206
-[ -n "${EXTRA:-}" ] && flags+=($EXTRA)
+bench_flags "$model"
 start_apphost "$url" "$out/gateway.log" "${flags[@]}"
 
 lt=(dotnet loadtest/XGenMM.LoadTest/bin/Release/net10.0/xgenmm-loadtest.dll)

@@ -17,9 +17,8 @@ mkdir -p "$out"
 build_apphost_and_loadtool
 port=$(free_port)
 url="http://127.0.0.1:$port"
-start_apphost "$url" "$out/gateway.log" --Model:Path "$model" --Gateway:ModelId xgenmm-nano \
-  --Tenants:File "$PWD/loadtest/plans/bench-tenants.json" --Logging:LogLevel:Default Warning \
-  --Cluster:SiloPort "$(free_port)" --Cluster:GatewayPort "$(free_port)"
+bench_flags "$model"
+start_apphost "$url" "$out/gateway.log" "${flags[@]}"
 lt=(dotnet loadtest/XGenMM.LoadTest/bin/Release/net10.0/xgenmm-loadtest.dll)
 common=(--url "$url" --input-words 32 --output-tokens 32 --warmup 4 --requests 100000 --duration "$secs"
   --drain-timeout 30 --request-timeout 60 --quiet --tenant team-a:bench-key --mode closed)

@@ -29,9 +29,7 @@ one_run() { # one_run DIR FLAGS: in a subshell, so each AppHost is stopped by it
   (
     mkdir -p "$dir"
     port=$(free_port); url="http://127.0.0.1:$port"
-    # shellcheck disable=SC2206
-    flags=(--Model:Path "$model" --Gateway:ModelId xgenmm-nano --Tenants:File "$PWD/loadtest/plans/bench-tenants.json"
-      --Logging:LogLevel:Default Warning --Cluster:SiloPort "$(free_port)" --Cluster:GatewayPort "$(free_port)" $extra)
+    TTFT_TARGET='' EXTRA="$extra" bench_flags "$model"
     start_apphost "$url" "$dir/gateway.log" "${flags[@]}"
     common=(--url "$url" --input-words 32 --output-tokens 32 --slo-ttft-ms 1000 --slo-tpot-ms 50 --warmup 4 --requests 100000
       --drain-timeout 30 --request-timeout 60 --honor-retry-after --quiet)

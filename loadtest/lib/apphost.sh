@@ -25,3 +25,17 @@ start_apphost() {
   echo "the AppHost at $url was not ready after 180 s" >&2
   exit 1
 }
+
+# bench_flags MODEL [FLAG...]: sets the array "flags" to the AppHost flags every bench script uses (the model served as
+# xgenmm-nano, the two bench tenants of plans/bench-tenants.json, warnings only, free silo and gateway ports), then the
+# given flags, then $TTFT_TARGET as the admission target and the words of $EXTRA, where set.
+bench_flags() {
+  local model=$1
+  shift
+  flags=(--Model:Path "$model" --Gateway:ModelId xgenmm-nano --Tenants:File "$PWD/loadtest/plans/bench-tenants.json"
+    --Logging:LogLevel:Default Warning --Cluster:SiloPort "$(free_port)" --Cluster:GatewayPort "$(free_port)" "$@")
+  [ -n "${TTFT_TARGET:-}" ] && flags+=(--Cluster:Admission:TtftTargetSeconds "$TTFT_TARGET")
+  # shellcheck disable=SC2206
+  [ -n "${EXTRA:-}" ] && flags+=($EXTRA)
+  return 0
+}
