@@ -9,8 +9,8 @@ Threads are grouped by name with trailing digits dropped (xgenmm-kernel-0 and -1
 decode loop, the kernel workers and the rest of the process (gateway, Orleans, the runtime) can be told apart.
 A process or thread that ends inside the window counts what it had spent at the first read as spent.
 With --metrics, the decoder's forward-pass counters (xgenmm_decoder_pass*) are read at both ends too: passes per
-second, mean pass milliseconds, mean decode rows and prompt positions per pass, and the seconds per second the engine
-thread spent in passes.
+second, mean pass milliseconds, mean decode rows and prompt positions per pass, the seconds per second the engine
+thread spent in passes, and the share of steps run with a light tenant protected and the mean row limit then.
 """
 import argparse
 import json
@@ -53,7 +53,8 @@ def thread_ticks(pid):
 
 
 PASS_COUNTERS = ("xgenmm_decoder_passes_total", "xgenmm_decoder_pass_seconds_total", "xgenmm_decoder_pass_rows_total",
-                 "xgenmm_decoder_pass_prefill_tokens_total")
+                 "xgenmm_decoder_pass_prefill_tokens_total", "xgenmm_decoder_protected_steps_total",
+                 "xgenmm_decoder_protected_row_limit_total")
 
 
 def pass_counters(url):
@@ -118,6 +119,10 @@ def main():
             "mean_rows": round(d["xgenmm_decoder_pass_rows_total"] / passes, 3),
             "mean_prefill_tokens": round(d["xgenmm_decoder_pass_prefill_tokens_total"] / passes, 3),
             "busy": round(d["xgenmm_decoder_pass_seconds_total"] / wall, 3),
+            # Steps, not passes: a step is one pass in the mixed policy (the default).
+            "protected_share": round(d["xgenmm_decoder_protected_steps_total"] / passes, 3),
+            "protected_row_limit": round(d["xgenmm_decoder_protected_row_limit_total"] / d["xgenmm_decoder_protected_steps_total"], 2)
+            if d["xgenmm_decoder_protected_steps_total"] else None,
         }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

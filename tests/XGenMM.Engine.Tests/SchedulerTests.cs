@@ -418,6 +418,7 @@ public sealed class SchedulerTests
         Assert.Equal(2, plan.Admitted.Count(s => s.Request.Tenant == "A"));
         Assert.Equal(2, plan.Admitted.Count(s => s.Request.Tenant == "B"));
         Assert.Equal(4, scheduler.RowLimitNow);
+        Assert.True(scheduler.ProtectingLight);
         // Free slots stay free for A while B is there; B is never held back by the limit.
         Assert.Empty(Step(scheduler, t0 + Stopwatch.Frequency / 100).Admitted);
         // A third request of B: B is admitted, and A may keep as many rows as B wants (3), not more.
@@ -441,10 +442,12 @@ public sealed class SchedulerTests
         // Within the linger time the slots B left are not A's: a closed loop's next request is on its way.
         for (int i = 2; i < 10; i++) Step(scheduler, t0 + 10 * i * ms);
         Assert.Equal(2, Running(scheduler));
+        Assert.True(scheduler.ProtectingLight);
         var plan = Step(scheduler, t0 + 1500 * ms);
         Assert.Equal(14, plan.Admitted.Count);
         Assert.Equal(16, Running(scheduler));
         Assert.Equal(16, scheduler.RowLimitNow);
+        Assert.False(scheduler.ProtectingLight);
     }
 
     [Fact]

@@ -93,7 +93,8 @@ public sealed class MetricsTests(GatewayFixture gateway)
     public async Task The_decoders_forward_passes_are_counted_with_their_time_rows_and_prompt_positions()
     {
         const string Device = "{device=\"cpu\"}";
-        string[] names = [MetricNames.DecoderPasses, MetricNames.DecoderPassSeconds, MetricNames.DecoderPassRows, MetricNames.DecoderPassPrefillTokens];
+        string[] names = [MetricNames.DecoderPasses, MetricNames.DecoderPassSeconds, MetricNames.DecoderPassRows, MetricNames.DecoderPassPrefillTokens,
+            MetricNames.DecoderProtectedSteps, MetricNames.DecoderProtectedRowLimit];
         string before = await ScrapeAsync();
         using (var http = gateway.Client(GatewayFixture.AlphaKey))
         {
@@ -114,5 +115,9 @@ public sealed class MetricsTests(GatewayFixture gateway)
         Assert.True(delta[MetricNames.DecoderPassRows] >= 5, $"rows +{delta[MetricNames.DecoderPassRows]}");
         Assert.True(delta[MetricNames.DecoderPassPrefillTokens] >= 1, $"prompt positions +{delta[MetricNames.DecoderPassPrefillTokens]}");
         Assert.True(delta[MetricNames.DecoderPassSeconds] > 0, $"seconds +{delta[MetricNames.DecoderPassSeconds]}");
+        // One tenant alone: no light tenant to protect, and the series are exported all the same.
+        Assert.Equal(0, delta[MetricNames.DecoderProtectedSteps]);
+        Assert.Equal(0, delta[MetricNames.DecoderProtectedRowLimit]);
+        Assert.Contains(MetricNames.DecoderProtectedSteps + Device, after, StringComparison.Ordinal);
     }
 }

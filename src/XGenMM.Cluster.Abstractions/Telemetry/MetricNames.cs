@@ -21,6 +21,9 @@ public static class MetricNames
     public const string DecoderPassSeconds = "xgenmm_decoder_pass_seconds_total";
     public const string DecoderPassRows = "xgenmm_decoder_pass_rows_total";
     public const string DecoderPassPrefillTokens = "xgenmm_decoder_pass_prefill_tokens_total";
+    /// <summary>Steps run while a light tenant was protected from a heavy one, and the row limit summed over them.</summary>
+    public const string DecoderProtectedSteps = "xgenmm_decoder_protected_steps_total";
+    public const string DecoderProtectedRowLimit = "xgenmm_decoder_protected_row_limit_total";
 
     // Vision silos
     public const string VisionImagesPending = "xgenmm_vision_num_images_pending";

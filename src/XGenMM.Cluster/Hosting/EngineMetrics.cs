@@ -10,7 +10,7 @@ public sealed class EngineMetrics : IDisposable
     private volatile bool _disposed;
     private readonly Gauge _waiting, _running, _tokensWaiting, _kv, _pending;
     private readonly Counter _generated, _prefixHits, _preemptions, _mmQueries, _mmHits;
-    private readonly Counter _passes, _passSeconds, _passRows, _passPrefill;
+    private readonly Counter _passes, _passSeconds, _passRows, _passPrefill, _protectedSteps, _protectedRowLimit;
 
     public EngineMetrics(EngineHost engines, CollectorRegistry registry)
     {
@@ -28,6 +28,8 @@ public sealed class EngineMetrics : IDisposable
         _passSeconds = factory.CreateCounter(MetricNames.DecoderPassSeconds, "Seconds spent in forward passes (model work and sampling).", device);
         _passRows = factory.CreateCounter(MetricNames.DecoderPassRows, "Decode rows computed by forward passes (padding rows too where a pass computes them).", device);
         _passPrefill = factory.CreateCounter(MetricNames.DecoderPassPrefillTokens, "Prompt positions prefilled by forward passes.", device);
+        _protectedSteps = factory.CreateCounter(MetricNames.DecoderProtectedSteps, "Steps run while a light tenant was protected from a heavy one (Engine:Decode:SharedStepSlowdown).", device);
+        _protectedRowLimit = factory.CreateCounter(MetricNames.DecoderProtectedRowLimit, "Row limit the heavy tenants were held to, summed over those steps (mean limit = this / steps).", device);
         _pending = factory.CreateGauge(MetricNames.VisionImagesPending, "Images accepted by the vision engine and not yet encoded.");
         _mmQueries = factory.CreateCounter(MetricNames.MmCacheQueries, "Vision encode requests (cache queries).");
         _mmHits = factory.CreateCounter(MetricNames.MmCacheHits, "Vision encode requests served by the cache or an encode in flight.");
@@ -56,6 +58,8 @@ public sealed class EngineMetrics : IDisposable
             _passSeconds.WithLabels(name).IncTo(load.PassSecondsTotal);
             _passRows.WithLabels(name).IncTo(load.PassRowsTotal);
             _passPrefill.WithLabels(name).IncTo(load.PassPrefillTokensTotal);
+            _protectedSteps.WithLabels(name).IncTo(load.ProtectedStepsTotal);
+            _protectedRowLimit.WithLabels(name).IncTo(load.ProtectedRowLimitTotal);
         }
         if (_engines.Roles.Contains(Placement.SiloRoles.Vision))
         {

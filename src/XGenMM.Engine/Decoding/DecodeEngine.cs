@@ -202,6 +202,7 @@ public sealed partial class DecodeEngine : IDisposable
         }
         if (_options.StepPolicy == StepPolicy.Mixed) RunMixed(plan);
         else RunSeparate(plan);
+        if (plan.HasModelWork && _scheduler.ProtectingLight) _statistics.RecordProtectedStep(Math.Min(_scheduler.Slots, _scheduler.RowLimitNow));
         return plan.HasModelWork;
     }
 

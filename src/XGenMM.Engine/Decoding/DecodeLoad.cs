@@ -39,6 +39,11 @@ public sealed record DecodeLoad
     public long PassRowsTotal { get; init; }
     /// <summary>Prompt positions prefilled by those passes.</summary>
     public long PassPrefillTokensTotal { get; init; }
+    /// <summary>Steps with model work run while a light tenant was protected from a heavy one
+    /// (<see cref="DecodeEngineOptions.SharedStepSlowdown"/>): against all steps, how often the protection was on.</summary>
+    public long ProtectedStepsTotal { get; init; }
+    /// <summary>The row limit summed over those steps: divided by them, the mean limit the heavy tenants were held to.</summary>
+    public long ProtectedRowLimitTotal { get; init; }
     public long PrefixReusedTokensTotal { get; init; }
     /// <summary>Running sequences preempted (their slot taken back before they ended); 0 while the engine never
     /// preempts, as now.</summary>

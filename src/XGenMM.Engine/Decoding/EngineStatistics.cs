@@ -18,7 +18,7 @@ internal sealed class EngineStatistics
     private double _reuseFraction;
     private bool _admitted;
     private readonly StepCostFit _passes = new();
-    private long _passesTotal, _passRowsTotal, _passPrefillTotal;
+    private long _passesTotal, _passRowsTotal, _passPrefillTotal, _protectedPasses, _protectedRowLimit;
     private double _passSecondsTotal;
     /// <summary>The latest percentiles and when they were taken (see <see cref="Latencies"/>).</summary>
     private (double TtftP50, double TtftP99, double ItlP50, double ItlP99) _latencies;
@@ -69,6 +69,17 @@ internal sealed class EngineStatistics
             _passSecondsTotal += seconds;
             _passRowsTotal += rows;
             _passPrefillTotal += prefillTokens;
+        }
+    }
+
+    /// <summary>A step whose passes ran while a light tenant was protected, the heavy ones held to
+    /// <paramref name="rowLimit"/> rows (<see cref="Scheduler.ProtectingLight"/>).</summary>
+    public void RecordProtectedStep(int rowLimit)
+    {
+        lock (_lock)
+        {
+            _protectedPasses++;
+            _protectedRowLimit += rowLimit;
         }
     }
 
@@ -151,12 +162,13 @@ internal sealed class EngineStatistics
         }
         remaining.Sort();
         double stepSeconds, prefillPerToken, passFixed, passPerRow, passPerPrefill, reuse, passSecondsTotal;
-        long passes, passRows, passPrefill;
+        long passes, passRows, passPrefill, protectedSteps, protectedRowLimit;
         lock (_lock)
         {
             (stepSeconds, prefillPerToken, reuse) = (_decodeStepSeconds, _prefillSecondsPerToken, _reuseFraction);
             (passFixed, passPerRow, passPerPrefill) = _passes.Fitted ? (_passes.FixedSeconds, _passes.SecondsPerRow, _passes.SecondsPerPrefillToken) : (0, 0, 0);
             (passes, passSecondsTotal, passRows, passPrefill) = (_passesTotal, _passSecondsTotal, _passRowsTotal, _passPrefillTotal);
+            (protectedSteps, protectedRowLimit) = (_protectedPasses, _protectedRowLimit);
         }
         var (tps, generated) = Read();
         var (waiting, waitingTokens) = scheduler.WaitingCounters;
@@ -178,6 +190,8 @@ internal sealed class EngineStatistics
             PassSecondsTotal = passSecondsTotal,
             PassRowsTotal = passRows,
             PassPrefillTokensTotal = passPrefill,
+            ProtectedStepsTotal = protectedSteps,
+            ProtectedRowLimitTotal = protectedRowLimit,
             PrefixReusedTokensTotal = scheduler.ReusedTokensTotal,
             PreemptionsTotal = Scheduler.PreemptionsTotal,
             Draining = scheduler.Draining,

@@ -216,6 +216,10 @@ internal sealed class Scheduler
     /// <summary>The row limit of the latest step (<see cref="RowLimit"/>; the slot count while none applies).</summary>
     public int RowLimitNow { get; private set; } = int.MaxValue;
 
+    /// <summary>Whether the latest step protected a light tenant from a heavy one (both active, the pass costs known):
+    /// the heavy tenants were held to <see cref="RowLimitNow"/>, which may still be every slot where rows are cheap.</summary>
+    public bool ProtectingLight { get; private set; }
+
     /// <summary>
     /// Engine-level isolation of a light tenant from a heavy one (<see cref="DecodeEngineOptions.SharedStepSlowdown"/>).
     /// Every running row makes each decode step longer, for every tenant: on the 2-core CPU a tenant with 2 streams
@@ -248,6 +252,7 @@ internal sealed class Scheduler
         foreach (var tenant in _recent.Where(r => now - r.Value.At > linger).Select(r => r.Key).ToList()) _recent.Remove(tenant);
         _stepBound = 0;
         _light = light;
+        ProtectingLight = false;
         if (_options.SharedStepSlowdown <= 0 || _passSeconds is null || _recent.Count < 2) return (slots, light);
         double weights = _recent.Keys.Sum(WeightOf);
         double heaviest = _recent.Max(r => r.Value.Demand / WeightOf(r.Key));
@@ -266,6 +271,7 @@ internal sealed class Scheduler
             else heavy.Add(tenant);
         }
         if (light.Count == 0 || heavy.Count == 0) return (slots, light);
+        ProtectingLight = true;
         // Each heavy tenant keeps, by weight, as many rows as the largest light tenant wants (at least one): the limit
         // bounds what a burst adds to a light tenant's steps, never below a fair share of the rows both use.
         int floor = lightRows + heavy.Sum(t => Math.Max(1, (int)Math.Ceiling(lightest * WeightOf(t))));
