@@ -202,7 +202,7 @@ public sealed partial class DecodeEngine : IDisposable
         }
         if (_options.StepPolicy == StepPolicy.Mixed) RunMixed(plan);
         else RunSeparate(plan);
-        if (plan.HasModelWork && _scheduler.ProtectingLight) _statistics.RecordProtectedStep(Math.Min(_scheduler.Slots, _scheduler.RowLimitNow));
+        if (plan.HasModelWork && _scheduler.ProtectingLight) _statistics.RecordProtectedStep(_scheduler.RowLimitNow);
         return plan.HasModelWork;
     }
 
@@ -257,12 +257,10 @@ public sealed partial class DecodeEngine : IDisposable
         int prefillTokens = plan.PrefillTokens;
         if (plan.Decodes.Count > 0) _statistics.RecordDecodeStep(seconds);
         _statistics.RecordPrefill(seconds * prefillTokens / (prefillTokens + plan.Decodes.Count), prefillTokens);
-        // The libtorch pass computes every decode row up to the highest running slot (padding included); the CPU step
-        // only the running ones. Fitted by the width there, the cost of a row was the cost of a padding row whenever
-        // running rows sat in high slots (a tenant's 2 streams in a 28-row pass), and the row limit that protects a
-        // light tenant let a burst's real rows in at that price.
-        int rows = plan.Decodes.Count == 0 ? 0 : _runner.UsesCpuStep ? plan.Decodes.Count : plan.DecodeWidth;
-        _statistics.RecordPass(seconds, rows, prefillTokens);
+        // Fitted by the rows the pass computes: by the padded width, a CPU step (which skips padding) taught the fit
+        // the cost of a padding row whenever running rows sat in high slots (a tenant's 2 streams in a 28-row pass),
+        // and the row limit that protects a light tenant let a burst's real rows in at that price.
+        _statistics.RecordPass(seconds, _runner.StepRows(plan.Decodes.Count, plan.DecodeWidth), prefillTokens);
     }
 
     /// <summary>Frees the sequence's slot now; its stream ends once the step's load is published (see the loop).</summary>

@@ -18,7 +18,7 @@ internal sealed class EngineStatistics
     private double _reuseFraction;
     private bool _admitted;
     private readonly StepCostFit _passes = new();
-    private long _passesTotal, _passRowsTotal, _passPrefillTotal, _protectedPasses, _protectedRowLimit;
+    private long _passesTotal, _passRowsTotal, _passPrefillTotal, _protectedSteps, _protectedRowLimit;
     private double _passSecondsTotal;
     /// <summary>The latest percentiles and when they were taken (see <see cref="Latencies"/>).</summary>
     private (double TtftP50, double TtftP99, double ItlP50, double ItlP99) _latencies;
@@ -78,7 +78,7 @@ internal sealed class EngineStatistics
     {
         lock (_lock)
         {
-            _protectedPasses++;
+            _protectedSteps++;
             _protectedRowLimit += rowLimit;
         }
     }
@@ -168,7 +168,7 @@ internal sealed class EngineStatistics
             (stepSeconds, prefillPerToken, reuse) = (_decodeStepSeconds, _prefillSecondsPerToken, _reuseFraction);
             (passFixed, passPerRow, passPerPrefill) = _passes.Fitted ? (_passes.FixedSeconds, _passes.SecondsPerRow, _passes.SecondsPerPrefillToken) : (0, 0, 0);
             (passes, passSecondsTotal, passRows, passPrefill) = (_passesTotal, _passSecondsTotal, _passRowsTotal, _passPrefillTotal);
-            (protectedSteps, protectedRowLimit) = (_protectedPasses, _protectedRowLimit);
+            (protectedSteps, protectedRowLimit) = (_protectedSteps, _protectedRowLimit);
         }
         var (tps, generated) = Read();
         var (waiting, waitingTokens) = scheduler.WaitingCounters;

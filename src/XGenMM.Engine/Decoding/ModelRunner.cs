@@ -41,6 +41,11 @@ internal sealed class ModelRunner : IDisposable
     /// <summary>Whether mixed steps run in <see cref="CpuDecoderStep"/>.</summary>
     public bool UsesCpuStep => _cpuStep is not null;
 
+    /// <summary>Decode rows a <see cref="Step"/> computes for <paramref name="running"/> rows over slots [0,
+    /// <paramref name="width"/>): the running ones in <see cref="CpuDecoderStep"/>, which skips padding; every row up
+    /// to the width, padding included, in libtorch.</summary>
+    public int StepRows(int running, int width) => running == 0 ? 0 : _cpuStep is not null ? running : width;
+
     /// <summary>Bytes of one slot of <paramref name="positions"/> positions for <paramref name="model"/>.</summary>
     public static long BytesPerSlot(XGenMMModel model, int positions)
     {

@@ -217,7 +217,8 @@ internal sealed class Scheduler
     public int RowLimitNow { get; private set; } = int.MaxValue;
 
     /// <summary>Whether the latest step protected a light tenant from a heavy one (both active, the pass costs known):
-    /// the heavy tenants were held to <see cref="RowLimitNow"/>, which may still be every slot where rows are cheap.</summary>
+    /// the heavy tenants were held to <see cref="RowLimitNow"/> (at most the slot count, which it may be where rows are
+    /// cheap).</summary>
     public bool ProtectingLight { get; private set; }
 
     /// <summary>
