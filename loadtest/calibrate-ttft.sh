@@ -13,11 +13,8 @@ mkdir -p "$out"
 # shellcheck source=loadtest/lib/apphost.sh
 . loadtest/lib/apphost.sh
 build_apphost_and_loadtool
-port=$(free_port)
-url="http://127.0.0.1:$port"
 log="$out/gateway.log"
-TTFT_TARGET='' bench_flags "$model" --Logging:LogLevel:XGenMM.Cluster.Client.ClusterChat Debug --Cluster:Admission:TtftTargetSeconds 0
-start_apphost "$url" "$log" "${flags[@]}"
+TTFT_TARGET='' start_bench_apphost "$log" "$model" --Logging:LogLevel:XGenMM.Cluster.Client.ClusterChat Debug --Cluster:Admission:TtftTargetSeconds 0
 lt=(dotnet loadtest/XGenMM.LoadTest/bin/Release/net10.0/xgenmm-loadtest.dll)
 echo "uptime $(uptime)" | tee "$out/uptime.txt"
 : >"$out/points.txt"

@@ -23,10 +23,7 @@ mkdir -p "$out"
 . loadtest/lib/apphost.sh
 build_apphost_and_loadtool
 
-port=$(free_port)
-url="http://127.0.0.1:$port"
-bench_flags "$model"
-start_apphost "$url" "$out/gateway.log" "${flags[@]}"
+start_bench_apphost "$out/gateway.log" "$model"
 
 lt=(dotnet loadtest/XGenMM.LoadTest/bin/Release/net10.0/xgenmm-loadtest.dll)
 common=(--url "$url" --input-words 32 --output-tokens 32 --slo-ttft-ms 1000 --slo-tpot-ms 50 --warmup 4 --requests 100000

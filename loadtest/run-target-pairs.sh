@@ -28,9 +28,7 @@ one_run() { # one_run DIR FLAGS: in a subshell, so each AppHost is stopped by it
   local dir=$1 extra=$2
   (
     mkdir -p "$dir"
-    port=$(free_port); url="http://127.0.0.1:$port"
-    TTFT_TARGET='' EXTRA="$extra" bench_flags "$model"
-    start_apphost "$url" "$dir/gateway.log" "${flags[@]}"
+    TTFT_TARGET='' EXTRA="$extra" start_bench_apphost "$dir/gateway.log" "$model"
     common=(--url "$url" --input-words 32 --output-tokens 32 --slo-ttft-ms 1000 --slo-tpot-ms 50 --warmup 4 --requests 100000
       --drain-timeout 30 --request-timeout 60 --honor-retry-after --quiet)
     "${lt[@]}" "${common[@]}" --tenant team-a:bench-key --mode closed --concurrency 16 --duration 40 --experiment warm --out "$dir/warm" >/dev/null

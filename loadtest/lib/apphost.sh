@@ -26,16 +26,18 @@ start_apphost() {
   exit 1
 }
 
-# bench_flags MODEL [FLAG...]: sets the array "flags" to the AppHost flags every bench script uses (the model served as
-# xgenmm-nano, the two bench tenants of plans/bench-tenants.json, warnings only, free silo and gateway ports), then the
-# given flags, then $TTFT_TARGET as the admission target and the words of $EXTRA, where set.
-bench_flags() {
-  local model=$1
-  shift
-  flags=(--Model:Path "$model" --Gateway:ModelId xgenmm-nano --Tenants:File "$PWD/loadtest/plans/bench-tenants.json"
+# start_bench_apphost LOG MODEL [FLAG...]: start_apphost on a free loopback port (its address in "url") with the flags
+# every bench script uses (the model served as xgenmm-nano, the two bench tenants of plans/bench-tenants.json, warnings
+# only, free silo and gateway ports), then the given flags, then $TTFT_TARGET as the admission target and the words of
+# $EXTRA, where set.
+start_bench_apphost() {
+  local log=$1 model=$2
+  shift 2
+  url="http://127.0.0.1:$(free_port)"
+  local flags=(--Model:Path "$model" --Gateway:ModelId xgenmm-nano --Tenants:File "$PWD/loadtest/plans/bench-tenants.json"
     --Logging:LogLevel:Default Warning --Cluster:SiloPort "$(free_port)" --Cluster:GatewayPort "$(free_port)" "$@")
   [ -n "${TTFT_TARGET:-}" ] && flags+=(--Cluster:Admission:TtftTargetSeconds "$TTFT_TARGET")
   # shellcheck disable=SC2206
   [ -n "${EXTRA:-}" ] && flags+=($EXTRA)
-  return 0
+  start_apphost "$url" "$log" "${flags[@]}"
 }

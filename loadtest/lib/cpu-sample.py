@@ -108,8 +108,7 @@ def main():
     for name, ticks in sorted(groups.items(), key=lambda kv: -kv[1]):
         if ticks > 0:
             result["threads"][name] = {"cpu_seconds": round(ticks / TICKS, 3), "cores": round(ticks / TICKS / wall, 3)}
-    busy, idle = total_before, total_after
-    result["machine_busy_cores"] = round((idle[0] - busy[0]) / TICKS / wall, 3)
+    result["machine_busy_cores"] = round((total_after - total_before) / TICKS / wall, 3)
     if metrics_before:
         d = {k: metrics_after[k] - metrics_before[k] for k in PASS_COUNTERS}
         passes = d["xgenmm_decoder_passes_total"] or 1
@@ -130,10 +129,11 @@ def main():
 
 
 def cpu_ticks_all():
-    # /proc/stat's first line: user nice system idle iowait irq softirq steal ...; busy = all but idle and iowait.
+    """Busy ticks of the whole machine: /proc/stat's first line (user nice system idle iowait irq softirq steal ...)
+    less idle and iowait."""
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
-    return (sum(values) - values[3] - values[4],)
+    return sum(values) - values[3] - values[4]
 
 
 if __name__ == "__main__":
