@@ -10,7 +10,8 @@ decode loop, the kernel workers and the rest of the process (gateway, Orleans, t
 A process or thread that ends inside the window counts what it had spent at the first read as spent.
 With --metrics, the decoder's forward-pass counters (xgenmm_decoder_pass*) are read at both ends too: passes per
 second, mean pass milliseconds, mean decode rows and prompt positions per pass, the seconds per second the engine
-thread spent in passes, and the share of steps run with a light tenant protected and the mean row limit then.
+thread spent in passes, and the share of steps run with a light tenant protected, the mean row limit then and the heavy
+tenants' rows held back per such step.
 """
 import argparse
 import json
@@ -54,7 +55,7 @@ def thread_ticks(pid):
 
 PASS_COUNTERS = ("xgenmm_decoder_passes_total", "xgenmm_decoder_pass_seconds_total", "xgenmm_decoder_pass_rows_total",
                  "xgenmm_decoder_pass_prefill_tokens_total", "xgenmm_decoder_protected_steps_total",
-                 "xgenmm_decoder_protected_row_limit_total")
+                 "xgenmm_decoder_protected_row_limit_total", "xgenmm_decoder_held_rows_total")
 
 
 def pass_counters(url):
@@ -121,6 +122,9 @@ def main():
             # Steps, not passes: a step is one pass in the mixed policy (the default).
             "protected_share": round(d["xgenmm_decoder_protected_steps_total"] / passes, 3),
             "protected_row_limit": round(d["xgenmm_decoder_protected_row_limit_total"] / d["xgenmm_decoder_protected_steps_total"], 2)
+            if d["xgenmm_decoder_protected_steps_total"] else None,
+            # Decode rows of the heavy tenants held back a step (their time credit spent), per protected step.
+            "held_rows_per_protected_step": round(d["xgenmm_decoder_held_rows_total"] / d["xgenmm_decoder_protected_steps_total"], 2)
             if d["xgenmm_decoder_protected_steps_total"] else None,
         }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -17,7 +17,7 @@ def cores(cpu, group, name):
 
 
 print("| round | phase | B req/s | B TTFT p50 / p99 ms | B TPOT p50 ms | A ok / refused | passes/s | pass ms | rows/pass "
-      "| prompt pos./pass | engine in passes | steps protecting B (mean row limit) | AppHost cores: decode / kernel workers / rest | load A | load B | machine busy |")
+      "| prompt pos./pass | engine in passes | steps protecting B (mean row limit; A rows held a step) | AppHost cores: decode / kernel workers / rest | load A | load B | machine busy |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 ratios = []
 for rnd in sorted(p for p in root.iterdir() if p.name.startswith("round-")):
@@ -37,7 +37,8 @@ for rnd in sorted(p for p in root.iterdir() if p.name.startswith("round-")):
         passes = " | ".join(f"{p[k]:{f}}" if k in p else "-" for k, f in
                             (("per_second", ".0f"), ("mean_ms", ".3f"), ("mean_rows", ".1f"), ("mean_prefill_tokens", ".1f"), ("busy", ".2f")))
         protected = "-" if "protected_share" not in p else f"{p['protected_share']:.0%}" + (
-            f" ({p['protected_row_limit']:.1f})" if p.get("protected_row_limit") is not None else "")
+            f" ({p['protected_row_limit']:.1f}" + (f"; {p['held_rows_per_protected_step']:.2f}" if p.get("held_rows_per_protected_step") is not None else "")
+            + ")" if p.get("protected_row_limit") is not None else "")
         print(f"| {rnd.name} | {phase} | {b['requestsPerSecond']:.1f} | {b['ttft']['p50']:.1f} / {b['ttft']['p99']:.1f} "
               f"| {b['tpot']['p50']:.2f} | {a_cell} | {passes} | {protected} | {decode:.2f} / {kernel:.2f} / {rest:.2f} | {load_a} "
               f"| {cores(cpu, 'processes', 'load-b'):.2f} | {cpu['machine_busy_cores']:.2f} of {cpu['cores']} |")

@@ -474,6 +474,79 @@ public sealed class SchedulerTests
         }
     }
 
+    /// <summary>A pass where rows cost as much as its fixed part (the 2-core CPU's shape): 1 ms + 1 ms a row + 0.1 ms a
+    /// prompt position.</summary>
+    private static double Steep(int rows, int prefillTokens) => 0.001 + 0.001 * rows + 0.0001 * prefillTokens;
+
+    [Fact]
+    public void Beside_a_light_tenant_the_heavy_one_lengthens_its_passes_by_the_slowdown_on_average_and_is_held_in_between()
+    {
+        var scheduler = new Scheduler(16, Options(16, o => o.MaxWaitingRequests = 1000), Steep);
+        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 1000, tenant: "A", first: 10 * i));
+        Submit(scheduler, Request("b0", 5, maxNewTokens: 1000, tenant: "B", first: 300));
+        Submit(scheduler, Request("b1", 5, maxNewTokens: 1000, tenant: "B", first: 400));
+        double light = 0, all = 0;
+        int withA = 0, withoutA = 0;
+        for (int step = 0; step < 200; step++)
+        {
+            var plan = Step(scheduler);
+            int lightRows = plan.Decodes.Count(d => d.Sequence.Request.Tenant == "B");
+            int lightPositions = plan.Prefills.Where(c => c.Sequence.Request.Tenant == "B").Sum(c => c.Count);
+            light += Steep(lightRows, lightPositions);
+            all += Steep(plan.Decodes.Count, plan.PrefillTokens);
+            if (step == 0) continue;
+            // B's rows are in every pass; A's 2 (the row limit's floor) in some.
+            Assert.Equal(2, lightRows);
+            if (plan.Decodes.Any(d => d.Sequence.Request.Tenant == "A")) withA++;
+            else withoutA++;
+        }
+        Assert.True(scheduler.ProtectingLight);
+        // A's 2 rows add 2 ms to B's 3 ms pass; the slowdown of 0.2 lets A add 0.6 ms a pass on average: A runs in
+        // about 3 passes of 10, and B's passes take 1.2x its own, give or take the credit's bounds.
+        Assert.InRange(all / light, 1.18, 1.205);
+        Assert.InRange(withA, 50, 70);
+        Assert.Equal(2 * withoutA, scheduler.HeldRowsTotal);
+    }
+
+    [Fact]
+    public void Where_a_row_costs_little_beside_the_fixed_part_of_a_pass_the_heavy_tenant_is_never_held()
+    {
+        // Line: 10 ms + 1 ms a row. The limit holds A to 2 rows (14 ms <= 1.2 x 12 ms), and those 2 ms are within
+        // the 2.4 ms the slowdown allows: the credit never runs out.
+        var scheduler = new Scheduler(16, Options(16, o => o.MaxWaitingRequests = 1000), Line);
+        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 4000, tenant: "A", first: 10 * i));
+        Submit(scheduler, Request("b0", 5, maxNewTokens: 4000, tenant: "B", first: 300));
+        Submit(scheduler, Request("b1", 5, maxNewTokens: 4000, tenant: "B", first: 400));
+        Step(scheduler);
+        for (int step = 0; step < 800; step++) Assert.Equal(4, Step(scheduler).Decodes.Count);
+        Assert.Equal(0, scheduler.HeldRowsTotal);
+    }
+
+    [Fact]
+    public void A_spent_credit_holds_nothing_while_the_light_tenant_has_no_work_on_the_decoder()
+    {
+        var scheduler = new Scheduler(16, Options(16, o => { o.MaxWaitingRequests = 1000; o.ShareLinger = TimeSpan.FromSeconds(1); }), Steep);
+        long t0 = Now(), ms = Stopwatch.Frequency / 1000;
+        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
+        Submit(scheduler, Request("b0", 5, maxNewTokens: 1, tenant: "B", first: 300));
+        // B's 5 positions (1.5 ms by themselves) earn A 0.3 ms; A's prompt beside them costs 0.5 ms: spent.
+        var plan = Step(scheduler, t0);
+        Assert.Equal(["A", "B"], plan.Prefills.Select(c => c.Sequence.Request.Tenant).Order());
+        // B's request ended with its first token (its next one is on its way): protected still, but a pass of A's
+        // rows now delays no one.
+        Assert.DoesNotContain(scheduler.BySlot, s => s is { Request.Tenant: "B" });
+        plan = Step(scheduler, t0 + 10 * ms);
+        Assert.True(scheduler.ProtectingLight);
+        Assert.Equal(["A"], plan.Decodes.Select(d => d.Sequence.Request.Tenant));
+        Assert.Equal(0, scheduler.HeldRowsTotal);
+        // B's next request: A's row is held, its credit being spent.
+        Submit(scheduler, Request("b1", 5, maxNewTokens: 100, tenant: "B", first: 400));
+        plan = Step(scheduler, t0 + 20 * ms);
+        Assert.Empty(plan.Decodes);
+        Assert.Equal(["B"], plan.Prefills.Select(c => c.Sequence.Request.Tenant));
+        Assert.Equal(1, scheduler.HeldRowsTotal);
+    }
+
     [Fact]
     public void A_heavy_tenant_keeps_as_many_rows_as_the_largest_light_tenant_wants_however_steep_the_pass()
     {
@@ -511,8 +584,12 @@ public sealed class SchedulerTests
         var plan = Step(scheduler);
         Assert.Equal(10, plan.Prefills.Where(c => c.Sequence.Request.Tenant == "B").Sum(c => c.Count));
         Assert.Equal(44, plan.Prefills.Where(c => c.Sequence.Request.Tenant == "A").Sum(c => c.Count));
-        // Next step: B's 2 rows decode, 3 rows wide (slots 0-2, A's first prompt in one of them): 14.4 - 13 ms leaves
-        // A 14 positions.
+        // Those 4.4 ms are more than the 0.2 x 11 ms B's positions earned A: next step A's prompts wait.
+        plan = Step(scheduler);
+        Assert.Empty(plan.Prefills);
+        Assert.Equal(2, plan.Decodes.Count);
+        // B's 2 rows earned A 0.2 x 12 ms: in the step after, B's 2 rows decode, 3 rows wide (slots 0-2, A's first
+        // prompt in one of them): 14.4 - 13 ms leaves A 14 positions.
         plan = Step(scheduler);
         Assert.Equal(3, plan.DecodeWidth);
         Assert.Equal(14, plan.Prefills.Where(c => c.Sequence.Request.Tenant == "A").Sum(c => c.Count));

@@ -94,7 +94,7 @@ public sealed class MetricsTests(GatewayFixture gateway)
     {
         const string Device = "{device=\"cpu\"}";
         string[] names = [MetricNames.DecoderPasses, MetricNames.DecoderPassSeconds, MetricNames.DecoderPassRows, MetricNames.DecoderPassPrefillTokens,
-            MetricNames.DecoderProtectedSteps, MetricNames.DecoderProtectedRowLimit];
+            MetricNames.DecoderProtectedSteps, MetricNames.DecoderProtectedRowLimit, MetricNames.DecoderHeldRows];
         string before = await ScrapeAsync();
         using (var http = gateway.Client(GatewayFixture.AlphaKey))
         {
@@ -118,6 +118,7 @@ public sealed class MetricsTests(GatewayFixture gateway)
         // One tenant alone: no light tenant to protect, and the series are exported all the same.
         Assert.Equal(0, delta[MetricNames.DecoderProtectedSteps]);
         Assert.Equal(0, delta[MetricNames.DecoderProtectedRowLimit]);
+        Assert.Equal(0, delta[MetricNames.DecoderHeldRows]);
         Assert.Contains(MetricNames.DecoderProtectedSteps + Device, after, StringComparison.Ordinal);
     }
 }

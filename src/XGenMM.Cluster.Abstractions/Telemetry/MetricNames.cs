@@ -24,6 +24,7 @@ public static class MetricNames
     /// <summary>Steps run while a light tenant was protected from a heavy one, and the row limit summed over them.</summary>
     public const string DecoderProtectedSteps = "xgenmm_decoder_protected_steps_total";
     public const string DecoderProtectedRowLimit = "xgenmm_decoder_protected_row_limit_total";
+    public const string DecoderHeldRows = "xgenmm_decoder_held_rows_total";
 
     // Vision silos
     public const string VisionImagesPending = "xgenmm_vision_num_images_pending";

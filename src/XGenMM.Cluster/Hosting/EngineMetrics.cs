@@ -10,7 +10,7 @@ public sealed class EngineMetrics : IDisposable
     private volatile bool _disposed;
     private readonly Gauge _waiting, _running, _tokensWaiting, _kv, _pending;
     private readonly Counter _generated, _prefixHits, _preemptions, _mmQueries, _mmHits;
-    private readonly Counter _passes, _passSeconds, _passRows, _passPrefill, _protectedSteps, _protectedRowLimit;
+    private readonly Counter _passes, _passSeconds, _passRows, _passPrefill, _protectedSteps, _protectedRowLimit, _heldRows;
 
     public EngineMetrics(EngineHost engines, CollectorRegistry registry)
     {
@@ -30,6 +30,7 @@ public sealed class EngineMetrics : IDisposable
         _passPrefill = factory.CreateCounter(MetricNames.DecoderPassPrefillTokens, "Prompt positions prefilled by forward passes.", device);
         _protectedSteps = factory.CreateCounter(MetricNames.DecoderProtectedSteps, "Steps run while a light tenant was protected from a heavy one (Engine:Decode:SharedStepSlowdown).", device);
         _protectedRowLimit = factory.CreateCounter(MetricNames.DecoderProtectedRowLimit, "Row limit the heavy tenants were held to, summed over those steps (mean limit = this / steps).", device);
+        _heldRows = factory.CreateCounter(MetricNames.DecoderHeldRows, "Decode rows of heavy tenants held back a step while their time credit beside a light tenant was spent (Engine:Decode:SharedStepSlowdown).", device);
         _pending = factory.CreateGauge(MetricNames.VisionImagesPending, "Images accepted by the vision engine and not yet encoded.");
         _mmQueries = factory.CreateCounter(MetricNames.MmCacheQueries, "Vision encode requests (cache queries).");
         _mmHits = factory.CreateCounter(MetricNames.MmCacheHits, "Vision encode requests served by the cache or an encode in flight.");
@@ -60,6 +61,7 @@ public sealed class EngineMetrics : IDisposable
             _passPrefill.WithLabels(name).IncTo(load.PassPrefillTokensTotal);
             _protectedSteps.WithLabels(name).IncTo(load.ProtectedStepsTotal);
             _protectedRowLimit.WithLabels(name).IncTo(load.ProtectedRowLimitTotal);
+            _heldRows.WithLabels(name).IncTo(load.HeldRowsTotal);
         }
         if (_engines.Roles.Contains(Placement.SiloRoles.Vision))
         {

@@ -50,7 +50,7 @@ public sealed partial class DecodeEngine : IDisposable
         if (slots < 1)
             throw new ArgumentOutOfRangeException(nameof(options), $"KvCacheBytes {options.KvCacheBytes} is less than one slot of {perSlot} bytes ({_contextLength} positions); raise it or lower MaxSequenceLength.");
         _validator = new RequestValidator(text.VocabSize, EmbeddingDim, _contextLength);
-        _scheduler = new Scheduler(slots, options, _statistics.PassSeconds);
+        _scheduler = new Scheduler(slots, options, _statistics.PassSeconds, _statistics.PassLine);
         _runner = new ModelRunner(model, slots, _contextLength, options.CpuStep);
         _output = new OutputProcessor(tokenizer, _statistics, _logger, c => Completed?.Invoke(c));
         _load = _statistics.Snapshot(options.Name, _scheduler, _contextLength, _scheduler.PrefillBudget(0));

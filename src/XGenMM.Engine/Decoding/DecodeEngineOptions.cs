@@ -45,12 +45,14 @@ public sealed class DecodeEngineOptions
     public Dictionary<string, double> TenantWeights { get; set; } = [];
     /// <summary>Isolation of a light tenant from a heavy one on a shared decoder: every running row lengthens each
     /// decode step for all tenants, so while a tenant that wants less than its weighted share of the slots is active
-    /// beside one that wants more, the tenants over their share start new rows only while the fitted pass time at the
-    /// rows then running stays within (1 + this) of the pass time at the light tenants' rows alone (their requests
-    /// wait in the queue meanwhile; the router refuses them once that wait is over its TTFT target). Light tenants
-    /// are never held back by it, and a heavy tenant keeps at least one row. 0.2 kept a 2-stream tenant within 20% of
-    /// its throughput alone on the 2-core CPU (loadtest/results/2026-12-05-overload-calibrated); on a device whose
-    /// pass time barely grows with rows the limit is the slot count. 0 turns it off.</summary>
+    /// beside one that wants more, the tenants over their share may lengthen the light tenants' steps by this fraction
+    /// on average. Two parts: they start new rows only while the fitted pass time at the rows then running stays
+    /// within (1 + this) of the pass at the light tenants' rows alone (their requests wait in the queue meanwhile; the
+    /// router refuses them once that wait is over its TTFT target); and a time credit, earned in each step by this
+    /// fraction of the light tenants' part of it and spent by what the heavy tenants add, holds their rows and prompts
+    /// for the step while it is spent (both by the fitted pass costs). Light
+    /// tenants are never held back by it. The light tenant's throughput beside a burst is then about 1 / (1 + this)
+    /// of its own; on a device whose pass time barely grows with rows nothing is held. 0 turns it off.</summary>
     public double SharedStepSlowdown { get; set; } = 0.2;
     /// <summary>How long a tenant counts as active after its last request here, with the most rows it wanted in that
     /// time (see <see cref="SharedStepSlowdown"/>): a closed loop's next request follows the last one's end by a

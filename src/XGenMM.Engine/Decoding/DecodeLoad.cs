@@ -44,6 +44,9 @@ public sealed record DecodeLoad
     public long ProtectedStepsTotal { get; init; }
     /// <summary>The row limit summed over those steps: divided by them, the mean limit the heavy tenants were held to.</summary>
     public long ProtectedRowLimitTotal { get; init; }
+    /// <summary>Decode rows of heavy tenants held back a step while their time credit beside a light tenant was spent
+    /// (<see cref="DecodeEngineOptions.SharedStepSlowdown"/>): what the protection cost them, in tokens delayed a step.</summary>
+    public long HeldRowsTotal { get; init; }
     public long PrefixReusedTokensTotal { get; init; }
     /// <summary>Running sequences preempted (their slot taken back before they ended); 0 while the engine never
     /// preempts, as now.</summary>

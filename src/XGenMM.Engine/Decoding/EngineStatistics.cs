@@ -44,6 +44,13 @@ internal sealed class EngineStatistics
         lock (_lock) return _passes.Fitted ? _passes.Measured(rows) + _passes.SecondsPerPrefillToken * prefillTokens : 0;
     }
 
+    /// <summary>The same from the fitted line alone (<see cref="StepCostFit.Predict"/>; 0 until fitted): smooth in
+    /// the rows, where the per-count averages behind <see cref="PassSeconds"/> may be stale at a count not run lately.</summary>
+    public double PassLine(int rows, int prefillTokens)
+    {
+        lock (_lock) return _passes.Fitted ? _passes.Predict(rows, prefillTokens) : 0;
+    }
+
     /// <summary>An admitted request reused <paramref name="reused"/> of its <paramref name="positions"/> prompt positions
     /// from a parked prefix: the router scales the prompts not admitted yet by the recent fraction not reused, since
     /// only those positions are prefilled (every chat request shares at least the template's system prompt).</summary>
@@ -192,6 +199,7 @@ internal sealed class EngineStatistics
             PassPrefillTokensTotal = passPrefill,
             ProtectedStepsTotal = protectedSteps,
             ProtectedRowLimitTotal = protectedRowLimit,
+            HeldRowsTotal = scheduler.HeldRowsTotal,
             PrefixReusedTokensTotal = scheduler.ReusedTokensTotal,
             PreemptionsTotal = Scheduler.PreemptionsTotal,
             Draining = scheduler.Draining,

@@ -29,21 +29,29 @@ internal sealed class Scheduler
     private long _admissions;
     private long _reusedTotal;
 
-    private readonly Func<int, int, double>? _passSeconds;
+    private readonly Func<int, int, double>? _passSeconds, _passLine;
     /// <summary>This step's bound on the pass time and the light tenants it protects (0 and empty while no row limit
     /// applies): the heavy tenants' prompt positions are held to what the bound leaves.</summary>
     private double _stepBound;
     private HashSet<string> _light = [];
+    /// <summary>The heavy tenants' time credit in seconds (see <see cref="ChargeHeavy"/>) and whether this step holds
+    /// their rows and prompts.</summary>
+    private double _heavyCredit;
+    private bool _holdHeavy;
     /// <summary>Tenants seen with work lately: when each last had any and how many rows it wanted then (see
     /// <see cref="RowLimit"/>).</summary>
     private readonly Dictionary<string, (long At, int Demand, long PeakAt)> _recent = new(StringComparer.Ordinal);
 
     /// <param name="passSeconds">Predicted seconds of a forward pass of that many decode rows and prompt positions (the
     /// engine's fitted costs), or null (or 0) when not known: the shared row limit needs it.</param>
-    public Scheduler(int slots, DecodeEngineOptions options, Func<int, int, double>? passSeconds = null)
+    /// <param name="passLine">The same from the fitted line (fixed + per row + per position), or null: the heavy
+    /// tenants' time credit is charged by it (<see cref="ChargeHeavy"/>); <paramref name="passSeconds"/> when not
+    /// given.</param>
+    public Scheduler(int slots, DecodeEngineOptions options, Func<int, int, double>? passSeconds = null, Func<int, int, double>? passLine = null)
     {
         _options = options;
         _passSeconds = passSeconds;
+        _passLine = passLine ?? passSeconds;
         _bySlot = new Sequence?[slots];
         for (int i = 0; i < slots; i++) _freeSlots.Add(i);
         _waiting = new FairQueue<Sequence>(s => s.Cost, s => s.Request.Priority,
@@ -57,6 +65,8 @@ internal sealed class Scheduler
     /// <summary>Sequences whose slot was taken back before they ended: always 0, this scheduler never preempts (a
     /// sequence keeps its slot to the end; admission waits instead).</summary>
     public static long PreemptionsTotal => 0;
+    /// <summary>Decode rows of heavy tenants held back a step by the time credit (see <see cref="ChargeHeavy"/>).</summary>
+    public long HeldRowsTotal { get; private set; }
     /// <summary>Width of the latest decode step (see <see cref="DecodeLoad.DecodeRows"/>).</summary>
     public int LastDecodeWidth { get; private set; }
     /// <summary>Slot holders in slot order (null = free or parked).</summary>
@@ -119,22 +129,76 @@ internal sealed class Scheduler
         }
         foreach (var s in stopped) Release(s.Sequence, DecodeFinishReason.Cancelled);
 
-        // Decode rows are planned before admission: what runs now is never held back by new prompts.
-        var decodes = new List<DecodeRow>();
-        int width = 0;
-        for (int slot = 0; slot < _bySlot.Length; slot++)
-        {
-            if (_bySlot[slot] is not { State: Sequence.Phase.Running } s) continue;
-            decodes.Add(new DecodeRow(s, slot, s.Length));
-            s.Length++;
-            width = slot + 1;
-        }
-        if (width > 0) LastDecodeWidth = width;
+        // Decode rows are taken before admission: what runs now is never held back by new prompts.
+        var running = new List<Sequence>();
+        foreach (var s in _bySlot)
+            if (s is { State: Sequence.Phase.Running }) running.Add(s);
 
         var copies = new List<SlotCopy>();
-        var admitted = Admit(now, copies);
-        return new StepPlan(dropped, stopped, copies, admitted, PlanPrefills(now, PrefillBudget(decodes.Count), decodes.Count > 0 ? width : 0), decodes, width);
+        var (limit, light) = RowLimit(now);
+        if (!ProtectingLight) _heavyCredit = 0;
+        // A light tenant with work in this step (a slot, or a request that it is admitted to now): only then do the
+        // heavy tenants' rows cost it anything. While their credit is spent they are not admitted either: an
+        // admission's prefix copy and prompt embedding run on the engine thread too.
+        bool lightWorks = ProtectingLight && (_bySlot.Any(s => s is not null && light.Contains(s.Request.Tenant))
+            || _waiting.WaitingTenants.Any(light.Contains));
+        _holdHeavy = lightWorks && _heavyCredit < 0;
+        RowLimitNow = limit;
+        var admitted = Admit(now, _holdHeavy ? 0 : limit, light, copies);
+        var decodes = new List<DecodeRow>();
+        int width = 0, heldRows = 0;
+        foreach (var s in running)
+        {
+            if (_holdHeavy && !light.Contains(s.Request.Tenant))
+            {
+                heldRows++;
+                continue;
+            }
+            decodes.Add(new DecodeRow(s, s.Slot, s.Length));
+            s.Length++;
+            width = s.Slot + 1;
+        }
+        if (width > 0) LastDecodeWidth = width;
+        HeldRowsTotal += heldRows;
+        var prefills = PlanPrefills(now, PrefillBudget(decodes.Count), decodes.Count > 0 ? width : 0);
+        if (lightWorks) ChargeHeavy(decodes, prefills, light);
+        return new StepPlan(dropped, stopped, copies, admitted, prefills, decodes, width);
     }
+
+    /// <summary>
+    /// The time-credit half of the isolation (<see cref="DecodeEngineOptions.SharedStepSlowdown"/>), for a step in
+    /// which a light tenant has work. A light tenant that keeps the engine busy alone (2 closed-loop streams did,
+    /// 91-97% of the time on the 2-core CPU) loses throughput as its passes grow longer than its own would be, so the
+    /// heavy tenants may lengthen its passes, on average, by the slowdown: each step earns them the slowdown times the
+    /// light tenants' part of the pass and costs them what their rows and prompt positions add to it, by the fitted
+    /// pass line. While the credit is negative their running rows are held for the step (they keep their slots and KV)
+    /// and their prompts wait. A row limit alone held the heavy tenant to whole rows in every pass, at least as many
+    /// as the light tenant's: on this CPU each row lengthened the pass by a quarter and the light tenant lost 26-64%
+    /// of its throughput; the credit lets the heavy tenant in every few passes instead. It is charged by the fitted
+    /// costs, not by measured pass times: beside a burst the machine's other work made a light tenant's own passes
+    /// vary from 1 to 4 ms, and a credit from measured times let the burst in whenever a slow stretch had passed
+    /// (loadtest/results/2026-12-06-isolation).
+    /// </summary>
+    private void ChargeHeavy(List<DecodeRow> decodes, List<PrefillChunk> prefills, HashSet<string> light)
+    {
+        int lightRows = 0, lightPositions = 0, heavyRows = 0, heavyPositions = 0;
+        foreach (var row in decodes)
+            if (light.Contains(row.Sequence.Request.Tenant)) lightRows++;
+            else heavyRows++;
+        foreach (var chunk in prefills)
+            if (light.Contains(chunk.Sequence.Request.Tenant)) lightPositions += chunk.Count;
+            else heavyPositions += chunk.Count;
+        double alone = _passLine?.Invoke(lightRows, lightPositions) ?? 0;
+        if (!(alone > 0)) return;
+        double added = _passLine!(lightRows + heavyRows, lightPositions + heavyPositions) - alone;
+        double cap = CreditPasses * alone;
+        _heavyCredit = Math.Clamp(_heavyCredit + _options.SharedStepSlowdown * alone - added, -cap, cap);
+    }
+
+    /// <summary>How far the heavy tenants' credit may run ahead or behind, in light passes: ahead, how much they may
+    /// add at once after a stretch of light-only passes (a burst's worth of prompt in one pass would lengthen it for
+    /// the light tenant's next token); behind, how long one pass of theirs may hold them.</summary>
+    internal const double CreditPasses = 2;
 
     private List<DroppedRequest> DropWaiting(long now, bool cancelAll)
     {
@@ -153,11 +217,9 @@ internal sealed class Scheduler
         return dropped;
     }
 
-    private List<Sequence> Admit(long now, List<SlotCopy> copies)
+    private List<Sequence> Admit(long now, int limit, HashSet<string> light, List<SlotCopy> copies)
     {
         var admitted = new List<Sequence>();
-        var (limit, light) = RowLimit(now);
-        RowLimitNow = limit;
         int running = RunningRows();
         while (_waiting.Count > 0 && (_freeSlots.Count > 0 || _parked.Count > 0))
         {
@@ -402,12 +464,13 @@ internal sealed class Scheduler
         var chunks = new List<PrefillChunk>();
         var allotments = PrefillAllotments(budget);
         // Under a shared row limit the heavy tenants' prompt positions fill only what the pass-time bound leaves
-        // (at least one a step, so that they are slowed, never stopped): a burst's prefills lengthened the light
-        // tenant's steps as much as its rows did.
+        // (at least one a step while their time credit lasts, so that they are slowed, never stopped): a burst's
+        // prefills lengthened the light tenant's steps as much as its rows did. None while the credit is spent.
         int heavyLeft = int.MaxValue;
-        if (_stepBound > 0 && _passSeconds is not null)
+        bool bounded = _holdHeavy || (_stepBound > 0 && _passSeconds is not null);
+        if (bounded)
         {
-            heavyLeft = Math.Max(1, PositionsWithin(_stepBound - _passSeconds(decodeRows, 0)));
+            heavyLeft = _holdHeavy ? 0 : Math.Max(1, PositionsWithin(_stepBound - _passSeconds!(decodeRows, 0)));
             foreach (var tenant in allotments.Keys.ToList())
                 if (!_light.Contains(tenant)) allotments[tenant] = Math.Min(allotments[tenant], heavyLeft);
         }
@@ -421,7 +484,7 @@ internal sealed class Scheduler
                 int start = s.Length;
                 int count = Math.Min(budget, s.PromptPositions - start);
                 if (withinAllotment) count = Math.Min(count, allotments[s.Request.Tenant]);
-                bool heavy = _stepBound > 0 && !_light.Contains(s.Request.Tenant);
+                bool heavy = bounded && !_light.Contains(s.Request.Tenant);
                 if (heavy)
                 {
                     count = Math.Min(count, heavyLeft);
@@ -464,7 +527,7 @@ internal sealed class Scheduler
         Sequence? s = null;
         foreach (var candidate in _bySlot)
             if (candidate is { State: Sequence.Phase.Prefilling } && (allotments is null || allotments[candidate.Request.Tenant] > 0)
-                && (heavyRoom || _stepBound <= 0 || _light.Contains(candidate.Request.Tenant))
+                && (heavyRoom || _light.Contains(candidate.Request.Tenant))
                 && (s is null || candidate.AdmissionOrder < s.AdmissionOrder))
                 s = candidate;
         return s;
