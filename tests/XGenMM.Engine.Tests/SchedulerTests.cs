@@ -13,7 +13,8 @@ public sealed class SchedulerTests
 
     private static DecodeEngineOptions Options(int slots, Action<DecodeEngineOptions>? configure = null)
     {
-        var options = new DecodeEngineOptions { MaxSlots = slots, PrefillChunkTokens = 512, MinPrefixReuseTokens = 4 };
+        // The figures in the tests below are worked out for a shared step slowdown of 0.2.
+        var options = new DecodeEngineOptions { MaxSlots = slots, PrefillChunkTokens = 512, MinPrefixReuseTokens = 4, SharedStepSlowdown = 0.2 };
         configure?.Invoke(options);
         return options;
     }
@@ -402,7 +403,7 @@ public sealed class SchedulerTests
         Assert.Equal(["b0", "b1"], admitted);
     }
 
-    /// <summary>A pass of n tokens takes 10 ms + 1 ms per token: with the default slowdown of 0.2, light tenants
+    /// <summary>A pass of n tokens takes 10 ms + 1 ms per token: with the slowdown of 0.2, light tenants
     /// running 2 rows allow 4 rows in all (14 ms &lt;= 1.2 x 12 ms &lt; 15 ms).</summary>
     private static double Line(int rows, int prefillTokens) => 0.010 + 0.001 * rows + 0.0001 * prefillTokens;
 

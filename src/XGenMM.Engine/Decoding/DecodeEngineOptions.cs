@@ -53,7 +53,7 @@ public sealed class DecodeEngineOptions
     /// for the step while it is spent (both by the fitted pass costs). Light
     /// tenants are never held back by it. The light tenant's throughput beside a burst is then about 1 / (1 + this)
     /// of its own; on a device whose pass time barely grows with rows nothing is held. 0 turns it off.</summary>
-    public double SharedStepSlowdown { get; set; } = 0.2;
+    public double SharedStepSlowdown { get; set; } = 0.1;
     /// <summary>How long a tenant counts as active after its last request here, with the most rows it wanted in that
     /// time (see <see cref="SharedStepSlowdown"/>): a closed loop's next request follows the last one's end by a
     /// round trip, and the heavy tenant must not take the slots in that gap.</summary>
