@@ -39,6 +39,9 @@ public sealed class DashboardTests
         Shows("Prefill and decode time", MetricNames.PrefillTime + "_bucket", MetricNames.DecodeTime + "_bucket");
         Shows("Prefix reuse hit rate", MetricNames.PrefixCacheHits, MetricNames.PrefixCacheQueries);
         Shows("Preemptions", MetricNames.NumPreemptions);
+        Shows("forward pass time", MetricNames.DecoderPassSeconds, MetricNames.DecoderPasses);
+        Shows("per pass", MetricNames.DecoderPassRows, MetricNames.DecoderPassPrefillTokens);
+        Shows("Tenant isolation", MetricNames.DecoderProtectedSteps, MetricNames.DecoderProtectedRowLimit, MetricNames.DecoderHeldRows);
         // GPUs through the NVIDIA DCGM exporter's own names; on CPU they have no series and the panels say so.
         Shows("GPU utilization", "DCGM_FI_DEV_GPU_UTIL");
         Shows("GPU memory", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE");
