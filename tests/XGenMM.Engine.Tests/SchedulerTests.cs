@@ -403,6 +403,15 @@ public sealed class SchedulerTests
         Assert.Equal(["b0", "b1"], admitted);
     }
 
+    /// <summary>Tenant A's burst of 20 requests (prompts of <paramref name="aPrompt"/> positions), then tenant B's two
+    /// 5-position requests: B light beside A heavy.</summary>
+    private static void BurstBesideTwoStreams(Scheduler scheduler, int maxNewTokens, int aPrompt = 5)
+    {
+        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", aPrompt, maxNewTokens, tenant: "A", first: 10 * i));
+        Submit(scheduler, Request("b0", 5, maxNewTokens, tenant: "B", first: 300));
+        Submit(scheduler, Request("b1", 5, maxNewTokens, tenant: "B", first: 400));
+    }
+
     /// <summary>A pass of n tokens takes 10 ms + 1 ms per token: with the slowdown of 0.2, light tenants
     /// running 2 rows allow 4 rows in all (14 ms &lt;= 1.2 x 12 ms &lt; 15 ms).</summary>
     private static double Line(int rows, int prefillTokens) => 0.010 + 0.001 * rows + 0.0001 * prefillTokens;
@@ -412,9 +421,7 @@ public sealed class SchedulerTests
     {
         var scheduler = new Scheduler(16, Options(16, o => o.MaxWaitingRequests = 1000), Line);
         long t0 = Now();
-        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 100, tenant: "A", first: 10 * i));
-        Submit(scheduler, Request("b0", 5, maxNewTokens: 100, tenant: "B", first: 300));
-        Submit(scheduler, Request("b1", 5, maxNewTokens: 100, tenant: "B", first: 400));
+        BurstBesideTwoStreams(scheduler, maxNewTokens: 100);
         var plan = Step(scheduler, t0);
         Assert.Equal(2, plan.Admitted.Count(s => s.Request.Tenant == "A"));
         Assert.Equal(2, plan.Admitted.Count(s => s.Request.Tenant == "B"));
@@ -483,9 +490,7 @@ public sealed class SchedulerTests
     public void Beside_a_light_tenant_the_heavy_one_lengthens_its_passes_by_the_slowdown_on_average_and_is_held_in_between()
     {
         var scheduler = new Scheduler(16, Options(16, o => o.MaxWaitingRequests = 1000), Steep);
-        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 1000, tenant: "A", first: 10 * i));
-        Submit(scheduler, Request("b0", 5, maxNewTokens: 1000, tenant: "B", first: 300));
-        Submit(scheduler, Request("b1", 5, maxNewTokens: 1000, tenant: "B", first: 400));
+        BurstBesideTwoStreams(scheduler, maxNewTokens: 1000);
         double light = 0, all = 0;
         int withA = 0, withoutA = 0;
         for (int step = 0; step < 200; step++)
@@ -515,9 +520,7 @@ public sealed class SchedulerTests
         // Line: 10 ms + 1 ms a row. The limit holds A to 2 rows (14 ms <= 1.2 x 12 ms), and those 2 ms are within
         // the 2.4 ms the slowdown allows: the credit never runs out.
         var scheduler = new Scheduler(16, Options(16, o => o.MaxWaitingRequests = 1000), Line);
-        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 4000, tenant: "A", first: 10 * i));
-        Submit(scheduler, Request("b0", 5, maxNewTokens: 4000, tenant: "B", first: 300));
-        Submit(scheduler, Request("b1", 5, maxNewTokens: 4000, tenant: "B", first: 400));
+        BurstBesideTwoStreams(scheduler, maxNewTokens: 4000);
         Step(scheduler);
         for (int step = 0; step < 800; step++) Assert.Equal(4, Step(scheduler).Decodes.Count);
         Assert.Equal(0, scheduler.HeldRowsTotal);
@@ -577,9 +580,7 @@ public sealed class SchedulerTests
     public void Under_the_row_limit_the_heavy_tenant_s_prompts_fill_only_what_the_pass_bound_leaves()
     {
         var scheduler = new Scheduler(16, Options(16, o => o.MaxWaitingRequests = 1000), Line);
-        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 100, maxNewTokens: 100, tenant: "A", first: 10 * i));
-        Submit(scheduler, Request("b0", 5, maxNewTokens: 100, tenant: "B", first: 300));
-        Submit(scheduler, Request("b1", 5, maxNewTokens: 100, tenant: "B", first: 400));
+        BurstBesideTwoStreams(scheduler, maxNewTokens: 100, aPrompt: 100);
         // Bound 1.2 x (10 + 2 x 1) ms = 14.4 ms. First step, no decode row yet: 4.4 ms of prompt = 44 positions for A
         // (B's 10 positions are not held to it).
         var plan = Step(scheduler);

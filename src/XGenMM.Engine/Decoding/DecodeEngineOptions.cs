@@ -50,9 +50,9 @@ public sealed class DecodeEngineOptions
     /// within (1 + this) of the pass at the light tenants' rows alone (their requests wait in the queue meanwhile; the
     /// router refuses them once that wait is over its TTFT target); and a time credit, earned in each step by this
     /// fraction of the light tenants' part of it and spent by what the heavy tenants add, holds their rows and prompts
-    /// for the step while it is spent (both by the fitted pass costs). Light
-    /// tenants are never held back by it. The light tenant's throughput beside a burst is then about 1 / (1 + this)
-    /// of its own; on a device whose pass time barely grows with rows nothing is held. 0 turns it off.</summary>
+    /// for the step while it is spent (both by the fitted pass costs). Light tenants are never held back by it. The
+    /// light tenant's throughput beside a burst is then about 1 / (1 + this) of its own; on a device whose pass time
+    /// barely grows with rows nothing is held. 0 turns it off.</summary>
     public double SharedStepSlowdown { get; set; } = 0.1;
     /// <summary>How long a tenant counts as active after its last request here, with the most rows it wanted in that
     /// time (see <see cref="SharedStepSlowdown"/>): a closed loop's next request follows the last one's end by a

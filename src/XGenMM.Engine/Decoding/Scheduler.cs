@@ -129,11 +129,6 @@ internal sealed class Scheduler
         }
         foreach (var s in stopped) Release(s.Sequence, DecodeFinishReason.Cancelled);
 
-        // Decode rows are taken before admission: what runs now is never held back by new prompts.
-        var running = new List<Sequence>();
-        foreach (var s in _bySlot)
-            if (s is { State: Sequence.Phase.Running }) running.Add(s);
-
         var copies = new List<SlotCopy>();
         var (limit, light) = RowLimit(now);
         if (!ProtectingLight) _heavyCredit = 0;
@@ -145,10 +140,13 @@ internal sealed class Scheduler
         _holdHeavy = lightWorks && _heavyCredit < 0;
         RowLimitNow = limit;
         var admitted = Admit(now, _holdHeavy ? 0 : limit, light, copies);
+        // Every running sequence decodes (admission only moves parked prefixes and adds prefilling sequences, so these
+        // are the ones running before it): what runs now is never held back by new prompts, only by the credit.
         var decodes = new List<DecodeRow>();
         int width = 0, heldRows = 0;
-        foreach (var s in running)
+        foreach (var s in _bySlot)
         {
+            if (s is not { State: Sequence.Phase.Running }) continue;
             if (_holdHeavy && !light.Contains(s.Request.Tenant))
             {
                 heldRows++;
