@@ -51,9 +51,14 @@ public sealed class DecodeEngineOptions
     /// router refuses them once that wait is over its TTFT target); and a time credit, earned in each step by this
     /// fraction of the light tenants' part of it and spent by what the heavy tenants add, holds their rows and prompts
     /// for the step while it is spent (both by the fitted pass costs). Light tenants are never held back by it. The
-    /// light tenant's throughput beside a burst is then about 1 / (1 + this) of its own; on a device whose pass time
-    /// barely grows with rows nothing is held. 0 turns it off.</summary>
-    public double SharedStepSlowdown { get; set; } = 0.1;
+    /// light tenant's throughput beside a burst is then about 1 / (1 + this) of its own, less what the heavy tenant's
+    /// traffic costs outside the engine. It trades the heavy tenant's throughput for the light one's: where a light
+    /// tenant keeps the engine busy alone (2 streams did on the 2-core CPU), the heavy tenant runs only in its gaps and
+    /// in this fraction of its steps. The default 0.01 kept a 2-stream tenant within 20% of its throughput alone beside
+    /// a 4x burst on the 2-core CPU (0.1 did not: the fitted line prices a row there at about half its cost, and the
+    /// burst's HTTP traffic slows the engine's threads too); where rows are cheap (a GPU) raise it to let the heavy
+    /// tenant batch beside the light one. 0 turns it off.</summary>
+    public double SharedStepSlowdown { get; set; } = 0.01;
     /// <summary>How long a tenant counts as active after its last request here, with the most rows it wanted in that
     /// time (see <see cref="SharedStepSlowdown"/>): a closed loop's next request follows the last one's end by a
     /// round trip, and the heavy tenant must not take the slots in that gap.</summary>
