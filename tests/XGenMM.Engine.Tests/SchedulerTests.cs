@@ -552,6 +552,42 @@ public sealed class SchedulerTests
     }
 
     [Fact]
+    public void A_light_request_that_finds_every_slot_taken_lets_the_heavy_rows_run_until_one_frees_then_holds_them()
+    {
+        var scheduler = new Scheduler(8, Options(8, o => o.MaxWaitingRequests = 1000), Steep);
+        long t0 = Now(), ms = Stopwatch.Frequency / 1000;
+        // A fills the 8 slots with answers of 10, 20, ... 80 tokens, 16 more of its requests pressing.
+        for (int i = 0; i < 24; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 10 + 10 * (i % 8), tenant: "A", first: 10 * i));
+        Step(scheduler, t0);
+        Assert.All(scheduler.BySlot, s => Assert.Equal("A", s!.Request.Tenant));
+        Submit(scheduler, Request("b0", 5, maxNewTokens: 100, tenant: "B", first: 300));
+        Submit(scheduler, Request("b1", 5, maxNewTokens: 100, tenant: "B", first: 400));
+
+        // While a request of B's waits for a slot, A's rows run however spent its credit (held, they would never end
+        // and free one); B takes the slots A's first two answers leave, after 10 and 20 tokens.
+        int step = 1;
+        while (scheduler.BySlot.Count(s => s is { Request.Tenant: "B" }) < 2)
+        {
+            int aRunning = scheduler.BySlot.Count(s => s is { Request.Tenant: "A", State: Sequence.Phase.Running });
+            var plan = Step(scheduler, t0 + step++ * ms);
+            Assert.True(scheduler.ProtectingLight);
+            Assert.DoesNotContain(plan.Admitted, s => s.Request.Tenant == "A");
+            // From the step that admits B's second request on, nothing of B's waits: A is held from there.
+            if (scheduler.BySlot.Count(s => s is { Request.Tenant: "B" }) < 2)
+                Assert.Equal(aRunning, plan.Decodes.Count(d => d.Sequence.Request.Tenant == "A"));
+            Assert.True(step <= 22, $"B still waiting after {step} steps");
+        }
+        // Held only in the step that admitted B's second request: A's 6 rows.
+        Assert.Equal(6, scheduler.HeldRowsTotal);
+
+        // Both of B's requests have slots: A's six remaining rows are held while its credit is spent.
+        for (int i = 0; i < 5; i++) Step(scheduler, t0 + step++ * ms);
+        var held = Step(scheduler, t0 + step++ * ms);
+        Assert.All(held.Decodes, d => Assert.Equal("B", d.Sequence.Request.Tenant));
+        Assert.True(scheduler.HeldRowsTotal >= 12);
+    }
+
+    [Fact]
     public void A_heavy_tenant_keeps_as_many_rows_as_the_largest_light_tenant_wants_however_steep_the_pass()
     {
         // Light tenants with 6 rows (2 each, under their share of 24 slots / 4 tenants); a pass so steep that the

@@ -140,6 +140,10 @@ internal sealed class Scheduler
         _holdHeavy = lightWorks && _heavyCredit < 0;
         RowLimitNow = limit;
         var admitted = Admit(now, _holdHeavy ? 0 : limit, light, copies);
+        // A light request still waiting found no slot: every one is taken, by heavy tenants among others, and only
+        // their ending frees one. Held, they would wait for the light tenant and it for them (on 8 slots filled by a
+        // burst of long answers, the light tenant's requests waited 60 s, until the burst's were cut off), so they run.
+        if (_holdHeavy && _waiting.WaitingTenants.Any(light.Contains)) _holdHeavy = false;
         // Every running sequence decodes (admission only moves parked prefixes and adds prefilling sequences, so these
         // are the ones running before it): what runs now is never held back by new prompts, only by the credit.
         var decodes = new List<DecodeRow>();
