@@ -47,6 +47,11 @@ public sealed class TenantIsolationTests(IsolationGatewayFixture gateway)
     /// <summary>On 2 shared cores a p99 of 80 samples moves by a scheduler tick or two between runs of the same load:
     /// the bound is 1.5x B alone plus this much.</summary>
     private const double TtftSlackSeconds = 0.03;
+    /// <summary>The targets for B beside A's burst: TTFT p99 within this ratio of alone, throughput at most this
+    /// much lower.</summary>
+    private const double TtftRatio = 1.5, ThroughputLoss = 0.2;
+    /// <summary>Alone-then-with-A measurements tried before the targets count as missed (why: at the assertion).</summary>
+    private const int Attempts = 3;
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -144,36 +149,53 @@ public sealed class TenantIsolationTests(IsolationGatewayFixture gateway)
 
     [Fact(Timeout = 300_000)]
     [Trait("Category", "E2E")]
-    public async Task While_A_bursts_at_4x_the_slots_only_A_is_refused_and_Bs_ttft_and_throughput_are_measured()
+    public async Task While_A_bursts_at_4x_the_slots_only_A_is_refused_and_B_keeps_its_ttft_and_throughput()
     {
         await RunBAsync("warm-up");
         double overShareBefore = await gateway.MetricAsync("xgenmm_requests_rejected_total", "{reason=\"tenant_over_share\"}");
-        var (alone, aloneRate) = await RunBAsync("alone");
-
-        // A asks for answers as long as the gateway allows (the fixture's MaxCompletionTokens): its excess, rounds of
-        // the rows it may hold, is then predicted over the TTFT target at any speed this CPU reaches. With answers as
-        // short as B's, a fast run predicted A's queue within the target, so A's excess waited (which is allowed) and
-        // the refusal path went untested.
         var decoder = Assert.Single(await gateway.App.Services.GetRequiredService<IClusterChat>().GetDecodersAsync(Ct));
-        const int aAnswerTokens = IsolationGatewayFixture.MaxCompletionTokens;
-        using var stop = new CancellationTokenSource();
-        var burst = BurstAAsync(aAnswerTokens, stop.Token);
-        // A fills the decoder before B starts again: every slot held and more of A's requests pressing.
-        await Task.Delay(TimeSpan.FromSeconds(2), Ct);
-        var (withA, withARate) = await RunBAsync("with-a");
-        await stop.CancelAsync();
-        var a = await burst;
+        var a = new List<Outcome>();
+        var attempts = new List<string>();
+        bool met = false;
+        for (int attempt = 1; attempt <= Attempts && !met; attempt++)
+        {
+            // Past the decoder's ShareLinger (1 s), so that A's last burst neither holds rows nor counts as active.
+            if (attempt > 1) await Task.Delay(TimeSpan.FromSeconds(1.5), Ct);
+            var (alone, aloneRate) = await RunBAsync("alone");
 
-        Assert.All(alone.Concat(withA), o => Assert.Equal(HttpStatusCode.OK, o.Status));
-        Assert.All(alone.Concat(withA), o => Assert.False(double.IsNaN(o.TtftSeconds)));
-        double p99Alone = P99(alone), p99WithA = P99(withA);
-        string figures = string.Create(CultureInfo.InvariantCulture,
-            $"B alone: TTFT p99 {p99Alone * 1000:0} ms, {aloneRate:0.00} req/s; with A: TTFT p99 {p99WithA * 1000:0} ms, {withARate:0.00} req/s; A ({AUsers} users, {aAnswerTokens}-token answers, decode step {decoder.DecodeStepSeconds * 1000:0.0} ms with B alone): {a.Count(o => o.Status == HttpStatusCode.OK)} served, {a.Count(o => o.Code == "tenant_over_share")} tenant_over_share, {a.Count(o => o.Code == "over_capacity")} over_capacity");
-        TestContext.Current.TestOutputHelper?.WriteLine(figures);
+            // A asks for answers as long as the gateway allows (the fixture's MaxCompletionTokens): its excess, rounds
+            // of the rows it may hold, is then predicted over the TTFT target at any speed this CPU reaches. With
+            // answers as short as B's, a fast run predicted A's queue within the target, so A's excess waited (which
+            // is allowed) and the refusal path went untested.
+            using var stop = new CancellationTokenSource();
+            var burst = BurstAAsync(IsolationGatewayFixture.MaxCompletionTokens, stop.Token);
+            // A fills the decoder before B starts again: every slot held and more of A's requests pressing.
+            await Task.Delay(TimeSpan.FromSeconds(2), Ct);
+            var (withA, withARate) = await RunBAsync("with-a");
+            await stop.CancelAsync();
+            var aNow = await burst;
+            a.AddRange(aNow);
 
-        // A's users retry 50 ms after a refusal, some 200 requests a second: over a long run that also exhausts its
-        // (high) requests-per-minute limit, a refusal of A's own as well.
-        // A was really bursting: served while B ran, and its excess refused as over its share, with Retry-After.
+            Assert.All(alone.Concat(withA), o => Assert.Equal(HttpStatusCode.OK, o.Status));
+            Assert.All(alone.Concat(withA), o => Assert.False(double.IsNaN(o.TtftSeconds)));
+            double p99Alone = P99(alone), p99WithA = P99(withA);
+            met = withARate >= (1 - ThroughputLoss) * aloneRate && p99WithA <= TtftRatio * p99Alone + TtftSlackSeconds;
+            attempts.Add(string.Create(CultureInfo.InvariantCulture,
+                $"attempt {attempt}: B alone TTFT p99 {p99Alone * 1000:0} ms, {aloneRate:0.00} req/s; with A TTFT p99 {p99WithA * 1000:0} ms ({p99WithA / p99Alone:0.00}x), {withARate:0.00} req/s ({withARate / aloneRate:0.00}x); A ({AUsers} users, {IsolationGatewayFixture.MaxCompletionTokens}-token answers, decode step {decoder.DecodeStepSeconds * 1000:0.0} ms with B alone): {aNow.Count(o => o.Status == HttpStatusCode.OK)} served, {aNow.Count(o => o.Code == "tenant_over_share")} tenant_over_share, {aNow.Count(o => o.Code == "over_capacity")} over_capacity"));
+            TestContext.Current.TestOutputHelper?.WriteLine(attempts[^1]);
+        }
+        string figures = string.Join("; ", attempts);
+
+        // The targets: B's TTFT p99 within 1.5x of alone (plus a tick of slack) and its throughput within 20%.
+        // Up to three attempts, because the test shares the 2 cores with the other test assemblies, whose load moves
+        // between B's alone and with-A phases by more than the 20% measured (the load test measures the default over
+        // 5 rounds: loadtest/results/2026-12-07-isolation). With the isolation off (SharedStepSlowdown 0) B lost
+        // 49-80% of its throughput and its TTFT p99 grew 2-13x in each of 6 attempts (two runs).
+        Assert.True(met, figures);
+
+        // A was really bursting: served, and its excess refused as over its share, with Retry-After. A's users retry
+        // 50 ms after a refusal, some 200 requests a second: over a long run that also exhausts its (high)
+        // requests-per-minute limit, a refusal of A's own as well.
         Assert.True(a.Any(o => o.Status == HttpStatusCode.OK), figures);
         var overShare = a.Where(o => o.Code == "tenant_over_share").ToList();
         Assert.NotEmpty(overShare);
@@ -181,10 +203,5 @@ public sealed class TenantIsolationTests(IsolationGatewayFixture gateway)
         Assert.All(overShare, o => Assert.True(o.RetryAfterSeconds >= 1, "Retry-After on every 429"));
         Assert.All(a.Where(o => o.Status != HttpStatusCode.OK), o => Assert.Contains(o.Code, (string[])["tenant_over_share", "over_capacity", "rate_limit_requests"]));
         Assert.True(await gateway.MetricAsync("xgenmm_requests_rejected_total", "{reason=\"tenant_over_share\"}") >= overShareBefore + overShare.Count, figures);
-
-        // Not asserted yet: the targets (B's TTFT p99 within 1.5x of alone plus TtftSlackSeconds, B's throughput
-        // within 20%) were met in one run of two on the loaded 2-core machine (one failing run: 534 -> 3,131 ms); they
-        // are printed above so that the figures of every run are in the test output.
-        _ = TtftSlackSeconds;
     }
 }
