@@ -42,6 +42,9 @@ public sealed record GenerationRequest
     [Id(10)] public int[] ResumeTokenIds { get; init; } = [];
     /// <summary>Log probabilities on each token: null = none; 0..20 = the sampled token's and that many alternatives.</summary>
     [Id(11)] public int? TopLogprobs { get; init; }
+    /// <summary>The router refused this tenant for its share lately (it is pressing at the door): the decoder then
+    /// never takes it for a light tenant to protect, however few of its requests got through.</summary>
+    [Id(12)] public bool TenantPressing { get; init; }
 }
 
 /// <summary>One candidate token and its log probability (natural log, of the distribution sampled from).</summary>

@@ -165,7 +165,7 @@ public sealed partial class ClusterChat : IClusterChat, IDisposable
                 attempts = _options.MaxRecoveryAttempts + 1;
                 continue;
             }
-            var attempt = request with { ResumeTokenIds = [.. request.ResumeTokenIds, .. produced] };
+            var attempt = request with { ResumeTokenIds = [.. request.ResumeTokenIds, .. produced], TenantPressing = Pressing(request.Tenant) };
             // Calibration of the capacity model: what it predicted for the decoder chosen, against the first token's
             // arrival here (docs/architecture.md, "Admission control"; loadtest/results/2026-12-05-overload-calibrated).
             var calibration = admitTokens >= 0 && logger.IsEnabled(LogLevel.Debug)

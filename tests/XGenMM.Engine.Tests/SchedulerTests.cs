@@ -459,6 +459,25 @@ public sealed class SchedulerTests
     }
 
     [Fact]
+    public void A_tenant_the_router_marks_as_pressing_is_not_light_however_few_of_its_requests_got_through()
+    {
+        var scheduler = new Scheduler(16, Options(16, o => { o.MaxWaitingRequests = 1000; o.ShareLinger = TimeSpan.FromSeconds(1); }), Line);
+        long t0 = Now(), ms = Stopwatch.Frequency / 1000;
+        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 1000, tenant: "A", first: 10 * i));
+        // B got 2 requests through, the rest refused at the door: the router says so on them.
+        Submit(scheduler, Request("b0", 5, maxNewTokens: 1000, tenant: "B", first: 300) with { TenantPressing = true });
+        Submit(scheduler, Request("b1", 5, maxNewTokens: 1000, tenant: "B", first: 400));
+        var plan = Step(scheduler, t0);
+        Assert.False(scheduler.ProtectingLight);
+        Assert.Equal(16, plan.Admitted.Count);
+        for (int i = 1; i <= 10; i++) Step(scheduler, t0 + 50 * i * ms);
+        Assert.False(scheduler.ProtectingLight);
+        // A linger time after B's last pressing request, B's 2 rows against A's 14 running and 6 waiting are light again.
+        Step(scheduler, t0 + 1100 * ms);
+        Assert.True(scheduler.ProtectingLight);
+    }
+
+    [Fact]
     public void Without_a_light_tenant_or_a_measured_pass_there_is_no_row_limit()
     {
         // Both tenants want more than their share: the shares split the slots, every slot runs.

@@ -53,6 +53,7 @@ internal sealed partial class DecoderGrain(EngineHost engines, IGrainFactory gra
             Priority = WireMaps.ToEngine(request.Priority),
             ResumeTokenIds = request.ResumeTokenIds,
             TopLogprobs = request.TopLogprobs,
+            TenantPressing = request.TenantPressing,
         };
         IAsyncEnumerator<DecodeEvent> stream;
         try

@@ -33,6 +33,9 @@ public sealed record DecodeRequest
     /// <summary>Log probabilities on each token event: null = none; 0..<see cref="MaxTopLogprobs"/> = the sampled
     /// token's log probability and that many most likely alternatives (see <see cref="DecodeEvent.Logprob"/>).</summary>
     public int? TopLogprobs { get; init; }
+    /// <summary>The router refused this tenant for its share lately: the scheduler does not take it for a light tenant
+    /// (<see cref="DecodeEngineOptions.SharedStepSlowdown"/>) for <see cref="DecodeEngineOptions.ShareLinger"/> after.</summary>
+    public bool TenantPressing { get; init; }
 
     public const int MaxTopLogprobs = 20;
 }

@@ -41,6 +41,9 @@ internal sealed class Scheduler
     /// <summary>Tenants seen with work lately: when each last had any and how many rows it wanted then (see
     /// <see cref="RowLimit"/>).</summary>
     private readonly Dictionary<string, (long At, int Demand, long PeakAt)> _recent = new(StringComparer.Ordinal);
+    /// <summary>When each tenant last sent a request that the router marked as pressing (refused for its share lately,
+    /// <see cref="DecodeRequest.TenantPressing"/>): such a tenant is not light for the linger time after.</summary>
+    private readonly Dictionary<string, long> _pressingAt = new(StringComparer.Ordinal);
 
     /// <param name="passSeconds">Predicted seconds of a forward pass of that many decode rows and prompt positions (the
     /// engine's fitted costs), or null (or 0) when not known: the shared row limit needs it.</param>
@@ -117,7 +120,11 @@ internal sealed class Scheduler
     /// </summary>
     public StepPlan Schedule(long now, bool cancelAll)
     {
-        while (_incoming.TryDequeue(out var incoming)) _waiting.Enqueue(incoming, incoming.Request.Tenant);
+        while (_incoming.TryDequeue(out var incoming))
+        {
+            _waiting.Enqueue(incoming, incoming.Request.Tenant);
+            if (incoming.Request.TenantPressing) _pressingAt[incoming.Request.Tenant] = now;
+        }
         var dropped = DropWaiting(now, cancelAll);
         var stopped = new List<StoppedSequence>();
         foreach (var s in _bySlot)
@@ -297,7 +304,11 @@ internal sealed class Scheduler
     /// that gap (those rows are kept free for it within the limit). A tenant is light only while it also wants at most
     /// <see cref="LightRatio"/> of the heaviest tenant's rows (by weight): two tenants near their shares (a 1:1 sweep)
     /// swapped light and heavy from one request to the next, and the one found heavy was held to a few rows while its
-    /// admitted requests queued for seconds. Returns the limit (the slot count when none applies) and the light tenants.
+    /// admitted requests queued for seconds. Nor is a tenant light while the router marks its requests as pressing
+    /// (<see cref="DecodeRequest.TenantPressing"/>, within the linger time): a tenant refused at the door wants more
+    /// than the few rows that got through. In a 1:1 flood at 10x the first wave of a point let 15 of one tenant's
+    /// requests through and 4 of the other's, which then looked light, and the first tenant's were held for up to
+    /// 0.7 s. Returns the limit (the slot count when none applies) and the light tenants.
     /// </summary>
     internal const double LightRatio = 0.25;
 
@@ -315,6 +326,7 @@ internal sealed class Scheduler
             if (!_recent.TryGetValue(tenant, out var seen) || rows >= seen.Demand || now - seen.PeakAt > linger) _recent[tenant] = (now, rows, now);
             else _recent[tenant] = (now, seen.Demand, seen.PeakAt);
         foreach (var tenant in _recent.Where(r => now - r.Value.At > linger).Select(r => r.Key).ToList()) _recent.Remove(tenant);
+        foreach (var tenant in _pressingAt.Where(p => now - p.Value > linger).Select(p => p.Key).ToList()) _pressingAt.Remove(tenant);
         _stepBound = 0;
         _light = light;
         ProtectingLight = false;
@@ -327,7 +339,7 @@ internal sealed class Scheduler
         foreach (var (tenant, seen) in _recent)
         {
             double perWeight = seen.Demand / WeightOf(tenant);
-            if (seen.Demand < slots * WeightOf(tenant) / weights && perWeight <= LightRatio * heaviest)
+            if (seen.Demand < slots * WeightOf(tenant) / weights && perWeight <= LightRatio * heaviest && !_pressingAt.ContainsKey(tenant))
             {
                 light.Add(tenant);
                 lightRows += seen.Demand;
