@@ -189,7 +189,7 @@ public sealed class TenantIsolationTests(IsolationGatewayFixture gateway)
         // The targets: B's TTFT p99 within 1.5x of alone (plus a tick of slack) and its throughput within 20%.
         // Up to three attempts, because the test shares the 2 cores with the other test assemblies, whose load moves
         // between B's alone and with-A phases by more than the 20% measured (the load test measures the default over
-        // 5 rounds: loadtest/results/2026-12-07-isolation). With the isolation off (SharedStepSlowdown 0) B lost
+        // 11 rounds: loadtest/results/2026-12-07-isolation). With the isolation off (SharedStepSlowdown 0) B lost
         // 49-80% of its throughput and its TTFT p99 grew 2-13x in each of 6 attempts (two runs).
         Assert.True(met, figures);
 
