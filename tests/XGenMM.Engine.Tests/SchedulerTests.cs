@@ -404,11 +404,12 @@ public sealed class SchedulerTests
     }
 
     /// <summary>Tenant A's burst of 20 requests (prompts of <paramref name="aPrompt"/> positions), then tenant B's two
-    /// 5-position requests: B light beside A heavy.</summary>
-    private static void BurstBesideTwoStreams(Scheduler scheduler, int maxNewTokens, int aPrompt = 5)
+    /// 5-position requests: B light beside A heavy, unless the router marked B's first one as pressing
+    /// (<paramref name="bPressing"/>).</summary>
+    private static void BurstBesideTwoStreams(Scheduler scheduler, int maxNewTokens, int aPrompt = 5, bool bPressing = false)
     {
         for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", aPrompt, maxNewTokens, tenant: "A", first: 10 * i));
-        Submit(scheduler, Request("b0", 5, maxNewTokens, tenant: "B", first: 300));
+        Submit(scheduler, Request("b0", 5, maxNewTokens, tenant: "B", first: 300) with { TenantPressing = bPressing });
         Submit(scheduler, Request("b1", 5, maxNewTokens, tenant: "B", first: 400));
     }
 
@@ -463,10 +464,8 @@ public sealed class SchedulerTests
     {
         var scheduler = new Scheduler(16, Options(16, o => { o.MaxWaitingRequests = 1000; o.ShareLinger = TimeSpan.FromSeconds(1); }), Line);
         long t0 = Now(), ms = Stopwatch.Frequency / 1000;
-        for (int i = 0; i < 20; i++) Submit(scheduler, Request($"a{i}", 5, maxNewTokens: 1000, tenant: "A", first: 10 * i));
         // B got 2 requests through, the rest refused at the door: the router says so on them.
-        Submit(scheduler, Request("b0", 5, maxNewTokens: 1000, tenant: "B", first: 300) with { TenantPressing = true });
-        Submit(scheduler, Request("b1", 5, maxNewTokens: 1000, tenant: "B", first: 400));
+        BurstBesideTwoStreams(scheduler, maxNewTokens: 1000, bPressing: true);
         var plan = Step(scheduler, t0);
         Assert.False(scheduler.ProtectingLight);
         Assert.Equal(16, plan.Admitted.Count);
